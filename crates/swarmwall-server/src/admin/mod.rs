@@ -1,0 +1,1 @@
+//! Admin listener: JSON API, dashboard, `/metrics`, OpenAPI description.

@@ -1,0 +1,1 @@
+//! Hash-chained, append-only JSON-lines security event log and its verifier.

@@ -1,0 +1,8 @@
+//! The `[security]` section of the configuration file.
+
+use serde::Deserialize;
+
+/// `[security]` keys (see README, "Configuration reference").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {}

@@ -1,0 +1,8 @@
+//! The `[server]` section of the configuration file.
+
+use serde::Deserialize;
+
+/// `[server]` keys (see README, "Configuration reference").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {}

@@ -1,0 +1,8 @@
+//! The `[store]` section of the configuration file.
+
+use serde::Deserialize;
+
+/// `[store]` keys (see README, "Configuration reference").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {}

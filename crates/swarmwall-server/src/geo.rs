@@ -1,0 +1,1 @@
+//! GeoIP (MaxMind DB) country policies and impossible-travel detection.

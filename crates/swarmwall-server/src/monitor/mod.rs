@@ -1,0 +1,1 @@
+//! `swarmwall monitor`: watch known swarms for the operator's own egress addresses.

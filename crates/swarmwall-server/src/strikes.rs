@@ -1,0 +1,1 @@
+//! Graduated response: strikes per account (or client address), incidents per burst, suspensions.

@@ -1,0 +1,10 @@
+//! One module per subcommand.
+
+pub(crate) mod audit;
+pub(crate) mod inspect;
+pub(crate) mod monitor;
+pub(crate) mod probe;
+pub(crate) mod serve;
+pub(crate) mod store;
+pub(crate) mod strikes;
+pub(crate) mod user;

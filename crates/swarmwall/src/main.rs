@@ -1,0 +1,61 @@
+//! The `swarmwall` command: thin subcommands over `swarmwall-server`, `swarmwall-capture` and
+//! `swarmwall-core`. Each subcommand lives in `cli/<name>.rs` with its clap arguments and a
+//! `run` function returning the process exit code.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// swarmwall: a SOCKS5 proxy that keeps BitTorrent off your servers.
+#[derive(Debug, Parser)]
+#[command(name = "swarmwall", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the SOCKS5 proxy.
+    Serve(cli::serve::ServeArgs),
+    /// Check a configuration file and report errors with file, line and key.
+    CheckConfig(cli::serve::CheckConfigArgs),
+    /// Classify the flows of pcap/pcapng captures offline.
+    Inspect(cli::inspect::InspectArgs),
+    /// Manage accounts (add, passwd, remove, list, disable, totp).
+    User(cli::user::UserArgs),
+    /// Verify the hash chain of a security event log.
+    Audit(cli::audit::AuditArgs),
+    /// List or clear strikes (graduated response).
+    Strikes(cli::strikes::StrikesArgs),
+    /// State store maintenance (migrate between embedded and Redis).
+    Store(cli::store::StoreArgs),
+    /// Actively test a SOCKS5 node with synthetic BitTorrent traffic and benign controls.
+    Probe(cli::probe::ProbeArgs),
+    /// Watch known swarms for the operator's own egress addresses.
+    Monitor(cli::monitor::MonitorArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => cli::serve::run(args),
+        Command::CheckConfig(args) => cli::serve::check_config(args),
+        Command::Inspect(args) => cli::inspect::run(args),
+        Command::User(args) => cli::user::run(args),
+        Command::Audit(args) => cli::audit::run(args),
+        Command::Strikes(args) => cli::strikes::run(args),
+        Command::Store(args) => cli::store::run(args),
+        Command::Probe(args) => cli::probe::run(args),
+        Command::Monitor(args) => cli::monitor::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("swarmwall: error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
