@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# Install the packages the tests need, idempotently (root on Debian; sudo otherwise).
+# Install what the tests need, idempotently: Debian packages (root, or sudo) and the npm
+# package for the browser test. Safe to run again: it installs only what is missing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-packages=(curl python3 python3-pytest python3-libtorrent redis-server opentracker tshark chromium)
+packages=(curl openssl python3 python3-pytest python3-libtorrent redis-server opentracker
+          tshark tcpdump chromium microsocks dante-server libndpi-bin hyperfine)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The machine image ships Node.js with npm (nodesource); Debian's nodejs only if it lacks one.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
+  echo "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "installing playwright-core (npm)"
+  (cd tests/browser && npm install --no-audit --no-fund --silent)
 fi

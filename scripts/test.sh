@@ -1,8 +1,26 @@
 #!/usr/bin/env bash
-# The test command (README "Quick start"): install what the tests need, build, run every test.
+# The test command (README "Quick start"): install what the tests need, build once, then run
+# every suite: Rust unit/property/integration tests, the end-to-end suites with real clients
+# (curl, python3 SOCKS clients, python3-libtorrent, opentracker, redis-server) and the
+# dashboard test in headless Chromium. Exits non-zero if any suite fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
+
 scripts/install-test-deps.sh
-echo "== cargo test"
-cargo test --workspace --release 2>&1
-echo "== test summary: all suites passed"
+
+echo "== build"
+cargo build --workspace --all-targets --locked
+
+echo "== cargo test (unit, property and integration tests)"
+cargo test --workspace --locked
+
+export SWARMWALL_BIN="$root/target/debug/swarmwall"
+echo "== end-to-end suites (pytest, /usr/bin/python3 with python3-libtorrent)"
+/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
+
+if [ -x tests/browser/run.sh ]; then
+  echo "== dashboard in headless Chromium"
+  tests/browser/run.sh
+fi
+echo "== all suites passed"
