@@ -39,6 +39,10 @@ pub(crate) const C2S_BUDGET: usize = 4096;
 pub(crate) const S2C_BUDGET: usize = 2048;
 /// Most flights (runs of bytes in one direction) inspected (spec §5.2).
 const MAX_FLIGHTS: u8 = 4;
+/// Flights inspected once the MSE shape is complete, for the I6 scan: libtorrent's initiator
+/// sends an empty IA, so with plaintext selected the clear handshakes are flights 5 and 6
+/// (measured, `testdata/libtorrent_plaintext_selected.flow`).
+const MAX_FLIGHTS_I6: u8 = 6;
 
 /// Classifier state for one TCP flow. Feed each direction's bytes in order as they arrive;
 /// stop feeding once the verdict is final. Holds at most a few KiB per direction.
@@ -69,7 +73,12 @@ impl TcpFlow {
             return self.verdict;
         }
         if self.flights.last != Some(direction) {
-            if self.flights.count >= MAX_FLIGHTS {
+            let cap = if mse::shape(&self.flights, false) == mse::Shape::Complete {
+                MAX_FLIGHTS_I6
+            } else {
+                MAX_FLIGHTS
+            };
+            if self.flights.count >= cap {
                 // A fifth flight: decide on what the first four showed, without looking at it.
                 return self.finish_now();
             }
@@ -288,17 +297,12 @@ impl TcpFlow {
                 {
                     return bittorrent(BtForm::Mse);
                 }
-                // I6: plaintext selected, the responder's handshake in clear in flight 4.
-                let offset = usize::try_from(self.flights.len[1]).unwrap_or(usize::MAX);
-                let flight4 = s2c.get(offset..).unwrap_or_default();
-                if peer_wire::find_handshake(flight4) {
+                // I6: plaintext selected; a handshake in clear after the DH exchange, in either
+                // direction (flights 4..=6).
+                if peer_wire::find_handshake(c2s) || peer_wire::find_handshake(s2c) {
                     return bittorrent(BtForm::PeerWire);
                 }
-                if done.s2c {
-                    Step::Final(Verdict::GaveUp)
-                } else {
-                    Step::Wait(Wait::S2C)
-                }
+                Step::Wait(Wait::ANY)
             }
         }
     }

@@ -62,6 +62,21 @@ fn bt(form: BtForm) -> Verdict {
 }
 
 const CURL_HELLO: &[u8] = include_bytes!("testdata/curl_client_hello.bin");
+const LT_ANNOUNCE: &[u8] = include_bytes!("testdata/libtorrent_announce.bin");
+const LT_PLAIN: &[u8] = include_bytes!("testdata/libtorrent_plain.flow");
+const LT_RC4: &[u8] = include_bytes!("testdata/libtorrent_rc4.flow");
+const LT_PLAINTEXT_SELECTED: &[u8] = include_bytes!("testdata/libtorrent_plaintext_selected.flow");
+
+/// Parse a recorded flow (`testdata/record.py`): segments of `C`|`S`, u32 BE length, bytes.
+fn recorded(mut bytes: &[u8]) -> Vec<(Direction, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let [dir, a, b, c, d, rest @ ..] = bytes {
+        let n = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+        out.push((if *dir == b'C' { C } else { S }, rest[..n].to_vec()));
+        bytes = &rest[n..];
+    }
+    out
+}
 const CHROMIUM_HELLO: &[u8] = include_bytes!("testdata/chromium_client_hello.bin");
 
 #[test]
@@ -82,6 +97,48 @@ fn handshake_either_direction_and_split() {
     assert_eq!(
         flow.handle_data(C, &handshake(2)[1..]),
         bt(BtForm::PeerWire)
+    );
+}
+
+#[test]
+fn real_libtorrent_flows() {
+    // Plain peer wire: decided on the initiator's first 20 bytes.
+    let plain = recorded(LT_PLAIN);
+    assert_eq!(
+        check(FlowContext::proxy(40_000), &plain),
+        bt(BtForm::PeerWire)
+    );
+    // RC4-only MSE: the shape, blocked only as strictness allows.
+    let rc4 = recorded(LT_RC4);
+    assert_eq!(
+        check(with(MseStrictness::Aggressive, false), &rc4),
+        bt(BtForm::Mse)
+    );
+    assert_eq!(
+        check(with(MseStrictness::Corroborated, true), &rc4),
+        bt(BtForm::Mse)
+    );
+    assert_eq!(
+        check(with(MseStrictness::Corroborated, false), &rc4),
+        Verdict::GaveUp
+    );
+    assert_eq!(check(with(MseStrictness::Off, true), &rc4), Verdict::GaveUp);
+    // Both offered, plaintext selected (libtorrent defaults): decisive by I6 even when Off.
+    let selected = recorded(LT_PLAINTEXT_SELECTED);
+    assert_eq!(
+        check(with(MseStrictness::Off, false), &selected),
+        bt(BtForm::PeerWire)
+    );
+    // Offline, the plain flow's later messages alone (after the handshakes) are T2.
+    let later: Vec<_> = plain.iter().skip(5).cloned().collect();
+    assert_eq!(
+        check(FlowContext::offline(40_000), &later),
+        bt(BtForm::PeerWireMessages)
+    );
+    // libtorrent's own announce.
+    assert_eq!(
+        check(FlowContext::proxy(80), &[(C, LT_ANNOUNCE.to_vec())]),
+        bt(BtForm::HttpTracker)
     );
 }
 
