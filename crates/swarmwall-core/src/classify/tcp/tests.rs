@@ -611,3 +611,56 @@ proptest! {
         prop_assert!(flow.handle_idle(true).is_final());
     }
 }
+
+/// Classify every `.flow` file in `$SWARMWALL_FLOW_DIR` (written by
+/// `testdata/extract_flows.py` from captures) and print the verdict counts and every
+/// BitTorrent verdict. A measuring tool, not a pass/fail test:
+/// `SWARMWALL_FLOW_DIR=/tmp/flows cargo test -p swarmwall-core corpus_flows -- --ignored --nocapture`
+#[test]
+#[ignore = "needs SWARMWALL_FLOW_DIR with extracted flows"]
+fn corpus_flows() {
+    let Some(dir) = std::env::var_os("SWARMWALL_FLOW_DIR") else {
+        return;
+    };
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let parts: Vec<&str> = name.trim_end_matches(".flow").split("__").collect();
+        let [_, _, port, mode] = parts[..] else {
+            continue;
+        };
+        let context = FlowContext {
+            server_port: port.parse().unwrap_or(0),
+            mode: if mode == "offline" {
+                Mode::Offline
+            } else {
+                Mode::Proxy
+            },
+            mse_strictness: MseStrictness::Corroborated,
+            corroborated: false,
+        };
+        let script = recorded(&std::fs::read(&path).unwrap());
+        let verdict = run(context, &script);
+        let aggressive = run(
+            FlowContext {
+                mse_strictness: MseStrictness::Aggressive,
+                ..context
+            },
+            &script,
+        );
+        *counts.entry(verdict.label()).or_default() += 1;
+        if verdict.bittorrent_form().is_some() {
+            println!("BT {name}: {}", verdict.label());
+        } else if aggressive.bittorrent_form().is_some() {
+            *counts.entry("mse_candidate".into()).or_default() += 1;
+            println!("MSE candidate {name}");
+        }
+    }
+    println!("{counts:#?}");
+}
