@@ -167,8 +167,9 @@ impl DestinationPolicy {
                     .networks
                     .iter()
                     .any(|net| net.contains(&ip) || net.contains(&canonical));
-            if !(network_match && rule.matches_port(address.port()))
-                || !rule.matches_domain(domain.as_deref())
+            if !(network_match
+                && rule.matches_port(address.port())
+                && rule.matches_domain(domain.as_deref()))
             {
                 continue;
             }
