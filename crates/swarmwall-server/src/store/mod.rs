@@ -164,7 +164,7 @@ impl Store {
         match self {
             Self::Memory(_) => "memory".to_owned(),
             Self::Embedded(store) => format!("embedded:{}", store.path().display()),
-            Self::Redis(store) => format!("{store:?}"),
+            Self::Redis(store) => store.describe(),
         }
     }
 

@@ -105,6 +105,11 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// `redis://host:port/db (prefix P)`, without any password.
+    pub fn describe(&self) -> String {
+        format!("{} (prefix {})", self.inner.display_url, self.inner.prefix)
+    }
+
     /// True when the last call or ping succeeded.
     pub fn is_up(&self) -> bool {
         self.inner.up.load(Ordering::Relaxed)

@@ -36,6 +36,15 @@ enum StoreCommand {
         #[arg(long, default_value = "swarmwall")]
         redis_prefix: String,
     },
+    /// Measure the latency of the store calls one login makes (lockout checks for account and
+    /// client, a failure-counter update, a TOTP replay claim) and print percentiles as JSON.
+    Bench {
+        #[command(flatten)]
+        location: StoreLocation,
+        /// Logins to simulate (sequentially).
+        #[arg(long, default_value_t = 2_000)]
+        iterations: u32,
+    },
 }
 
 /// Where `swarmwall strikes` finds the state (the same choices as `swarmwall serve`).
@@ -124,5 +133,108 @@ pub(crate) fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }),
+        StoreCommand::Bench {
+            location,
+            iterations,
+        } => runtime()?.block_on(async {
+            let config = location.config()?;
+            let store = location.open(&config).await?;
+            bench(&store, iterations.max(1)).await
+        }),
     }
+}
+
+/// The auth-path sequence, `iterations` times; prints one JSON line.
+async fn bench(store: &Store, iterations: u32) -> anyhow::Result<ExitCode> {
+    use std::time::{Duration, Instant};
+
+    use swarmwall_server::store::Namespace;
+
+    let run = format!("{:08x}", rand_suffix());
+    let mut login = Vec::with_capacity(iterations as usize);
+    let mut per_op: [Vec<Duration>; 4] = Default::default();
+    for i in 0..iterations {
+        let account = format!("bench-{run}-{}", i % 64);
+        let client = format!("benchclient-{run}-{}", i % 256);
+        let now = store::unix_now_ms();
+        let started = Instant::now();
+        let mut lap = Instant::now();
+        let mut mark = |slot: usize, lap: &mut Instant| {
+            per_op[slot].push(lap.elapsed());
+            *lap = Instant::now();
+        };
+        store
+            .active_until(Namespace::LockoutAccount, &account, now)
+            .await?;
+        mark(0, &mut lap);
+        store
+            .active_until(Namespace::LockoutClient, &client, now)
+            .await?;
+        mark(1, &mut lap);
+        store
+            .record_event(
+                Namespace::AuthFailuresAccount,
+                &account,
+                now,
+                Duration::from_secs(900),
+            )
+            .await?;
+        mark(2, &mut lap);
+        store
+            .claim_once(
+                Namespace::TotpReplay,
+                &format!("{account}:{i:06}:{}", now / 30_000),
+                Duration::from_secs(90),
+                now,
+            )
+            .await?;
+        mark(3, &mut lap);
+        login.push(started.elapsed());
+    }
+    // Leave no bench state behind.
+    for i in 0..64 {
+        let account = format!("bench-{run}-{i}");
+        store
+            .clear(Namespace::AuthFailuresAccount, &account)
+            .await?;
+    }
+    let micros = |samples: &mut Vec<Duration>, q: f64| -> f64 {
+        samples.sort();
+        let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples
+            .get(index)
+            .map_or(0.0, |d| d.as_secs_f64() * 1_000_000.0)
+    };
+    let names = [
+        "active_until_account",
+        "active_until_client",
+        "record_event",
+        "claim_once",
+    ];
+    let mut ops = serde_json::Map::new();
+    for (name, samples) in names.iter().zip(per_op.iter_mut()) {
+        ops.insert(
+            (*name).to_owned(),
+            serde_json::json!({"p50_us": micros(samples, 0.5), "p99_us": micros(samples, 0.99)}),
+        );
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "store": store.describe(),
+            "iterations": iterations,
+            "login_p50_us": micros(&mut login, 0.5),
+            "login_p99_us": micros(&mut login, 0.99),
+            "operations": ops,
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A per-run tag so concurrent or repeated runs never share subjects.
+fn rand_suffix() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    nanos ^ std::process::id()
 }
