@@ -48,12 +48,16 @@ pub enum StoreBackend {
 }
 
 impl StoreBackend {
-    /// Parse `embedded`, `embedded:DIR`, `memory` or a `redis://` / `rediss://` URL.
+    /// Parse `embedded`, `embedded:DIR` (also spelled `file:DIR`), `memory` or a `redis://` /
+    /// `rediss://` URL.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         if text == "embedded" || text.is_empty() {
             Ok(Self::Embedded(None))
-        } else if let Some(dir) = text.strip_prefix("embedded:") {
+        } else if let Some(dir) = text
+            .strip_prefix("embedded:")
+            .or_else(|| text.strip_prefix("file:"))
+        {
             Ok(Self::Embedded(Some(PathBuf::from(dir))))
         } else if text == "memory" {
             Ok(Self::Memory)
