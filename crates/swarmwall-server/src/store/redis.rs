@@ -29,6 +29,9 @@ use super::value::{StoredValue, duration_ms, window_start};
 use super::{Namespace, StoreError};
 use crate::metrics::{Metrics, OperationLabels};
 
+/// Longest expiry handed to Redis (ten years): larger values overflow its integer range.
+const MAX_TTL_MS: u64 = 10 * 365 * 86_400_000;
+
 /// Most events kept per counter (as the other backends).
 const MAX_EVENTS: usize = super::value::MAX_EVENTS;
 
@@ -144,7 +147,7 @@ impl RedisStore {
                 .arg(now_ms)
                 .arg(&member)
                 .arg(start)
-                .arg(duration_ms(window).max(1))
+                .arg(duration_ms(window).clamp(1, MAX_TTL_MS))
                 .arg(MAX_EVENTS)
                 .invoke_async::<u32>(&mut con)
                 .await
@@ -241,7 +244,7 @@ impl RedisStore {
                 .key(&key)
                 .arg(entry)
                 .arg(max_entries.max(1))
-                .arg(duration_ms(ttl).max(1))
+                .arg(duration_ms(ttl).clamp(1, MAX_TTL_MS))
                 .invoke_async::<()>(&mut con)
                 .await
         })
@@ -274,7 +277,7 @@ impl RedisStore {
                 .claim_once
                 .key(&key)
                 .arg(now_ms)
-                .arg(duration_ms(ttl).max(1))
+                .arg(duration_ms(ttl).clamp(1, MAX_TTL_MS))
                 .invoke_async::<bool>(&mut con)
                 .await
         })
