@@ -933,3 +933,43 @@ async fn strikes_and_store_commands_work_on_a_live_redis() {
     let (ok, _, err) = swarmwall(&["strikes", "list", "--store", "mysql://x"]);
     assert!(!ok && err.contains("is not a store"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_starts_while_redis_is_down_and_connects_when_it_comes_up() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    redis.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    // Opening does not fail: the node must be able to start before Redis.
+    let store = open(redis.backend(), dir.path(), metrics.clone()).await;
+    let started = Instant::now();
+    assert!(
+        store
+            .set_until(Namespace::Suspension, "early", unix_now_ms() + MIN)
+            .await
+            .is_err()
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        metric_value(&metrics.encode(), "swarmwall_store_up"),
+        Some(0.0)
+    );
+    redis.restart();
+    let connected = wait_for(Duration::from_secs(20), async || {
+        store
+            .set_until(Namespace::Suspension, "early", unix_now_ms() + MIN)
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(connected, "never connected after Redis came up");
+    assert!(
+        store
+            .active_until(Namespace::Suspension, "early", unix_now_ms())
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
