@@ -19,6 +19,7 @@
 //! fall back to the suspensions this node last knew.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -124,7 +125,18 @@ struct Inner {
     metrics: Option<Arc<Metrics>>,
     audit: AuditLog,
     pending: Mutex<Pending>,
+    /// True while a task replays the queue (one at a time).
+    replaying: AtomicBool,
     known_suspensions: Mutex<HashMap<String, u64>>,
+}
+
+/// Clears a flag when dropped (also when the replay future is cancelled).
+struct ResetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ResetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Incidents waiting for the store.
@@ -144,7 +156,8 @@ struct PendingIncident {
 }
 
 impl Strikes {
-    /// Engine over `store` with default thresholds, no metrics and no audit log.
+    /// Engine over `store` with default thresholds, no metrics and no audit log. Inside a
+    /// tokio runtime it starts the task that replays incidents buffered during store outages.
     pub fn new(store: Store) -> Self {
         Self::build(
             store,
@@ -163,9 +176,7 @@ impl Strikes {
         metrics: Arc<Metrics>,
         audit: AuditLog,
     ) -> Self {
-        let strikes = Self::build(store, settings.clone(), Some(metrics), audit);
-        strikes.spawn_replay();
-        strikes
+        Self::build(store, settings.clone(), Some(metrics), audit)
     }
 
     fn build(
@@ -174,16 +185,19 @@ impl Strikes {
         metrics: Option<Arc<Metrics>>,
         audit: AuditLog,
     ) -> Self {
-        Self {
+        let strikes = Self {
             inner: Arc::new(Inner {
                 store,
                 settings,
                 metrics,
                 audit,
                 pending: Mutex::new(Pending::default()),
+                replaying: AtomicBool::new(false),
                 known_suspensions: Mutex::new(HashMap::new()),
             }),
-        }
+        };
+        strikes.spawn_replay();
+        strikes
     }
 
     /// The settings in force.
@@ -210,8 +224,16 @@ impl Strikes {
             return Ok(StrikeOutcome::Counted { incidents: 0 });
         }
         if self.pending_len() > 0 {
-            // Best effort: a failure leaves the queue as it was.
-            let _ = self.replay_pending().await;
+            // The store failed recently and the replay task has not caught up yet: queue
+            // behind the earlier incidents (keeps their order, and a block never waits for a
+            // store that is known to be down).
+            return if self.buffer(subject, form, now_ms) {
+                Ok(StrikeOutcome::SameIncident)
+            } else {
+                Err(StoreError::Unavailable(
+                    "strike buffered while the state store is unreachable".into(),
+                ))
+            };
         }
         match self.record_incident(subject, form, now_ms, true).await {
             Ok(outcome) => Ok(outcome),
@@ -342,20 +364,24 @@ impl Strikes {
     /// Replay incidents buffered while the store was down, oldest first; stops at the first
     /// failure (the rest stay queued). Returns how many were replayed.
     pub async fn replay_pending(&self) -> Result<usize, StoreError> {
-        let batch: Vec<PendingIncident> = self.lock_pending().incidents.drain(..).collect();
+        if self.inner.replaying.swap(true, Ordering::AcqRel) {
+            return Ok(0); // another task is replaying
+        }
+        let _reset = ResetOnDrop(&self.inner.replaying);
         let mut replayed = 0;
-        let mut remaining = batch.into_iter();
-        while let Some(incident) = remaining.next() {
-            if let Err(error) = self
-                .record_incident(&incident.subject, incident.form, incident.now_ms, false)
-                .await
-            {
-                let mut pending = self.lock_pending();
-                let newer: Vec<_> = pending.incidents.drain(..).collect();
-                pending.incidents.push_back(incident);
-                pending.incidents.extend(remaining);
-                pending.incidents.extend(newer);
-                return Err(error);
+        // Bounded: the queue never holds more than MAX_PENDING; allow for arrivals meanwhile.
+        for _ in 0..MAX_PENDING * 2 {
+            let Some(incident) = self.lock_pending().incidents.front().cloned() else {
+                break;
+            };
+            self.record_incident(&incident.subject, incident.form, incident.now_ms, false)
+                .await?;
+            let mut pending = self.lock_pending();
+            // `clear` may have removed it meanwhile; pop only the incident just written.
+            if pending.incidents.front().is_some_and(|front| {
+                front.now_ms == incident.now_ms && front.subject == incident.subject
+            }) {
+                pending.incidents.pop_front();
             }
             replayed += 1;
         }
@@ -363,6 +389,7 @@ impl Strikes {
         if pending.incidents.is_empty() {
             pending.burst_started.clear();
         }
+        drop(pending);
         if replayed > 0 {
             tracing::info!(replayed, "buffered strikes written to the state store");
         }

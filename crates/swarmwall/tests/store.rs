@@ -699,10 +699,10 @@ async fn redis_outage_is_bounded_buffered_and_converges() {
             )
             .await
             .is_ok_and(|count| count == 2)
+            && strikes.pending_len() == 0
     })
     .await;
     assert!(converged, "buffered strikes did not arrive");
-    assert_eq!(strikes.pending_len(), 0);
     assert_eq!(
         store
             .events(
