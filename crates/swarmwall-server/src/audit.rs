@@ -9,8 +9,8 @@
 //! ```
 //!
 //! `hash` is SHA-256 over the exact bytes of the line with the `,"hash":"…"` member removed;
-//! `prev` is the previous record's `hash` (64 zeros for the first record) and `seq` counts from
-//! 1. [`verify`] recomputes the chain: an edited record fails its own hash, a removed or
+//! `prev` is the previous record's `hash` (64 zeros for the first record) and `seq` counts
+//! from one. [`verify`] recomputes the chain: an edited record fails its own hash, a removed or
 //! reordered one breaks `prev`/`seq` at the next line. Records appended after a restart
 //! continue the chain of the existing file. Client addresses are written as keyed hashes
 //! ([`crate::auth::ClientKey`]) unless pseudonymisation is turned off.
