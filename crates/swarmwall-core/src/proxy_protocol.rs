@@ -142,6 +142,11 @@ fn parse_v1(input: &[u8]) -> ParseOutcome {
     let Some(line) = window.get(V1_PREFIX.len()..end) else {
         return malformed("v1 header too short");
     };
+    // A bare LF before the CRLF is refused here as it is while the line is incomplete, so
+    // feeding bytes one at a time gives the same answer as feeding them all at once.
+    if line.contains(&b'\n') {
+        return malformed("v1 header line not ended by CRLF");
+    }
     let Ok(line) = std::str::from_utf8(line) else {
         return malformed("v1 header is not ASCII");
     };

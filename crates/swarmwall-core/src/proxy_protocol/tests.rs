@@ -105,6 +105,7 @@ fn v1_malformed() {
         b"PROXY TCP4 192.0.2.1 192.0.2.2 1234 1080\n",
         b"PROXY \xff\xfe\r\n",
         b"PROXY \r\n",
+        b"PROXY UNKNOWN \n\r\n",
     ];
     for input in bad {
         assert!(
@@ -295,5 +296,26 @@ proptest! {
         // Every strict prefix is incomplete.
         let cut = header.len() / 2;
         prop_assert_eq!(parse_header(&header[..cut]), ParseOutcome::Incomplete);
+    }
+}
+
+proptest! {
+    /// Feeding bytes one at a time reaches the answer the whole input gives.
+    #[test]
+    fn feeding_byte_by_byte_agrees(
+        v2 in any::<bool>(),
+        tail in proptest::collection::vec(prop_oneof![any::<u8>(), Just(b'\r'), Just(b'\n'), Just(b' ')], 0..160),
+    ) {
+        let mut input = if v2 { V2_SIGNATURE.to_vec() } else { b"PROXY ".to_vec() };
+        input.extend_from_slice(&tail);
+        let whole = parse_header(&input);
+        let first = (0..=input.len())
+            .map(|end| parse_header(&input[..end]))
+            .find(|outcome| *outcome != ParseOutcome::Incomplete)
+            .unwrap_or(ParseOutcome::Incomplete);
+        match (&first, &whole) {
+            (ParseOutcome::Invalid(_), ParseOutcome::Invalid(_)) => {}
+            _ => prop_assert_eq!(first, whole),
+        }
     }
 }
