@@ -22,6 +22,7 @@
 
 mod accounts;
 mod key;
+mod setup;
 pub mod totp;
 
 use std::net::IpAddr;
@@ -35,6 +36,7 @@ use zeroize::Zeroizing;
 
 pub use accounts::{Account, AccountsError, AccountsFile, HashParams, hash_password};
 pub use key::{ClientKey, KeyError, shared_mode, warn_if_shared};
+pub use setup::{DEFAULT_KEY_FILE, SecuritySetup, SetupError};
 
 use crate::audit::AuditLog;
 use crate::config::SecurityConfig;

@@ -70,8 +70,9 @@ pub struct SecurityConfig {
     /// Write keyed hashes instead of client addresses into the security event log.
     pub pseudonymise_addresses: bool,
     /// File holding the 32-byte key for keyed hashes of client addresses (hex). Created with
-    /// mode 0600 when missing. Never put the key itself in the configuration file.
-    pub secret_key_file: PathBuf,
+    /// mode 0600 when missing. Never put the key itself in the configuration file. Default:
+    /// `swarmwall-secret.key` beside the audit log (working directory when the log is off).
+    pub secret_key_file: Option<PathBuf>,
 }
 
 impl Default for SecurityConfig {
@@ -99,7 +100,7 @@ impl Default for SecurityConfig {
             audit_log: PathBuf::from("swarmwall-audit.jsonl"),
             audit_recent: 1_000,
             pseudonymise_addresses: true,
-            secret_key_file: PathBuf::from("swarmwall-secret.key"),
+            secret_key_file: None,
         }
     }
 }
