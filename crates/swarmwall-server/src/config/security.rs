@@ -4,10 +4,12 @@
 //! Every key is optional; the defaults are the secure ones (lockout on, audit log on, client
 //! addresses pseudonymised). Per-account country lists live in the accounts file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use super::ConfigError;
 
 use crate::geo::{TravelAction, UnknownLocation, is_country_code};
 
@@ -106,6 +108,35 @@ impl Default for SecurityConfig {
 }
 
 impl SecurityConfig {
+    /// Only the `[security]` section of the configuration file at `path`; other sections are
+    /// not checked (for tools such as `swarmwall user` that need nothing else).
+    pub fn load_section(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: "security".to_owned(),
+            message,
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let section = table
+            .remove("security")
+            .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+        let config: Self = section
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: path.to_owned(),
+                key: key.to_owned(),
+                message,
+            })?;
+        Ok(config)
+    }
+
     /// Check values that parse but make no sense; returns `(key, message)` for the first one.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.max_failures == 0 {
@@ -190,5 +221,25 @@ mod tests {
         let config: SecurityConfig = toml::from_str("deny_countries = [\"CN\"]").unwrap();
         assert_eq!(config.validate().unwrap_err().0, "security.geoip_database");
         assert!(toml::from_str::<SecurityConfig>("nope = 1").is_err());
+    }
+
+    #[test]
+    fn the_section_alone_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[future]\nx = 1\n[security]\nargon2_iterations = 3\n",
+        )
+        .unwrap();
+        assert_eq!(
+            SecurityConfig::load_section(&path)
+                .unwrap()
+                .argon2_iterations,
+            3
+        );
+        std::fs::write(&path, "[security]\nbogus = 1\n").unwrap();
+        let error = SecurityConfig::load_section(&path).unwrap_err().to_string();
+        assert!(error.contains("bogus"), "{error}");
     }
 }

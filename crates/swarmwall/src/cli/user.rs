@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use swarmwall_server::auth::{AccountsFile, HashParams, shared_mode, totp};
-use swarmwall_server::config::{Config, SecurityConfig};
+use swarmwall_server::config::SecurityConfig;
 use zeroize::Zeroizing;
 
 /// Arguments of `swarmwall user`.
@@ -81,7 +81,7 @@ enum UserCommand {
 /// Run `swarmwall user`.
 pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
     let security = match &args.config {
-        Some(path) => Config::load(path)?.security,
+        Some(path) => SecurityConfig::load_section(path)?,
         None => SecurityConfig::default(),
     };
     let path = args
