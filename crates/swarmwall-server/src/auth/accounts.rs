@@ -237,6 +237,25 @@ impl AccountsFile {
         Ok(())
     }
 
+    /// Load `path` (empty when missing and `create` is set), apply `change` and save, holding an
+    /// exclusive advisory lock on a `.NAME.lock` file beside it so that two concurrent
+    /// `swarmwall user` runs cannot lose each other's edits.
+    pub fn edit_locked<T>(
+        path: &Path,
+        create: bool,
+        change: impl FnOnce(&mut Self) -> Result<T, AccountsError>,
+    ) -> Result<T, AccountsError> {
+        let _lock = lock_beside(path)?;
+        let mut file = if create {
+            Self::load_or_empty(path)?
+        } else {
+            Self::load(path)?
+        };
+        let value = change(&mut file)?;
+        file.save(path)?;
+        Ok(value)
+    }
+
     /// Write the file atomically with mode 0600: a temporary file in the same directory,
     /// fsynced, renamed over `path`, then the directory fsynced.
     pub fn save(&self, path: &Path) -> Result<(), AccountsError> {
@@ -319,6 +338,28 @@ impl AccountsFile {
         }
         Ok(())
     }
+}
+
+/// Take an exclusive `flock` on `.NAME.lock` beside `path` (released on drop).
+fn lock_beside(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, AccountsError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let write_error = |source| AccountsError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(".lock");
+    let lock_path = path.with_file_name(name);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(write_error)?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| write_error(std::io::Error::from(errno)))
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -460,6 +501,13 @@ mod tests {
         assert!(verify_password(&again.accounts[0].password, b"new"));
         // No temporary file left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // Locked edits.
+        AccountsFile::edit_locked(&path, false, |file| file.add("zed", b"pw", &FAST)).unwrap();
+        assert!(AccountsFile::load(&path).unwrap().find("zed").is_some());
+        let missing = dir.path().join("missing.toml");
+        assert!(AccountsFile::edit_locked(&missing, false, |_| Ok(())).is_err());
+        AccountsFile::edit_locked(&missing, true, |file| file.add("a", b"pw", &FAST)).unwrap();
+        assert!(missing.exists());
     }
 
     #[test]

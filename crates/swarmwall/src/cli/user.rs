@@ -101,26 +101,26 @@ pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
             name,
             password_stdin,
         } => {
-            let mut file = AccountsFile::load_or_empty(&path)?;
-            if file.find(&name).is_some() {
+            if AccountsFile::load_or_empty(&path)?.find(&name).is_some() {
                 anyhow::bail!("an account named `{name}` already exists");
             }
             let password = read_password(password_stdin)?;
-            file.add(&name, password.as_bytes(), &params)?;
-            file.save(&path)?;
+            AccountsFile::edit_locked(&path, true, |file| {
+                file.add(&name, password.as_bytes(), &params)
+            })?;
             eprintln!("added account `{name}` to {}", path.display());
         }
         UserCommand::Passwd {
             name,
             password_stdin,
         } => {
-            let mut file = AccountsFile::load(&path)?;
-            if file.find(&name).is_none() {
+            if AccountsFile::load(&path)?.find(&name).is_none() {
                 anyhow::bail!("no account named `{name}`");
             }
             let password = read_password(password_stdin)?;
-            file.set_password(&name, password.as_bytes(), &params)?;
-            file.save(&path)?;
+            AccountsFile::edit_locked(&path, false, |file| {
+                file.set_password(&name, password.as_bytes(), &params)
+            })?;
             eprintln!("changed the password of `{name}`");
         }
         UserCommand::Remove { name } => {
@@ -150,9 +150,7 @@ fn edit(
     path: &Path,
     change: impl FnOnce(&mut AccountsFile) -> Result<(), swarmwall_server::auth::AccountsError>,
 ) -> anyhow::Result<()> {
-    let mut file = AccountsFile::load(path)?;
-    change(&mut file)?;
-    file.save(path)?;
+    AccountsFile::edit_locked(path, false, change)?;
     Ok(())
 }
 
@@ -194,22 +192,23 @@ fn enrol_totp(
     remove: bool,
     no_qr: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut file = AccountsFile::load(path)?;
-    let account = file
-        .find(name)
-        .with_context(|| format!("no account named `{name}`"))?;
     if remove {
-        file.set_totp_secret(name, None)?;
-        file.save(path)?;
+        AccountsFile::edit_locked(path, false, |file| file.set_totp_secret(name, None))?;
         eprintln!("removed TOTP from `{name}`");
         return Ok(ExitCode::SUCCESS);
     }
-    if account.totp_secret.is_some() && !force {
-        anyhow::bail!("`{name}` already has TOTP; pass --force to replace it");
-    }
     let enrolment = totp::enrol(name, issuer)?;
-    file.set_totp_secret(name, Some(enrolment.secret_base32.clone()))?;
-    file.save(path)?;
+    AccountsFile::edit_locked(path, false, |file| {
+        let account = file.find(name).ok_or_else(|| {
+            swarmwall_server::auth::AccountsError::Edit(format!("no account named `{name}`"))
+        })?;
+        if account.totp_secret.is_some() && !force {
+            return Err(swarmwall_server::auth::AccountsError::Edit(format!(
+                "`{name}` already has TOTP; pass --force to replace it"
+            )));
+        }
+        file.set_totp_secret(name, Some(enrolment.secret_base32.clone()))
+    })?;
     println!("{}", enrolment.uri);
     if !no_qr {
         match qrcodegen::QrCode::encode_text(&enrolment.uri, qrcodegen::QrCodeEcc::Medium) {
