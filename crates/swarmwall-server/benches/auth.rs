@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use swarmwall_server::audit::AuditLog;
 use swarmwall_server::auth::{
-    AccountsFile, AuthOutcome, Authenticator, ClientKey, HashParams, hash_password,
+    AccountsFile, AuthOutcome, Authenticator, HashParams, PseudonymKey, hash_password,
 };
 use swarmwall_server::config::SecurityConfig;
 use swarmwall_server::metrics::Metrics;
@@ -47,7 +47,7 @@ fn main() {
         AuditLog::disabled(),
         Arc::new(Metrics::new()),
         None,
-        ClientKey::random(),
+        PseudonymKey::random(),
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

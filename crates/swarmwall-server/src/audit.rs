@@ -13,7 +13,7 @@
 //! from one. [`verify`] recomputes the chain: an edited record fails its own hash, a removed or
 //! reordered one breaks `prev`/`seq` at the next line. Records appended after a restart
 //! continue the chain of the existing file. Client addresses are written as keyed hashes
-//! ([`crate::auth::ClientKey`]) unless pseudonymisation is turned off.
+//! ([`crate::auth::PseudonymKey`]) unless pseudonymisation is turned off.
 //!
 //! Limits: the chain proves the order and integrity of what is in the file, not that nothing
 //! was cut off its end; ship the log (or its last hash) off the host to cover that.
@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
 
-use crate::auth::ClientKey;
+use crate::auth::PseudonymKey;
 
 /// `prev` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -80,7 +80,7 @@ pub struct AuditLog {
 
 #[derive(Debug)]
 struct Inner {
-    key: Option<ClientKey>,
+    key: Option<PseudonymKey>,
     state: Mutex<State>,
 }
 
@@ -103,7 +103,7 @@ impl AuditLog {
 
     /// A log kept in memory only (the ring for the admin API), hashing client addresses with
     /// `pseudonymise_key` when given.
-    pub fn memory(pseudonymise_key: Option<ClientKey>, recent: usize) -> Self {
+    pub fn memory(pseudonymise_key: Option<PseudonymKey>, recent: usize) -> Self {
         Self::with_state(
             pseudonymise_key,
             None,
@@ -117,14 +117,14 @@ impl AuditLog {
     /// Open (or create, mode 0600) the log at `path` for appending, continuing the chain of
     /// the records already in it. With `pseudonymise_key`, client addresses are written as
     /// keyed hashes; with `None`, as plain addresses.
-    pub fn open(path: &Path, pseudonymise_key: Option<ClientKey>) -> Result<Self, AuditError> {
+    pub fn open(path: &Path, pseudonymise_key: Option<PseudonymKey>) -> Result<Self, AuditError> {
         Self::open_with(path, pseudonymise_key, DEFAULT_RECENT)
     }
 
     /// [`AuditLog::open`] with the size of the in-memory ring of recent events.
     pub fn open_with(
         path: &Path,
-        pseudonymise_key: Option<ClientKey>,
+        pseudonymise_key: Option<PseudonymKey>,
         recent: usize,
     ) -> Result<Self, AuditError> {
         let io = |source| AuditError::Io {
@@ -158,7 +158,7 @@ impl AuditLog {
     }
 
     fn with_state(
-        key: Option<ClientKey>,
+        key: Option<PseudonymKey>,
         file: Option<std::fs::File>,
         path: Option<PathBuf>,
         seq: u64,
@@ -425,7 +425,7 @@ mod tests {
     }
 
     fn write_log(path: &Path, records: u64) {
-        let log = AuditLog::open(path, Some(ClientKey::from_bytes([1; 32]))).unwrap();
+        let log = AuditLog::open(path, Some(PseudonymKey::from_bytes([1; 32]))).unwrap();
         for n in 0..records {
             log.record_at(
                 "auth_failure",
@@ -470,7 +470,7 @@ mod tests {
         assert_eq!(report.records, 5);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("198.51.100.23"), "{text}");
-        let key = ClientKey::from_bytes([1; 32]);
+        let key = PseudonymKey::from_bytes([1; 32]);
         assert!(text.contains(&key.hash_address(client())));
         assert!(verify(&dir.path().join("missing")).is_err());
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use swarmwall_server::audit::AuditLog;
-use swarmwall_server::auth::{AccountsFile, ClientKey, totp};
+use swarmwall_server::auth::{AccountsFile, PseudonymKey, totp};
 
 fn swarmwall() -> Command {
     Command::new(env!("CARGO_BIN_EXE_swarmwall"))
@@ -195,7 +195,7 @@ fn user_totp_prints_the_otpauth_uri_and_stores_the_secret() {
 }
 
 fn write_log(path: &Path, records: u64) {
-    let log = AuditLog::open(path, Some(ClientKey::random())).unwrap();
+    let log = AuditLog::open(path, Some(PseudonymKey::random())).unwrap();
     for n in 0..records {
         log.record(
             "auth_failure",

@@ -37,17 +37,17 @@ pub enum KeyError {
 /// A 32-byte key for keyed hashes of client addresses. Its Debug output is redacted and it is
 /// wiped from memory when dropped.
 #[derive(Clone)]
-pub struct ClientKey {
+pub struct PseudonymKey {
     key: Zeroizing<[u8; 32]>,
 }
 
-impl std::fmt::Debug for ClientKey {
+impl std::fmt::Debug for PseudonymKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClientKey(<redacted>)")
+        f.write_str("PseudonymKey(<redacted>)")
     }
 }
 
-impl ClientKey {
+impl PseudonymKey {
     /// A fresh random key (tests, or when nothing must survive a restart).
     pub fn random() -> Self {
         let mut key = Zeroizing::new([0u8; 32]);
@@ -154,17 +154,17 @@ mod tests {
     fn created_private_and_stable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
-        let first = ClientKey::load_or_create(&path).unwrap();
+        let first = PseudonymKey::load_or_create(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(shared_mode(&path), None);
-        let second = ClientKey::load_or_create(&path).unwrap();
+        let second = PseudonymKey::load_or_create(&path).unwrap();
         let client: IpAddr = "192.0.2.7".parse().unwrap();
         assert_eq!(first.hash_address(client), second.hash_address(client));
         assert_eq!(first.hash_address(client).len(), 16);
         assert_ne!(
             first.hash_address(client),
-            ClientKey::random().hash_address(client)
+            PseudonymKey::random().hash_address(client)
         );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(shared_mode(&path), Some(0o644));
@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn mapped_addresses_hash_like_ipv4() {
-        let key = ClientKey::random();
+        let key = PseudonymKey::random();
         assert_eq!(
             key.hash_address("::ffff:192.0.2.7".parse().unwrap()),
             key.hash_address("192.0.2.7".parse().unwrap())
@@ -181,13 +181,13 @@ mod tests {
 
     #[test]
     fn debug_is_redacted_and_bad_files_fail() {
-        let key = ClientKey::from_bytes([7; 32]);
-        assert_eq!(format!("{key:?}"), "ClientKey(<redacted>)");
+        let key = PseudonymKey::from_bytes([7; 32]);
+        assert_eq!(format!("{key:?}"), "PseudonymKey(<redacted>)");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
         std::fs::write(&path, "nothex").unwrap();
         assert!(matches!(
-            ClientKey::load_or_create(&path),
+            PseudonymKey::load_or_create(&path),
             Err(KeyError::Malformed { .. })
         ));
     }

@@ -35,7 +35,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 pub use accounts::{Account, AccountsError, AccountsFile, HashParams, hash_password};
-pub use key::{ClientKey, KeyError, shared_mode, warn_if_shared};
+pub use key::{KeyError, PseudonymKey, shared_mode, warn_if_shared};
 pub use setup::{DEFAULT_KEY_FILE, SecuritySetup, SetupError};
 
 use crate::audit::AuditLog;
@@ -112,7 +112,7 @@ struct Inner {
     audit: AuditLog,
     metrics: Arc<Metrics>,
     geo: Option<Arc<GeoDb>>,
-    key: ClientKey,
+    key: PseudonymKey,
 }
 
 /// The accounts plus a dummy hash with the same argon2 cost.
@@ -210,14 +210,14 @@ impl Authenticator {
             AuditLog::disabled(),
             Arc::new(Metrics::new()),
             None,
-            ClientKey::random(),
+            PseudonymKey::random(),
         )
     }
 
     /// The full authenticator: `config` is the `[security]` section, `store` the shared state
     /// store, `audit` the security event log, `geo` the opened GeoIP database (required for
     /// country lists and impossible travel), `key` the pseudonymisation key (the same one the
-    /// audit log uses, from [`ClientKey::load_or_create`]).
+    /// audit log uses, from [`PseudonymKey::load_or_create`]).
     pub fn with_security(
         accounts: AccountsFile,
         config: &SecurityConfig,
@@ -225,7 +225,7 @@ impl Authenticator {
         audit: AuditLog,
         metrics: Arc<Metrics>,
         geo: Option<Arc<GeoDb>>,
-        key: ClientKey,
+        key: PseudonymKey,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {

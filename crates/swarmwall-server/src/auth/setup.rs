@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{AccountsError, AccountsFile, Authenticator, ClientKey, KeyError};
+use super::{AccountsError, AccountsFile, Authenticator, KeyError, PseudonymKey};
 use crate::audit::{AuditError, AuditLog};
 use crate::config::SecurityConfig;
 use crate::geo::{GeoDb, GeoError};
@@ -60,7 +60,7 @@ pub struct SecuritySetup {
     /// The accounts file in use, if any (watched for changes).
     pub accounts_path: Option<PathBuf>,
     /// The pseudonymisation key (for other modules that must hash client addresses).
-    pub key: ClientKey,
+    pub key: PseudonymKey,
 }
 
 impl SecuritySetup {
@@ -99,7 +99,7 @@ impl SecuritySetup {
                     }
                     _ => PathBuf::from(DEFAULT_KEY_FILE),
                 });
-        let key = ClientKey::load_or_create(&key_path)?;
+        let key = PseudonymKey::load_or_create(&key_path)?;
         let pseudonymise = config.pseudonymise_addresses.then(|| key.clone());
         let audit = if audit_on {
             AuditLog::open_with(audit_path, pseudonymise, config.audit_recent)?

@@ -54,7 +54,7 @@ struct Rig {
 
 fn rig_with(config: SecurityConfig, geo: bool) -> Rig {
     let metrics = Arc::new(Metrics::new());
-    let key = ClientKey::from_bytes([9; 32]);
+    let key = PseudonymKey::from_bytes([9; 32]);
     let audit = AuditLog::memory(Some(key.clone()), 100);
     let geo = geo.then(|| Arc::new(GeoDb::open(Path::new(CITY)).unwrap()));
     let auth = Authenticator::with_security(
@@ -496,7 +496,7 @@ async fn watcher_picks_up_a_changed_file() {
         AuditLog::disabled(),
         Arc::new(Metrics::new()),
         None,
-        ClientKey::random(),
+        PseudonymKey::random(),
     );
     let watcher = auth.spawn_accounts_watcher_every(path.clone(), Duration::from_millis(20));
     let client = ip("192.0.2.50");
