@@ -107,12 +107,18 @@ pub struct Authenticator {
 #[derive(Debug)]
 struct Inner {
     accounts: ArcSwap<Loaded>,
-    settings: Settings,
+    policy: ArcSwap<Policy>,
     store: Store,
     audit: AuditLog,
     metrics: Arc<Metrics>,
-    geo: Option<Arc<GeoDb>>,
     key: PseudonymKey,
+}
+
+/// The reloadable part: settings and the GeoIP database.
+#[derive(Debug)]
+struct Policy {
+    settings: Settings,
+    geo: Option<Arc<GeoDb>>,
 }
 
 /// The accounts plus a dummy hash with the same argon2 cost.
@@ -230,11 +236,13 @@ impl Authenticator {
         Self {
             inner: Arc::new(Inner {
                 accounts: ArcSwap::from_pointee(Loaded::new(accounts)),
-                settings: Settings::new(config),
+                policy: ArcSwap::from_pointee(Policy {
+                    settings: Settings::new(config),
+                    geo,
+                }),
                 store,
                 audit,
                 metrics,
-                geo,
                 key,
             }),
         }
@@ -255,6 +263,15 @@ impl Authenticator {
             .iter()
             .map(|account| (account.name.clone(), account.disabled))
             .collect()
+    }
+
+    /// Swap in new `[security]` settings and GeoIP database (configuration reload). State in
+    /// the store (counters, lockouts, windows, history) is kept.
+    pub fn reconfigure(&self, config: &SecurityConfig, geo: Option<Arc<GeoDb>>) {
+        self.inner.policy.store(Arc::new(Policy {
+            settings: Settings::new(config),
+            geo,
+        }));
     }
 
     /// Swap in new accounts (used by the watcher; also callable on SIGHUP).
@@ -377,6 +394,8 @@ impl Authenticator {
         now_ms: u64,
     ) -> Result<AuthOutcome, &'static str> {
         let inner = &self.inner;
+        let policy = inner.policy.load_full();
+        let settings = &policy.settings;
         let store = &inner.store;
         let client_hash = inner.key.hash_address(client);
 
@@ -511,10 +530,10 @@ impl Authenticator {
         let (account, opens_window) = account;
 
         // 3. Country lists.
-        let location = inner.geo.as_ref().and_then(|geo| geo.lookup(client));
+        let location = policy.geo.as_ref().and_then(|geo| geo.lookup(client));
         let account_lists = CountryLists::new(&account.allow_countries, &account.deny_countries);
-        let decision = match &inner.geo {
-            Some(_) => inner.settings.countries.decide(
+        let decision = match &policy.geo {
+            Some(_) => settings.countries.decide(
                 &account_lists,
                 location.as_ref().and_then(|l| l.country.as_deref()),
             ),
@@ -548,7 +567,7 @@ impl Authenticator {
             })
         });
         if let Some(point) = point
-            && inner.settings.travel != TravelAction::Off
+            && settings.travel != TravelAction::Off
         {
             let history = store
                 .history(Namespace::LoginHistory, name, now_ms)
@@ -559,8 +578,8 @@ impl Authenticator {
                 .and_then(|entry| serde_json::from_slice::<LoginPoint>(entry).ok());
             if let Some(previous) = previous {
                 let speed = travel_speed_kmh(&previous, &point);
-                if speed > inner.settings.max_speed_kmh {
-                    let deny = inner.settings.travel == TravelAction::Deny;
+                if speed > settings.max_speed_kmh {
+                    let deny = settings.travel == TravelAction::Deny;
                     let action = if deny { "deny" } else { "alert" };
                     inner
                         .metrics
@@ -595,8 +614,8 @@ impl Authenticator {
                     Namespace::LoginHistory,
                     name,
                     &entry,
-                    inner.settings.history_len,
-                    inner.settings.history_ttl,
+                    settings.history_len,
+                    settings.history_ttl,
                     now_ms,
                 )
                 .await
@@ -605,7 +624,7 @@ impl Authenticator {
 
         // 5. Success.
         if opens_window {
-            let until = now_ms.saturating_add(duration_ms(inner.settings.trusted_window));
+            let until = now_ms.saturating_add(duration_ms(settings.trusted_window));
             store
                 .set_until(Namespace::TrustedWindow, &window_subject, until)
                 .await
@@ -632,7 +651,8 @@ impl Authenticator {
         now_ms: u64,
     ) -> Result<AuthOutcome, &'static str> {
         let inner = &self.inner;
-        let settings = &inner.settings;
+        let policy = inner.policy.load_full();
+        let settings = &policy.settings;
         let store = &inner.store;
         let window = settings.failure_window;
         let by_account = store

@@ -8,7 +8,8 @@
 //! )?;
 //! let _watcher = security.spawn_accounts_watcher(); // inside the tokio runtime
 //! // per connection: security.authenticator.authenticate(user, pass, client_ip).await
-//! // admin API: security.audit.recent(100)
+//! // on SIGHUP: security.reload(&new_config.security).await?
+//! // admin API: security.audit.recent(100); other modules: security.audit.record(...)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -127,6 +128,29 @@ impl SecuritySetup {
         })
     }
 
+    /// Apply a re-read `[security]` section (SIGHUP): validate it, re-read the accounts file
+    /// and the GeoIP database, then swap them into the same authenticator (counters, lockouts,
+    /// windows and history in the store are kept). On error nothing changes. The accounts
+    /// path, the audit log and the key file are fixed at start (changing them needs a restart).
+    pub async fn reload(&self, config: &SecurityConfig) -> Result<(), SetupError> {
+        config
+            .validate()
+            .map_err(|(key, message)| SetupError::Invalid { key, message })?;
+        let accounts = match &self.accounts_path {
+            Some(path) => Some(AccountsFile::load(path)?),
+            None => None,
+        };
+        let geo = match &config.geoip_database {
+            Some(path) => Some(Arc::new(GeoDb::open(path)?)),
+            None => None,
+        };
+        self.authenticator.reconfigure(config, geo);
+        if let Some(accounts) = accounts {
+            self.authenticator.reload_accounts(accounts).await;
+        }
+        Ok(())
+    }
+
     /// Start the accounts-file watcher (call inside the tokio runtime); `None` without a file.
     pub fn spawn_accounts_watcher(&self) -> Option<tokio::task::JoinHandle<()>> {
         self.accounts_path
@@ -180,6 +204,33 @@ mod tests {
         assert_eq!(report.records, 1);
         let watcher = setup.spawn_accounts_watcher().unwrap();
         watcher.abort();
+
+        // A reload with a stricter policy applies to the same authenticator.
+        let stricter = SecurityConfig {
+            deny_countries: vec!["GB".to_owned()],
+            ..config.clone()
+        };
+        setup.reload(&stricter).await.unwrap();
+        let london = "81.2.69.142".parse().unwrap();
+        let outcome = setup
+            .authenticator
+            .authenticate(b"alice", b"pw", london)
+            .await;
+        assert_eq!(
+            outcome,
+            super::super::AuthOutcome::Rejected(super::super::RejectReason::GeoDenied)
+        );
+        // A bad reload changes nothing.
+        let broken = SecurityConfig {
+            geoip_database: Some(PathBuf::from("/nonexistent.mmdb")),
+            ..SecurityConfig::default()
+        };
+        assert!(setup.reload(&broken).await.is_err());
+        let outcome = setup
+            .authenticator
+            .authenticate(b"alice", b"pw", london)
+            .await;
+        assert!(matches!(outcome, super::super::AuthOutcome::Rejected(_)));
 
         // Bad settings are named.
         let bad = SecurityConfig {
