@@ -131,10 +131,15 @@ def test_accounts_file_changes_apply_without_restart(setup, target):
     # Failed polls before the reload must not lock "carol" out.
     node, paths = setup("max_failures = 1000\n")
     add_user(paths["accounts"], paths["config"], "carol", "carol-secret-pw")
-    assert wait_until(lambda: curl_via(node, "carol", "carol-secret-pw", target.url)[0] == 0, 15, 0.2)
+    assert wait_until(lambda: socks5_login(node, "carol", "carol-secret-pw"), 15, 0.2)
     out = run_cli("user", "disable", "carol", "--accounts", paths["accounts"])
     assert out.returncode == 0, out.stderr
-    assert wait_until(lambda: curl_via(node, "carol", "carol-secret-pw", target.url)[0] != 0, 15, 0.2)
+    assert wait_until(lambda: not socks5_login(node, "carol", "carol-secret-pw"), 15, 0.2)
+    # And through curl, the new account reaches a real target.
+    add_user(paths["accounts"], paths["config"], "dave", "dave-secret-pw")
+    assert wait_until(lambda: socks5_login(node, "dave", "dave-secret-pw"), 15, 0.2)
+    code, body = curl_via(node, "dave", "dave-secret-pw", target.url)
+    assert code == 0 and body == Target.BODY
 
 
 def test_no_secrets_in_logs_and_audit_log_verifies(setup, target):
@@ -143,8 +148,8 @@ def test_no_secrets_in_logs_and_audit_log_verifies(setup, target):
     assert wait_until(lambda: not socks5_login(node, "bob", "bob-secret-pw", source="203.0.113.4"), 10)
     assert socks5_login(node, "bob", "bob-secret-pw" + totp(secret), source="203.0.113.5")
     socks5_login(node, "alice", "wrong-password-xyz", source="203.0.113.6")
-    curl_via(node, "alice", "alice-secret-pw", target.url)
     socks5_login(node, "alice-secret-pw", "typed-into-the-name", source="203.0.113.7")
+    curl_via(node, "alice", "alice-secret-pw", target.url)
     node.stop()
     output = node.output()
     with open(paths["audit"]) as f:
