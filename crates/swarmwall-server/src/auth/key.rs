@@ -111,6 +111,33 @@ impl PseudonymKey {
         text
     }
 
+    /// Keyed hash of the network a client address belongs to for brute-force counting: the
+    /// address itself for IPv4, its /64 for IPv6 (one host usually holds a whole /64, so
+    /// rotating addresses inside it must not reset the count).
+    pub fn hash_network(&self, address: IpAddr) -> String {
+        let address = match address {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                    IpAddr::V6(bits.into())
+                }
+            },
+            IpAddr::V4(_) => address,
+        };
+        self.hash_address(address)
+    }
+
+    /// Keyed hash of arbitrary bytes (e.g. a login name that is not an account), 16 hex.
+    pub fn hash_bytes(&self, data: &[u8]) -> String {
+        let mut mac = self.mac();
+        mac.update(b"bytes:");
+        mac.update(data);
+        let mut text = hex::encode(mac.finalize().into_bytes());
+        text.truncate(HASH_HEX_LEN);
+        text
+    }
+
     fn mac(&self) -> Hmac<Sha256> {
         // HMAC accepts keys of any length, so this cannot fail.
         <Hmac<Sha256> as Mac>::new_from_slice(&self.key[..])
@@ -177,6 +204,20 @@ mod tests {
             key.hash_address("::ffff:192.0.2.7".parse().unwrap()),
             key.hash_address("192.0.2.7".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn ipv6_networks_hash_by_slash_64() {
+        let key = PseudonymKey::random();
+        let a = "2001:db8:1:2::1".parse().unwrap();
+        let b = "2001:db8:1:2:ffff::7".parse().unwrap();
+        let c = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(key.hash_network(a), key.hash_network(b));
+        assert_ne!(key.hash_network(a), key.hash_network(c));
+        assert_ne!(key.hash_address(a), key.hash_address(b));
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(key.hash_network(v4), key.hash_address(v4));
+        assert_ne!(key.hash_bytes(b"x"), key.hash_bytes(b"y"));
     }
 
     #[test]

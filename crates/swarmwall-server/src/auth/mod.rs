@@ -195,6 +195,14 @@ impl Settings {
     }
 }
 
+/// Store subjects of one login attempt.
+struct Subjects {
+    /// The account name, or `? <keyed hash>` for a name that is not an account.
+    name: String,
+    /// Keyed hash of the client's network (IPv4 address, IPv6 /64).
+    network: String,
+}
+
 /// What the password check found.
 enum Credentials {
     /// Unknown user or wrong password.
@@ -398,14 +406,25 @@ impl Authenticator {
         let settings = &policy.settings;
         let store = &inner.store;
         let client_hash = inner.key.hash_address(client);
+        let loaded = inner.accounts.load_full();
+        let account = loaded.file.find(name).cloned();
+        // Names that are not accounts reach the store only as keyed hashes (people type
+        // passwords into the name field); they are counted and locked all the same.
+        let subjects = Subjects {
+            name: match account {
+                Some(_) => name.to_owned(),
+                None => format!("? {}", inner.key.hash_bytes(name.as_bytes())),
+            },
+            network: inner.key.hash_network(client),
+        };
 
-        // 1. Lockouts (account name and client address alike, known names or not).
+        // 1. Lockouts (account name and client network alike, known names or not).
         let locked_account = store
-            .active_until(Namespace::LockoutAccount, name, now_ms)
+            .active_until(Namespace::LockoutAccount, &subjects.name, now_ms)
             .await
             .map_err(|_| "active_until")?;
         let locked_client = store
-            .active_until(Namespace::LockoutClient, &client_hash, now_ms)
+            .active_until(Namespace::LockoutClient, &subjects.network, now_ms)
             .await
             .map_err(|_| "active_until")?;
         if locked_account.is_some() || locked_client.is_some() {
@@ -413,8 +432,6 @@ impl Authenticator {
         }
 
         // 2. Credentials: exactly one argon2 verification in the usual cases.
-        let loaded = inner.accounts.load_full();
-        let account = loaded.file.find(name).cloned();
         let window_subject = format!("{name}:{client_hash}");
         let in_window = match account.as_ref().and_then(|a| a.totp_secret.as_ref()) {
             Some(_) => store
@@ -450,9 +467,9 @@ impl Authenticator {
                     return self
                         .fail(
                             name,
+                            &subjects,
                             true,
                             client,
-                            &client_hash,
                             RejectReason::TotpRequired,
                             now_ms,
                         )
@@ -466,9 +483,9 @@ impl Authenticator {
                     return self
                         .fail(
                             name,
+                            &subjects,
                             true,
                             client,
-                            &client_hash,
                             RejectReason::BadCredentials,
                             now_ms,
                         )
@@ -478,9 +495,9 @@ impl Authenticator {
                     return self
                         .fail(
                             name,
+                            &subjects,
                             true,
                             client,
-                            &client_hash,
                             RejectReason::BadCredentials,
                             now_ms,
                         )
@@ -503,9 +520,9 @@ impl Authenticator {
                         return self
                             .fail(
                                 name,
+                                &subjects,
                                 true,
                                 client,
-                                &client_hash,
                                 RejectReason::TotpReplay,
                                 now_ms,
                             )
@@ -518,9 +535,9 @@ impl Authenticator {
                 return self
                     .fail(
                         name,
+                        &subjects,
                         known.is_some(),
                         client,
-                        &client_hash,
                         RejectReason::BadCredentials,
                         now_ms,
                     )
@@ -631,7 +648,7 @@ impl Authenticator {
                 .map_err(|_| "set_until")?;
         }
         store
-            .clear(Namespace::AuthFailuresAccount, name)
+            .clear(Namespace::AuthFailuresAccount, &subjects.name)
             .await
             .map_err(|_| "clear")?;
         Ok(AuthOutcome::Accepted {
@@ -644,9 +661,9 @@ impl Authenticator {
     async fn fail(
         &self,
         name: &str,
+        subjects: &Subjects,
         known: bool,
         client: IpAddr,
-        client_hash: &str,
         reason: RejectReason,
         now_ms: u64,
     ) -> Result<AuthOutcome, &'static str> {
@@ -656,11 +673,21 @@ impl Authenticator {
         let store = &inner.store;
         let window = settings.failure_window;
         let by_account = store
-            .record_event(Namespace::AuthFailuresAccount, name, now_ms, window)
+            .record_event(
+                Namespace::AuthFailuresAccount,
+                &subjects.name,
+                now_ms,
+                window,
+            )
             .await
             .map_err(|_| "record_event")?;
         let by_client = store
-            .record_event(Namespace::AuthFailuresClient, client_hash, now_ms, window)
+            .record_event(
+                Namespace::AuthFailuresClient,
+                &subjects.network,
+                now_ms,
+                window,
+            )
             .await
             .map_err(|_| "record_event")?;
         // Unknown names are not written to the log: users sometimes type a password there.
@@ -674,11 +701,16 @@ impl Authenticator {
         );
         let until = now_ms.saturating_add(duration_ms(settings.lockout));
         for (hit, namespace, subject, label) in [
-            (by_account, Namespace::LockoutAccount, name, "account"),
+            (
+                by_account,
+                Namespace::LockoutAccount,
+                subjects.name.as_str(),
+                "account",
+            ),
             (
                 by_client,
                 Namespace::LockoutClient,
-                client_hash,
+                subjects.network.as_str(),
                 "client_address",
             ),
         ] {

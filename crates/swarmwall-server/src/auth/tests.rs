@@ -537,3 +537,58 @@ async fn debug_output_holds_no_secrets() {
     assert!(!debug.contains(SECRET), "{debug}");
     assert!(debug.contains("<redacted>"));
 }
+
+#[tokio::test]
+async fn rotating_ipv6_addresses_inside_a_slash_64_does_not_help() {
+    let rig = rig();
+    for n in 1..=5 {
+        let client = format!("2001:db8:7:7::{n:x}");
+        rig.login(&format!("guess{n}"), "x", &client, T0).await;
+    }
+    assert_eq!(
+        rig.login("alice", "alice-pw", "2001:db8:7:7::99", T0 + 1)
+            .await,
+        rejected(RejectReason::LockedOut)
+    );
+    assert_eq!(
+        rig.login("alice", "alice-pw", "2001:db8:7:8::1", T0 + 1)
+            .await,
+        accepted("alice")
+    );
+}
+
+#[tokio::test]
+async fn unknown_names_reach_the_store_only_hashed() {
+    let store = Store::memory();
+    let auth = Authenticator::with_security(
+        accounts(),
+        &quick_config(),
+        store.clone(),
+        AuditLog::disabled(),
+        Arc::new(Metrics::new()),
+        None,
+        PseudonymKey::random(),
+    );
+    let client = ip("192.0.2.77");
+    auth.authenticate_at(b"hunter2-typed-as-name", b"x", client, T0)
+        .await;
+    auth.authenticate_at(b"alice", b"x", client, T0).await;
+    let subjects = store
+        .subjects(Namespace::AuthFailuresAccount, T0)
+        .await
+        .unwrap();
+    assert_eq!(subjects.len(), 2);
+    assert!(subjects.iter().any(|s| s == "alice"));
+    assert!(
+        subjects.iter().all(|s| !s.contains("hunter2")),
+        "{subjects:?}"
+    );
+    let clients = store
+        .subjects(Namespace::AuthFailuresClient, T0)
+        .await
+        .unwrap();
+    assert!(
+        clients.iter().all(|s| !s.contains("192.0.2.77")),
+        "{clients:?}"
+    );
+}
