@@ -73,18 +73,32 @@ pub struct VerifyReport {
 
 /// Handle to the security event log. Cheap to clone; recording never blocks the caller on
 /// disk I/O for long and never fails the caller (failures are counted and logged).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct AuditLog {
     inner: Option<Arc<Inner>>,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            None => f.write_str("AuditLog(disabled)"),
+            Some(inner) => {
+                let state = inner.lock();
+                f.debug_struct("AuditLog")
+                    .field("path", &state.path)
+                    .field("seq", &state.seq)
+                    .field("pseudonymised", &inner.key.is_some())
+                    .finish_non_exhaustive()
+            }
+        }
+    }
+}
+
 struct Inner {
     key: Option<PseudonymKey>,
     state: Mutex<State>,
 }
 
-#[derive(Debug)]
 struct State {
     file: Option<std::fs::File>,
     path: Option<PathBuf>,
