@@ -5,16 +5,29 @@
 //! name = "alice"
 //! password = "$argon2id$v=19$m=19456,t=2,p=1$..."   # PHC string, never plain text
 //! disabled = false
+//! totp_secret = "JBSWY3DPEHPK3PXP..."               # base32; present once TOTP is enrolled
+//! allow_countries = ["GB", "IE"]                     # optional, per account
+//! deny_countries = []
 //! ```
+//!
+//! [`AccountsFile::save`] replaces the file atomically (temporary file in the same directory,
+//! fsync, rename) with mode 0600, so the running proxy never reads a half-written file.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
-/// A valid argon2id hash of a random password, verified for unknown users so that a wrong
-/// user and a wrong password cost the same.
+use crate::config::SecurityConfig;
+
+/// A valid argon2id hash of a random password with the default parameters, verified for
+/// unknown users when no hash with the configured parameters is at hand.
 pub(crate) const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3dhcm13YWxsZHVtbXk$0yR0aHEBhJW2jDdvBzNSJg0QRsETsR1LK0IJxBbLyvE";
+
+/// Longest accepted account name (bytes); RFC 1929 allows 255.
+const MAX_NAME_LEN: usize = 255;
 
 /// One account.
 #[derive(Clone, Deserialize, Serialize)]
@@ -27,6 +40,15 @@ pub struct Account {
     /// Refuse logins while set.
     #[serde(default)]
     pub disabled: bool,
+    /// TOTP shared secret (RFC 4648 base32, no padding); logins then need a code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_secret: Option<String>,
+    /// Countries this account may log in from (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_countries: Vec<String>,
+    /// Countries this account may not log in from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny_countries: Vec<String>,
 }
 
 impl std::fmt::Debug for Account {
@@ -35,7 +57,19 @@ impl std::fmt::Debug for Account {
             .field("name", &self.name)
             .field("password", &"<redacted>")
             .field("disabled", &self.disabled)
+            .field("totp", &self.totp_secret.as_ref().map(|_| "<redacted>"))
+            .field("allow_countries", &self.allow_countries)
+            .field("deny_countries", &self.deny_countries)
             .finish()
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        if let Some(secret) = self.totp_secret.as_mut() {
+            secret.zeroize();
+        }
     }
 }
 
@@ -48,7 +82,7 @@ pub struct AccountsFile {
     pub accounts: Vec<Account>,
 }
 
-/// Why the accounts file could not be loaded.
+/// Why the accounts file could not be loaded, saved or edited.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AccountsError {
@@ -65,32 +99,449 @@ pub enum AccountsError {
     Parse {
         /// File.
         path: PathBuf,
-        /// What is wrong, with line and key.
+        /// What is wrong, with line and key (never the offending text, which may be a secret).
         message: String,
     },
+    /// The file could not be written.
+    #[error("{path}: cannot write: {source}")]
+    Write {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// An edit that does not apply (unknown account, duplicate name, bad name).
+    #[error("{0}")]
+    Edit(String),
+    /// Password hashing failed (bad argon2 parameters).
+    #[error("cannot hash password: {0}")]
+    Hash(String),
 }
 
 impl AccountsFile {
-    /// Load and parse `path`.
+    /// Load and parse `path`. Warns when the file is readable by group or others.
     pub fn load(path: &Path) -> Result<Self, AccountsError> {
         let text = std::fs::read_to_string(path).map_err(|source| AccountsError::Read {
             path: path.to_owned(),
             source,
         })?;
-        toml::from_str(&text).map_err(|error| AccountsError::Parse {
+        super::key::warn_if_shared(path);
+        let text = Zeroizing::new(text);
+        Self::parse(&text, path)
+    }
+
+    /// Load `path`, or an empty file when it does not exist yet (for `user add`).
+    pub fn load_or_empty(path: &Path) -> Result<Self, AccountsError> {
+        match std::fs::metadata(path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            _ => Self::load(path),
+        }
+    }
+
+    /// Parse TOML text; `path` only names the file in errors. Errors give line, column and
+    /// message but never quote the file (it holds secrets).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, AccountsError> {
+        let file: Self = toml::from_str(text).map_err(|error| {
+            let (line, column) = error.span().map_or((1, 1), |span| {
+                let before = text.get(..span.start).unwrap_or("");
+                let line = before.matches('\n').count() + 1;
+                let column = before
+                    .rfind('\n')
+                    .map_or(before.len(), |nl| before.len() - nl - 1);
+                (line, column + 1)
+            });
+            AccountsError::Parse {
+                path: path.to_owned(),
+                message: format!("{line}:{column}: {}", error.message().trim()),
+            }
+        })?;
+        file.check().map_err(|message| AccountsError::Parse {
             path: path.to_owned(),
-            message: error.to_string(),
-        })
+            message,
+        })?;
+        Ok(file)
     }
 
     /// The account called `name`.
     pub fn find(&self, name: &str) -> Option<&Account> {
         self.accounts.iter().find(|account| account.name == name)
     }
+
+    fn find_mut(&mut self, name: &str) -> Result<&mut Account, AccountsError> {
+        self.accounts
+            .iter_mut()
+            .find(|account| account.name == name)
+            .ok_or_else(|| AccountsError::Edit(format!("no account named `{name}`")))
+    }
+
+    /// Add an account with an argon2id hash of `password`.
+    pub fn add(
+        &mut self,
+        name: &str,
+        password: &[u8],
+        params: &HashParams,
+    ) -> Result<(), AccountsError> {
+        check_name(name).map_err(AccountsError::Edit)?;
+        if self.find(name).is_some() {
+            return Err(AccountsError::Edit(format!(
+                "an account named `{name}` already exists"
+            )));
+        }
+        let password = hash_password(password, params)?;
+        self.accounts.push(Account {
+            name: name.to_owned(),
+            password,
+            disabled: false,
+            totp_secret: None,
+            allow_countries: Vec::new(),
+            deny_countries: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Replace the password of `name`.
+    pub fn set_password(
+        &mut self,
+        name: &str,
+        password: &[u8],
+        params: &HashParams,
+    ) -> Result<(), AccountsError> {
+        let hash = hash_password(password, params)?;
+        self.find_mut(name)?.password = hash;
+        Ok(())
+    }
+
+    /// Remove `name`.
+    pub fn remove(&mut self, name: &str) -> Result<(), AccountsError> {
+        let before = self.accounts.len();
+        self.accounts.retain(|account| account.name != name);
+        if self.accounts.len() == before {
+            return Err(AccountsError::Edit(format!("no account named `{name}`")));
+        }
+        Ok(())
+    }
+
+    /// Disable (or enable again) `name`.
+    pub fn set_disabled(&mut self, name: &str, disabled: bool) -> Result<(), AccountsError> {
+        self.find_mut(name)?.disabled = disabled;
+        Ok(())
+    }
+
+    /// Set (or with `None` remove) the TOTP secret of `name` (base32).
+    pub fn set_totp_secret(
+        &mut self,
+        name: &str,
+        secret: Option<String>,
+    ) -> Result<(), AccountsError> {
+        self.find_mut(name)?.totp_secret = secret;
+        Ok(())
+    }
+
+    /// Load `path` (empty when missing and `create` is set), apply `change` and save, holding an
+    /// exclusive advisory lock on a `.NAME.lock` file beside it so that two concurrent
+    /// `swarmwall user` runs cannot lose each other's edits.
+    pub fn edit_locked<T>(
+        path: &Path,
+        create: bool,
+        change: impl FnOnce(&mut Self) -> Result<T, AccountsError>,
+    ) -> Result<T, AccountsError> {
+        let _lock = lock_beside(path)?;
+        let mut file = if create {
+            Self::load_or_empty(path)?
+        } else {
+            Self::load(path)?
+        };
+        let value = change(&mut file)?;
+        file.save(path)?;
+        Ok(value)
+    }
+
+    /// Write the file atomically with mode 0600: a temporary file in the same directory,
+    /// fsynced, renamed over `path`, then the directory fsynced.
+    pub fn save(&self, path: &Path) -> Result<(), AccountsError> {
+        let write_error = |source| AccountsError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let text = Zeroizing::new(toml::to_string(self).map_err(|error| AccountsError::Write {
+            path: path.to_owned(),
+            source: std::io::Error::other(error.to_string()),
+        })?);
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| write_error(std::io::Error::other("not a file name")))?;
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(file_name);
+        temp_name.push(format!(
+            ".{}.{:08x}.tmp",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let temp = dir.join(temp_name);
+        let result = (|| {
+            let mut file = super::key::private_file_options().open(&temp)?;
+            file.write_all(b"# swarmwall accounts (edit with `swarmwall user`)\n")?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temp, path)?;
+            if let Ok(dir) = std::fs::File::open(&dir) {
+                let _ = dir.sync_all();
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result.map_err(write_error)
+    }
+
+    /// Duplicate names, bad names and non-argon2 password fields are refused.
+    fn check(&self) -> Result<(), String> {
+        for (index, account) in self.accounts.iter().enumerate() {
+            check_name(&account.name).map_err(|m| format!("account #{}: {m}", index + 1))?;
+            if self.accounts[..index]
+                .iter()
+                .any(|other| other.name == account.name)
+            {
+                return Err(format!("account `{}` appears twice", account.name));
+            }
+            if PasswordHash::new(&account.password).is_err() {
+                return Err(format!(
+                    "account `{}`: `password` is not a PHC string (use `swarmwall user passwd`)",
+                    account.name
+                ));
+            }
+            if let Some(secret) = &account.totp_secret
+                && totp_rs::Secret::try_from_base32(secret).is_err()
+            {
+                return Err(format!(
+                    "account `{}`: `totp_secret` is not base32",
+                    account.name
+                ));
+            }
+            for code in account
+                .allow_countries
+                .iter()
+                .chain(&account.deny_countries)
+            {
+                if !crate::geo::is_country_code(code) {
+                    return Err(format!(
+                        "account `{}`: `{code}` is not a two-letter country code",
+                        account.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Verify `password` against a PHC string; false for malformed hashes.
+/// Take an exclusive `flock` on `.NAME.lock` beside `path` (released on drop).
+fn lock_beside(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, AccountsError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let write_error = |source| AccountsError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(".lock");
+    let lock_path = path.with_file_name(name);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(write_error)?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| write_error(std::io::Error::from(errno)))
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err("account names are 1 to 255 bytes".to_owned());
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("account names have no spaces or control characters".to_owned());
+    }
+    Ok(())
+}
+
+/// argon2id cost parameters for new hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Iterations.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        Self::from_config(&SecurityConfig::default())
+    }
+}
+
+impl HashParams {
+    /// The parameters of a `[security]` section.
+    pub fn from_config(config: &SecurityConfig) -> Self {
+        Self {
+            memory_kib: config.argon2_memory_kib,
+            iterations: config.argon2_iterations,
+            parallelism: config.argon2_parallelism,
+        }
+    }
+
+    fn hasher(&self) -> Result<Argon2<'static>, AccountsError> {
+        let params = argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|error| AccountsError::Hash(error.to_string()))?;
+        Ok(Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            params,
+        ))
+    }
+}
+
+/// An argon2id PHC string for `password` with a fresh random salt.
+pub fn hash_password(password: &[u8], params: &HashParams) -> Result<String, AccountsError> {
+    let hash: PasswordHash = params
+        .hasher()?
+        .hash_password(password)
+        .map_err(|error| AccountsError::Hash(error.to_string()))?;
+    Ok(hash.to_string())
+}
+
+/// A hash of a random password with the same argon2 parameters as `phc` (the first account's
+/// hash), so that verifying it for an unknown user costs what a known user costs. Falls back
+/// to [`DUMMY_HASH`].
+pub(crate) fn dummy_hash_like(phc: Option<&str>) -> String {
+    let params = phc
+        .and_then(|phc| PasswordHash::new(phc).ok())
+        .and_then(|hash| argon2::Params::try_from(&hash).ok());
+    let Some(params) = params else {
+        return DUMMY_HASH.to_owned();
+    };
+    let params = HashParams {
+        memory_kib: params.m_cost(),
+        iterations: params.t_cost(),
+        parallelism: params.p_cost(),
+    };
+    let mut password = Zeroizing::new([0u8; 24]);
+    rand::fill(&mut password[..]);
+    hash_password(&password[..], &params).unwrap_or_else(|_| DUMMY_HASH.to_owned())
+}
+
+/// Verify `password` against a PHC string; false for malformed hashes. The parameters come
+/// from the PHC string itself.
 pub(crate) fn verify_password(phc: &str, password: &[u8]) -> bool {
     PasswordHash::new(phc)
         .is_ok_and(|hash| Argon2::default().verify_password(password, &hash).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// Cheap parameters so the tests stay fast.
+    pub(crate) const FAST: HashParams = HashParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    #[test]
+    fn dummy_hash_is_valid_argon2id() {
+        let hash = PasswordHash::new(DUMMY_HASH).unwrap();
+        assert_eq!(hash.algorithm.as_str(), "argon2id");
+        assert!(!verify_password(DUMMY_HASH, b"anything"));
+    }
+
+    #[test]
+    fn edit_save_load_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accounts.toml");
+        let mut file = AccountsFile::load_or_empty(&path).unwrap();
+        file.add("alice", b"correct horse", &FAST).unwrap();
+        file.add("bob", b"battery", &FAST).unwrap();
+        assert!(file.add("alice", b"x", &FAST).is_err());
+        assert!(file.add("bad name", b"x", &FAST).is_err());
+        file.set_disabled("bob", true).unwrap();
+        file.set_totp_secret("alice", Some("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".to_owned()))
+            .unwrap();
+        file.save(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("correct horse"));
+        assert!(text.contains("$argon2id$v=19$m=64,t=1,p=1$"));
+
+        let mut loaded = AccountsFile::load(&path).unwrap();
+        let alice = loaded.find("alice").unwrap();
+        assert!(verify_password(&alice.password, b"correct horse"));
+        assert!(!verify_password(&alice.password, b"correct horsf"));
+        assert!(alice.totp_secret.is_some());
+        assert!(loaded.find("bob").unwrap().disabled);
+        loaded.set_password("bob", b"new", &FAST).unwrap();
+        loaded.remove("alice").unwrap();
+        assert!(loaded.remove("alice").is_err());
+        assert!(loaded.set_password("carol", b"x", &FAST).is_err());
+        loaded.save(&path).unwrap();
+        let again = AccountsFile::load(&path).unwrap();
+        assert_eq!(again.accounts.len(), 1);
+        assert!(verify_password(&again.accounts[0].password, b"new"));
+        // No temporary file left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // Locked edits.
+        AccountsFile::edit_locked(&path, false, |file| file.add("zed", b"pw", &FAST)).unwrap();
+        assert!(AccountsFile::load(&path).unwrap().find("zed").is_some());
+        let missing = dir.path().join("missing.toml");
+        assert!(AccountsFile::edit_locked(&missing, false, |_| Ok(())).is_err());
+        AccountsFile::edit_locked(&missing, true, |file| file.add("a", b"pw", &FAST)).unwrap();
+        assert!(missing.exists());
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let mut file = AccountsFile::default();
+        file.add("alice", b"pw", &FAST).unwrap();
+        file.set_totp_secret("alice", Some("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".to_owned()))
+            .unwrap();
+        let debug = format!("{file:?}");
+        assert!(!debug.contains("argon2id"), "{debug}");
+        assert!(!debug.contains("JBSWY3DP"), "{debug}");
+        assert!(debug.contains("alice"));
+    }
+
+    #[test]
+    fn bad_files_are_refused_without_quoting_them() {
+        let path = Path::new("accounts.toml");
+        let secret = "[[account]]\nname = \"a\"\npassword = \"hunter2-plain\"\n";
+        let error = AccountsFile::parse(secret, path).unwrap_err().to_string();
+        assert!(error.contains("not a PHC string"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        let syntax = "[[account]]\nname = \"a\"\npassword = \"$argon2id$oops\nbroken";
+        let error = AccountsFile::parse(syntax, path).unwrap_err().to_string();
+        assert!(error.starts_with("accounts.toml: 4:"), "{error}");
+        assert!(!error.contains("oops"), "{error}");
+        let twice = format!(
+            "[[account]]\nname = \"a\"\npassword = \"{DUMMY_HASH}\"\n\
+             [[account]]\nname = \"a\"\npassword = \"{DUMMY_HASH}\"\n"
+        );
+        assert!(
+            AccountsFile::parse(&twice, path)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
+    }
 }

@@ -16,10 +16,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use admin::AdminConfig;
-pub use policy::PolicyConfig;
+pub use policy::{
+    AccountPolicy, DestinationRule, FormActions, MseStrictnessSetting, PolicyConfig, PortRange,
+    RuleAction, StrikesSettings,
+};
 pub use security::SecurityConfig;
 pub use server::ServerConfig;
-pub use store::StoreConfig;
+pub use store::{StoreBackend, StoreConfig};
 
 /// The whole configuration file. Every section and key is optional; defaults are secure.
 #[derive(Debug, Clone, Default, Deserialize)]

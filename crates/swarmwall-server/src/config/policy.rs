@@ -1,8 +1,358 @@
-//! The `[policy]` section of the configuration file.
+//! The `[policy]` section of the configuration file: traffic-class actions (globally and per
+//! account), destination rules, MSE strictness, UDP teardown and the graduated response
+//! (`[policy.strikes]`). Validated into [`crate::policy::DestinationPolicy`] and
+//! [`crate::strikes::StrikesConfig`].
+//!
+//! Values that can be wrong (CIDRs, port ranges, durations, form names) are checked while
+//! parsing, so the TOML error names the file, line, column and key.
 
-use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::policy::TrafficAction;
 
 /// `[policy]` keys (see README, "Configuration reference").
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct PolicyConfig {}
+pub struct PolicyConfig {
+    /// Action for every BitTorrent form (default `block`).
+    pub bittorrent: TrafficAction,
+    /// Per-form overrides of `bittorrent` (`[policy.forms]`, e.g. `dht = "log"`).
+    pub forms: FormActions,
+    /// Per-account overrides (`[policy.accounts.NAME]`).
+    pub accounts: BTreeMap<String, AccountPolicy>,
+    /// How far the MSE (encrypted BitTorrent) heuristic may go on its own.
+    pub mse_strictness: MseStrictnessSetting,
+    /// Close a UDP association after this many BitTorrent datagrams were dropped on it
+    /// (0 = never; dropped datagrams are always counted).
+    pub udp_teardown_after_blocks: u32,
+    /// Destination rules, first match wins (`[[policy.destinations]]`).
+    pub destinations: Vec<DestinationRule>,
+    /// What happens to a destination no rule matched and the guard did not deny.
+    pub default_destination: RuleAction,
+    /// Graduated response (`[policy.strikes]`).
+    pub strikes: StrikesSettings,
+}
+
+/// `[policy.accounts.NAME]`: overrides for one account.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountPolicy {
+    /// Action for every BitTorrent form for this account.
+    pub bittorrent: Option<TrafficAction>,
+    /// Per-form overrides for this account.
+    pub forms: FormActions,
+}
+
+/// One optional action per BitTorrent form; keys are the form labels of
+/// [`swarmwall_core::classify::BtForm::as_str`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[allow(missing_docs)] // one field per `BtForm`, documented there
+pub struct FormActions {
+    pub peer_wire: Option<TrafficAction>,
+    pub peer_wire_messages: Option<TrafficAction>,
+    pub mse: Option<TrafficAction>,
+    pub http_tracker: Option<TrafficAction>,
+    pub web_seed: Option<TrafficAction>,
+    pub ssl_torrent: Option<TrafficAction>,
+    pub webtorrent: Option<TrafficAction>,
+    pub torrent_file: Option<TrafficAction>,
+    pub utp: Option<TrafficAction>,
+    pub dht: Option<TrafficAction>,
+    pub udp_tracker: Option<TrafficAction>,
+    pub lsd: Option<TrafficAction>,
+    pub known_destination: Option<TrafficAction>,
+}
+
+/// `mse_strictness` values (mirrors `swarmwall_core::classify::MseStrictness`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MseStrictnessSetting {
+    /// Never block on the MSE shape alone.
+    Off,
+    /// Block MSE-shaped flows only with corroborating BitTorrent evidence (default).
+    #[default]
+    Corroborated,
+    /// Block every MSE-shaped flow.
+    Aggressive,
+}
+
+/// Allow or deny (destination rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    /// Connect.
+    #[default]
+    Allow,
+    /// Refuse (SOCKS5 reply 0x02).
+    Deny,
+}
+
+/// `[[policy.destinations]]`: a rule matches when every criterion it names matches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationRule {
+    /// `allow` or `deny`.
+    pub action: RuleAction,
+    /// Networks (`10.0.0.0/8`, `2001:db8::/32`, or a bare address).
+    #[serde(default, deserialize_with = "deserialize_networks")]
+    pub cidr: Vec<ipnet::IpNet>,
+    /// Destination ports (`443`, `"8000-9000"`).
+    #[serde(default)]
+    pub ports: Vec<PortRange>,
+    /// Domain suffixes (`example.com` matches it and every subdomain).
+    #[serde(default, deserialize_with = "deserialize_domains")]
+    pub domains: Vec<String>,
+}
+
+/// An inclusive port range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port.
+    pub first: u16,
+    /// Last port (inclusive).
+    pub last: u16,
+}
+
+impl PortRange {
+    /// True when `port` lies in the range.
+    pub fn contains(self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+/// `[policy.strikes]`: graduated response (see README, "Enforcement").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StrikesSettings {
+    /// Off: blocks are still enforced and counted, accounts are never suspended.
+    pub enabled: bool,
+    /// Blocked flows within this long of an incident's first block are the same incident.
+    #[serde(with = "humantime_serde")]
+    pub burst_window: Duration,
+    /// Incidents within `window` that earn a warning.
+    pub warn_incidents: u32,
+    /// Incidents within `window` that earn the short suspension.
+    pub suspend_incidents: u32,
+    /// The short sliding window.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Length of the short suspension.
+    #[serde(with = "humantime_serde")]
+    pub suspend_for: Duration,
+    /// Incidents within `long_window` that earn the long suspension.
+    pub long_suspend_incidents: u32,
+    /// The long sliding window.
+    #[serde(with = "humantime_serde")]
+    pub long_window: Duration,
+    /// Length of the long suspension.
+    #[serde(with = "humantime_serde")]
+    pub long_suspend_for: Duration,
+}
+
+impl Default for StrikesSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            burst_window: Duration::from_secs(5),
+            warn_incidents: 2,
+            suspend_incidents: 3,
+            window: Duration::from_secs(10 * 60),
+            suspend_for: Duration::from_secs(10 * 60),
+            long_suspend_incidents: 10,
+            long_window: Duration::from_secs(24 * 60 * 60),
+            long_suspend_for: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+fn deserialize_networks<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let texts = OneOrMany::<String>::deserialize(deserializer)?.into_vec();
+    texts
+        .iter()
+        .map(|text| parse_network(text).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// Parse `a.b.c.d/n`, `x::/n` or a bare address (a single-address network).
+pub(crate) fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    if let Ok(network) = text.parse::<ipnet::IpNet>() {
+        return Ok(network.trunc());
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("`{text}` is not a network (CIDR such as 10.0.0.0/8) or address"))
+}
+
+fn deserialize_domains<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    let texts = OneOrMany::<String>::deserialize(deserializer)?.into_vec();
+    texts
+        .iter()
+        .map(|text| {
+            let domain = crate::policy::normalize_domain(
+                text.trim_start_matches("*.").trim_start_matches('.'),
+            );
+            if domain.is_empty()
+                || !domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+            {
+                Err(serde::de::Error::custom(format!(
+                    "`{text}` is not a domain suffix (such as example.com)"
+                )))
+            } else {
+                Ok(domain)
+            }
+        })
+        .collect()
+}
+
+/// A single value or an array of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            Self::One(value) => vec![value],
+            Self::Many(values) => values,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = PortRange;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port (443) or an inclusive range (\"8000-9000\")")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<PortRange, E> {
+                let port = u16::try_from(value)
+                    .map_err(|_| E::custom(format!("port {value} is out of range 0-65535")))?;
+                Ok(PortRange {
+                    first: port,
+                    last: port,
+                })
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<PortRange, E> {
+                self.visit_i64(i64::try_from(value).unwrap_or(i64::MAX))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<PortRange, E> {
+                parse_port_range(text).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Parse `443` or `8000-9000`.
+pub(crate) fn parse_port_range(text: &str) -> Result<PortRange, String> {
+    let port = |part: &str| {
+        part.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("`{text}` is not a port or port range (such as 8000-9000)"))
+    };
+    let (first, last) = match text.split_once('-') {
+        Some((first, last)) => (port(first)?, port(last)?),
+        None => {
+            let single = port(text)?;
+            (single, single)
+        }
+    };
+    if first > last {
+        return Err(format!("port range `{text}` ends before it starts"));
+    }
+    Ok(PortRange { first, last })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    #[test]
+    fn full_policy_section_parses() {
+        let config = Config::parse(
+            r#"
+[policy]
+bittorrent = "block"
+mse_strictness = "aggressive"
+udp_teardown_after_blocks = 20
+default_destination = "allow"
+[policy.forms]
+dht = "log"
+[policy.accounts.alice]
+bittorrent = "allow"
+forms = { mse = "block" }
+[[policy.destinations]]
+action = "allow"
+cidr = ["10.1.0.0/16", "192.168.1.7"]
+ports = [443, "8000-8080"]
+[[policy.destinations]]
+action = "deny"
+domains = "*.Example.COM."
+[policy.strikes]
+burst_window = "2s"
+suspend_for = "1h"
+"#,
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        let policy = config.policy;
+        assert_eq!(policy.destinations.len(), 2);
+        assert_eq!(policy.destinations[1].domains, vec!["example.com"]);
+        assert_eq!(policy.destinations[0].cidr[1].to_string(), "192.168.1.7/32");
+        assert_eq!(policy.strikes.burst_window.as_secs(), 2);
+        assert_eq!(policy.strikes.suspend_for.as_secs(), 3600);
+        assert!(policy.accounts.contains_key("alice"));
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        for (text, line) in [
+            ("[policy]\nbittorrent = \"drop\"\n", 2),
+            ("[policy.forms]\ndhtt = \"log\"\n", 2),
+            (
+                "[[policy.destinations]]\naction = \"deny\"\ncidr = \"10.0.0.0/33\"\n",
+                3,
+            ),
+            (
+                "[[policy.destinations]]\naction = \"deny\"\nports = [\"90-80\"]\n",
+                3,
+            ),
+            (
+                "[[policy.destinations]]\naction = \"deny\"\nports = [70000]\n",
+                3,
+            ),
+            ("[policy.strikes]\nwindow = \"ten minutes\"\n", 2),
+        ] {
+            let error = Config::parse(text, Path::new("p.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.starts_with(&format!("p.toml:{line}:")),
+                "{text}: {error}"
+            );
+        }
+    }
+}

@@ -1,8 +1,245 @@
-//! The `[security]` section of the configuration file.
+//! The `[security]` section of the configuration file: accounts, argon2 cost, TOTP, brute-force
+//! limits, GeoIP policy, impossible travel, the security event log and its pseudonymisation key.
+//!
+//! Every key is optional; the defaults are the secure ones (lockout on, audit log on, client
+//! addresses pseudonymised). Per-account country lists live in the accounts file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::ConfigError;
+
+use crate::geo::{TravelAction, UnknownLocation, is_country_code};
+
 /// `[security]` keys (see README, "Configuration reference").
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SecurityConfig {}
+pub struct SecurityConfig {
+    /// Accounts file (TOML, argon2id PHC strings). `swarmwall serve --accounts` overrides it.
+    pub accounts: Option<PathBuf>,
+    /// argon2id memory cost in KiB for new password hashes (`user add`, `user passwd`).
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations for new password hashes.
+    pub argon2_iterations: u32,
+    /// argon2id lanes for new password hashes.
+    pub argon2_parallelism: u32,
+    /// Failed logins (per account, and separately per client address) that start a lockout.
+    pub max_failures: u32,
+    /// The sliding window in which failures are counted.
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
+    /// How long a lockout lasts.
+    #[serde(with = "humantime_serde")]
+    pub lockout_duration: Duration,
+    /// Delay before answering the second failure in a window; it doubles with each further
+    /// failure, up to `failure_delay_max`. The first failure is answered at once.
+    #[serde(with = "humantime_serde")]
+    pub failure_delay: Duration,
+    /// Upper bound of the growing failure delay.
+    #[serde(with = "humantime_serde")]
+    pub failure_delay_max: Duration,
+    /// After a login with a TOTP code, the password alone is accepted from the same client
+    /// address for this long.
+    #[serde(with = "humantime_serde")]
+    pub totp_trusted_window: Duration,
+    /// Issuer shown in authenticator apps (`otpauth://` URI).
+    pub totp_issuer: String,
+    /// MaxMind DB file (City or Country database). Without it, country lists cannot be
+    /// enforced (start-up fails if any are set) and impossible travel is off.
+    pub geoip_database: Option<PathBuf>,
+    /// ISO 3166-1 alpha-2 country codes allowed to log in (empty: every country).
+    pub allow_countries: Vec<String>,
+    /// Country codes refused (checked after `allow_countries`).
+    pub deny_countries: Vec<String>,
+    /// What to do with a client address the database cannot place in a country.
+    pub unknown_location: UnknownLocation,
+    /// Impossible-travel handling.
+    pub impossible_travel: TravelAction,
+    /// Travel speed (km/h) above which two consecutive logins of one account are impossible.
+    pub max_travel_speed_kmh: f64,
+    /// Logins kept per account for the impossible-travel check.
+    pub login_history: usize,
+    /// How long the login history of an idle account is kept.
+    #[serde(with = "humantime_serde")]
+    pub login_history_ttl: Duration,
+    /// Security event log (hash-chained JSON lines). An empty path turns it off.
+    /// `swarmwall serve --audit-log` overrides it.
+    pub audit_log: PathBuf,
+    /// In-memory ring of recent events kept for the admin API.
+    pub audit_recent: usize,
+    /// Write keyed hashes instead of client addresses into the security event log.
+    pub pseudonymise_addresses: bool,
+    /// File holding the 32-byte key for keyed hashes of client addresses (hex). Created with
+    /// mode 0600 when missing. Never put the key itself in the configuration file. Default:
+    /// `swarmwall-secret.key` beside the audit log (working directory when the log is off).
+    pub secret_key_file: Option<PathBuf>,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            accounts: None,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_failures: 5,
+            failure_window: Duration::from_secs(10 * 60),
+            lockout_duration: Duration::from_secs(15 * 60),
+            failure_delay: Duration::from_millis(250),
+            failure_delay_max: Duration::from_secs(2),
+            totp_trusted_window: Duration::from_secs(12 * 60 * 60),
+            totp_issuer: "swarmwall".to_owned(),
+            geoip_database: None,
+            allow_countries: Vec::new(),
+            deny_countries: Vec::new(),
+            unknown_location: UnknownLocation::Allow,
+            impossible_travel: TravelAction::Alert,
+            max_travel_speed_kmh: 1_000.0,
+            login_history: 16,
+            login_history_ttl: Duration::from_secs(30 * 24 * 60 * 60),
+            audit_log: PathBuf::from("swarmwall-audit.jsonl"),
+            audit_recent: 1_000,
+            pseudonymise_addresses: true,
+            secret_key_file: None,
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// Only the `[security]` section of the configuration file at `path`; other sections are
+    /// not checked (for tools such as `swarmwall user` that need nothing else).
+    pub fn load_section(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: "security".to_owned(),
+            message,
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let section = table
+            .remove("security")
+            .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+        let config: Self = section
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: path.to_owned(),
+                key: key.to_owned(),
+                message,
+            })?;
+        Ok(config)
+    }
+
+    /// Check values that parse but make no sense; returns `(key, message)` for the first one.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.max_failures == 0 {
+            return Err(("security.max_failures", "must be at least 1".to_owned()));
+        }
+        if self.argon2_iterations == 0 || self.argon2_parallelism == 0 {
+            return Err((
+                "security.argon2_iterations",
+                "argon2 iterations and parallelism must be at least 1".to_owned(),
+            ));
+        }
+        if self.argon2_memory_kib < 8 * self.argon2_parallelism {
+            return Err((
+                "security.argon2_memory_kib",
+                "must be at least 8 KiB per lane".to_owned(),
+            ));
+        }
+        if !(self.max_travel_speed_kmh.is_finite() && self.max_travel_speed_kmh > 0.0) {
+            return Err((
+                "security.max_travel_speed_kmh",
+                "must be a positive number".to_owned(),
+            ));
+        }
+        for code in self.allow_countries.iter().chain(&self.deny_countries) {
+            if !is_country_code(code) {
+                return Err((
+                    "security.allow_countries",
+                    format!("`{code}` is not a two-letter ISO 3166-1 country code"),
+                ));
+            }
+        }
+        if self.geoip_database.is_none()
+            && (!self.allow_countries.is_empty() || !self.deny_countries.is_empty())
+        {
+            return Err((
+                "security.geoip_database",
+                "country lists need a GeoIP database".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_secure() {
+        let config: SecurityConfig = toml::from_str("").unwrap();
+        assert_eq!(config.max_failures, 5);
+        assert_eq!(config.failure_window, Duration::from_secs(600));
+        assert_eq!(config.lockout_duration, Duration::from_secs(900));
+        assert!(config.pseudonymise_addresses);
+        assert!(!config.audit_log.as_os_str().is_empty());
+        assert_eq!(config.impossible_travel, TravelAction::Alert);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn keys_parse() {
+        let config: SecurityConfig = toml::from_str(
+            r#"
+            lockout_duration = "1m"
+            totp_trusted_window = "2h"
+            geoip_database = "/x.mmdb"
+            allow_countries = ["GB", "se"]
+            unknown_location = "deny"
+            impossible_travel = "deny"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.lockout_duration, Duration::from_secs(60));
+        assert_eq!(config.unknown_location, UnknownLocation::Deny);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let config: SecurityConfig = toml::from_str("allow_countries = [\"GBR\"]").unwrap();
+        assert_eq!(config.validate().unwrap_err().0, "security.allow_countries");
+        let config: SecurityConfig = toml::from_str("deny_countries = [\"CN\"]").unwrap();
+        assert_eq!(config.validate().unwrap_err().0, "security.geoip_database");
+        assert!(toml::from_str::<SecurityConfig>("nope = 1").is_err());
+    }
+
+    #[test]
+    fn the_section_alone_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[future]\nx = 1\n[security]\nargon2_iterations = 3\n",
+        )
+        .unwrap();
+        assert_eq!(
+            SecurityConfig::load_section(&path)
+                .unwrap()
+                .argon2_iterations,
+            3
+        );
+        std::fs::write(&path, "[security]\nbogus = 1\n").unwrap();
+        let error = SecurityConfig::load_section(&path).unwrap_err().to_string();
+        assert!(error.contains("bogus"), "{error}");
+    }
+}

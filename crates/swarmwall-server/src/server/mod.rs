@@ -1,1 +1,346 @@
 //! The SOCKS5 server: listener, session, relay, UDP ASSOCIATE, BIND, limits, shutdown.
+//!
+//! Layout:
+//! - `listener`: the accept loop (session limit, accept back-off, PROXY protocol, shutdown).
+//! - `session`: one task per connection; drives [`swarmwall_core::socks5::ServerHandshake`],
+//!   authenticates, checks suspensions and destination policy, dispatches the command.
+//! - `connect`: resolution and outbound connection with the precise reply code.
+//! - `relay`: the inspect phase (classifier fed both directions) then the fast path.
+//! - `udp`, `bind`: UDP ASSOCIATE and BIND.
+//! - `limits`: per-account session counting.
+//! - `signals`: SIGTERM/SIGINT (graceful shutdown) and SIGHUP (reload).
+//!
+//! Everything derived from the configuration files (authenticator, destination policy,
+//! limits) lives in one [`Runtime`] snapshot behind an [`ArcSwap`]; [`ServerHandle::reload`]
+//! builds a new one and swaps it atomically. A session loads the snapshot once when it starts
+//! and keeps it, so a reload never disturbs live sessions.
+
+mod bind;
+mod connect;
+mod limits;
+mod listener;
+mod relay;
+mod session;
+pub mod signals;
+mod udp;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use swarmwall_core::classify::{ClientKey, Correlator, CorrelatorConfig};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::audit::AuditLog;
+use crate::auth::{AccountsFile, Authenticator};
+use crate::config::{Config, ServerConfig};
+use crate::metrics::Metrics;
+use crate::policy::DestinationPolicy;
+use crate::store::Store;
+use crate::strikes::{StrikeSubject, Strikes};
+
+/// Start-up options: the command line (`swarmwall serve`), layered over the config file.
+/// Options that belong to other parts of the server (admin, store, audit) are carried here so
+/// the binary can hand them on; the server core itself does not interpret them.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// `--config FILE`: re-read on reload.
+    pub config_path: Option<PathBuf>,
+    /// `--listen ADDR`: overrides `server.listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--accounts FILE`: overrides `server.accounts`; re-read on reload.
+    pub accounts: Option<PathBuf>,
+    /// `--allow-destination CIDR` (repeatable): allow rules ahead of the lateral-movement guard.
+    pub allow_destination: Vec<ipnet::IpNet>,
+    /// `--admin-listen ADDR`.
+    pub admin_listen: Option<SocketAddr>,
+    /// `--admin-token-file FILE`.
+    pub admin_token_file: Option<PathBuf>,
+    /// `--store URL` (`memory`, `file:PATH`, `redis://...`).
+    pub store: Option<String>,
+    /// `--data-dir DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--audit-log FILE`.
+    pub audit_log: Option<PathBuf>,
+}
+
+/// Why the server could not start or reload.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration file is invalid.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The accounts file is invalid.
+    #[error("{0}")]
+    Accounts(#[from] crate::auth::AccountsError),
+    /// A non-loopback listener without authentication was requested.
+    #[error(
+        "refusing to listen on {0} without authentication: that would be an open proxy. \
+         Configure accounts (--accounts FILE or server.accounts), listen on a loopback \
+         address, or set `danger_allow_public_listen_without_auth = true` in [server]"
+    )]
+    PublicWithoutAuth(SocketAddr),
+    /// Binding the listener failed.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The configuration-derived part of the server, swapped as a whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The parsed configuration file (defaults when none is given).
+    pub config: Config,
+    /// `[server]` after command-line overrides.
+    pub server: ServerConfig,
+    /// `Some` when accounts are configured: RFC 1929 authentication is then required.
+    pub authenticator: Option<Authenticator>,
+    /// Destination rules, lateral-movement guard and traffic-class actions.
+    pub policy: DestinationPolicy,
+}
+
+impl Runtime {
+    /// Read the config file and accounts file named by `options`, apply the command-line
+    /// overrides and validate everything.
+    pub fn load(options: &ServeOptions) -> Result<Self, ServerError> {
+        let (config, text, path) = match &options.config_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| {
+                    crate::config::ConfigError::Read {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                (Config::parse(&text, path)?, text, path.clone())
+            }
+            None => (
+                Config::default(),
+                String::new(),
+                PathBuf::from("<defaults>"),
+            ),
+        };
+        config.server.validate(&text, &path)?;
+        let mut server = config.server.clone();
+        if let Some(listen) = options.listen {
+            server.listen = listen;
+        }
+        if let Some(accounts) = &options.accounts {
+            server.accounts = Some(accounts.clone());
+        }
+        let authenticator = match &server.accounts {
+            Some(path) => {
+                let authenticator = Authenticator::new(AccountsFile::load(path)?);
+                authenticator.has_accounts().then_some(authenticator)
+            }
+            None => None,
+        };
+        let policy = DestinationPolicy::new(&config.policy, &options.allow_destination)?;
+        Ok(Self {
+            config,
+            server,
+            authenticator,
+            policy,
+        })
+    }
+
+    /// Refuse an open proxy: a non-loopback listener without authentication, unless the
+    /// `danger_` override is set.
+    pub fn check_listen(&self, address: SocketAddr) -> Result<(), ServerError> {
+        if self.authenticator.is_none()
+            && !address.ip().is_loopback()
+            && !self.server.danger_allow_public_listen_without_auth
+        {
+            return Err(ServerError::PublicWithoutAuth(address));
+        }
+        Ok(())
+    }
+}
+
+/// State shared by the listener and every session.
+pub(crate) struct Shared {
+    pub(crate) options: ServeOptions,
+    pub(crate) runtime: ArcSwap<Runtime>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) audit: AuditLog,
+    pub(crate) strikes: Strikes,
+    pub(crate) correlator: Mutex<Correlator>,
+    pub(crate) account_sessions: limits::AccountSessions,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pseudonym_key: [u8; 32],
+}
+
+impl Shared {
+    /// Keyed hash of a client address: strike subject and correlator key for unauthenticated
+    /// clients, never reversible without the per-process key.
+    pub(crate) fn pseudonym(&self, label: &str, value: &[u8]) -> [u8; 32] {
+        // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.pseudonym_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(label.as_bytes());
+        mac.update(value);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The strike subject and correlator key of a session.
+    pub(crate) fn identity(
+        &self,
+        account: Option<&str>,
+        client: IpAddr,
+    ) -> (StrikeSubject, ClientKey) {
+        let (subject, digest) = match account {
+            Some(account) => (
+                StrikeSubject::Account(account.to_owned()),
+                self.pseudonym("account:", account.as_bytes()),
+            ),
+            None => {
+                let digest = self.pseudonym("client:", client.to_string().as_bytes());
+                let hex = hex::encode(digest.get(..12).unwrap_or(&digest));
+                (StrikeSubject::Client(hex), digest)
+            }
+        };
+        let mut first = [0u8; 8];
+        first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+        (subject, ClientKey(u64::from_be_bytes(first)))
+    }
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Load the configuration, refuse an open proxy, and bind the listener. `metrics` is shared
+    /// with the admin surface.
+    pub async fn bind(options: ServeOptions, metrics: Arc<Metrics>) -> Result<Self, ServerError> {
+        let runtime = Runtime::load(&options)?;
+        let address = runtime.server.listen;
+        runtime.check_listen(address)?;
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| ServerError::Bind { address, source })?;
+
+        // ---- STORE CONSTRUCTION (single place) -------------------------------------------
+        // The store developer replaces this with `Store::open(...)` built from
+        // `options.store` / `options.data_dir` / `runtime.config.store`.
+        let store = Store::memory();
+        // ---- AUDIT LOG CONSTRUCTION (single place) ---------------------------------------
+        // The security developer opens `options.audit_log` / `[security]` here.
+        let audit = AuditLog::disabled();
+
+        let shared = Arc::new(Shared {
+            options,
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics,
+            audit,
+            strikes: Strikes::new(store),
+            correlator: Mutex::new(Correlator::new(CorrelatorConfig::default())),
+            account_sessions: limits::AccountSessions::default(),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            pseudonym_key: rand::random(),
+        });
+        Ok(Self { listener, shared })
+    }
+
+    /// The address actually bound (the real port when `:0` was asked for).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A handle for reload and shutdown (cheap to clone, usable from other tasks).
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Accept and serve until [`ServerHandle::shutdown`]; then stop accepting and wait for the
+    /// open sessions up to `shutdown_grace`. Returns the number of sessions still open when
+    /// the grace period ended (they are dropped with the runtime).
+    pub async fn run(self) -> usize {
+        listener::run(self.listener, Arc::clone(&self.shared)).await;
+        let grace = self.shared.runtime.load().server.shutdown_grace;
+        self.shared.tracker.close();
+        if tokio::time::timeout(grace, self.shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            return self.shared.tracker.len();
+        }
+        0
+    }
+}
+
+/// Handle to a running server.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle").finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// Re-read the config file and accounts file, validate, and swap the runtime snapshot
+    /// atomically. On error the old snapshot stays. Counts `config_reloads{result}`. The
+    /// listen address is not re-bound (a change is reported as an error and not applied).
+    pub async fn reload(&self) -> Result<(), String> {
+        let options = self.shared.options.clone();
+        let loaded = tokio::task::spawn_blocking(move || Runtime::load(&options))
+            .await
+            .map_err(|error| error.to_string())
+            .and_then(|loaded| loaded.map_err(|error| error.to_string()));
+        let current_listen = self.shared.runtime.load().server.listen;
+        let result = loaded.and_then(|runtime| {
+            if runtime.server.listen != current_listen {
+                return Err(format!(
+                    "server.listen changed to {}: a restart is needed to re-bind",
+                    runtime.server.listen
+                ));
+            }
+            runtime
+                .check_listen(current_listen)
+                .map_err(|error| error.to_string())?;
+            self.shared.runtime.store(Arc::new(runtime));
+            Ok(())
+        });
+        let label = if result.is_ok() { "ok" } else { "error" };
+        self.shared
+            .metrics
+            .config_reloads
+            .get_or_create(&crate::metrics::ResultLabels { result: label })
+            .inc();
+        result
+    }
+
+    /// Stop accepting; [`Server::run`] then drains open sessions.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+
+    /// The current runtime snapshot.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.shared.runtime.load_full()
+    }
+
+    /// Sessions currently open (handshaking or relaying).
+    pub fn open_sessions(&self) -> usize {
+        self.shared.tracker.len()
+    }
+}

@@ -1,49 +1,33 @@
-//! In-memory backend: a map under a mutex. Expired entries are dropped lazily on access.
+//! In-memory backend: a map under a mutex, with the same value model and update rules as the
+//! embedded store ([`super::value`]). Expired entries are ignored on read and dropped when the
+//! map is next written for the same key or listed.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::Namespace;
+use super::value::{self, StoredValue};
 
-/// One stored value.
-#[derive(Debug, Clone)]
-enum Entry {
-    Events(VecDeque<u64>),
-    Until(u64),
-    History {
-        entries: VecDeque<Vec<u8>>,
-        expires_ms: u64,
-    },
-    Claim {
-        expires_ms: u64,
-    },
-}
+type Map = BTreeMap<(Namespace, String), StoredValue>;
 
 /// In-memory state store (lost on exit). Cheap to clone: clones share the map.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
-    map: Arc<Mutex<BTreeMap<(Namespace, String), Entry>>>,
-}
-
-/// Most events kept per counter: counters only need to reach their thresholds.
-const MAX_EVENTS: usize = 1_024;
-
-fn window_start(now_ms: u64, window: Duration) -> u64 {
-    now_ms.saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn duration_ms(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+    map: Arc<Mutex<Map>>,
 }
 
 impl MemoryStore {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<(Namespace, String), Entry>> {
+    fn lock(&self) -> MutexGuard<'_, Map> {
         // A panic while holding the lock cannot leave the map inconsistent (every update is a
-        // single insert or mutation), so a poisoned lock is still usable.
+        // single insert or removal), so a poisoned lock is still usable.
         self.map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn key(namespace: Namespace, subject: &str) -> (Namespace, String) {
+        (namespace, subject.to_owned())
     }
 
     pub(super) fn record_event(
@@ -54,24 +38,10 @@ impl MemoryStore {
         window: Duration,
     ) -> u32 {
         let mut map = self.lock();
-        let entry = map
-            .entry((namespace, subject.to_owned()))
-            .or_insert_with(|| Entry::Events(VecDeque::new()));
-        if !matches!(entry, Entry::Events(_)) {
-            *entry = Entry::Events(VecDeque::new());
-        }
-        let Entry::Events(events) = entry else {
-            return 0;
-        };
-        let start = window_start(now_ms, window);
-        while events.front().is_some_and(|&t| t < start) {
-            events.pop_front();
-        }
-        events.push_back(now_ms);
-        if events.len() > MAX_EVENTS {
-            events.pop_front();
-        }
-        u32::try_from(events.len()).unwrap_or(u32::MAX)
+        let key = Self::key(namespace, subject);
+        let (new, count) = value::record_event(map.remove(&key), now_ms, window);
+        map.insert(key, new);
+        count
     }
 
     pub(super) fn events(
@@ -81,11 +51,11 @@ impl MemoryStore {
         now_ms: u64,
         window: Duration,
     ) -> Vec<u64> {
-        let start = window_start(now_ms, window);
-        match self.lock().get(&(namespace, subject.to_owned())) {
-            Some(Entry::Events(events)) => events.iter().copied().filter(|&t| t >= start).collect(),
-            _ => Vec::new(),
-        }
+        value::events(
+            self.lock().get(&Self::key(namespace, subject)),
+            now_ms,
+            window,
+        )
     }
 
     pub(super) fn count_events(
@@ -100,12 +70,9 @@ impl MemoryStore {
 
     pub(super) fn set_until(&self, namespace: Namespace, subject: &str, until_ms: u64) {
         let mut map = self.lock();
-        let key = (namespace, subject.to_owned());
-        let current = match map.get(&key) {
-            Some(Entry::Until(current)) => *current,
-            _ => 0,
-        };
-        map.insert(key, Entry::Until(current.max(until_ms)));
+        let key = Self::key(namespace, subject);
+        let new = value::set_until(map.get(&key), until_ms);
+        map.insert(key, new);
     }
 
     pub(super) fn active_until(
@@ -114,10 +81,7 @@ impl MemoryStore {
         subject: &str,
         now_ms: u64,
     ) -> Option<u64> {
-        match self.lock().get(&(namespace, subject.to_owned())) {
-            Some(Entry::Until(until)) if *until > now_ms => Some(*until),
-            _ => None,
-        }
+        value::active_until(self.lock().get(&Self::key(namespace, subject)), now_ms)
     }
 
     pub(super) fn push_history(
@@ -130,41 +94,13 @@ impl MemoryStore {
         now_ms: u64,
     ) {
         let mut map = self.lock();
-        let slot = map
-            .entry((namespace, subject.to_owned()))
-            .or_insert_with(|| Entry::History {
-                entries: VecDeque::new(),
-                expires_ms: 0,
-            });
-        if !matches!(slot, Entry::History { .. })
-            || matches!(slot, Entry::History { expires_ms, .. } if *expires_ms <= now_ms)
-        {
-            *slot = Entry::History {
-                entries: VecDeque::new(),
-                expires_ms: 0,
-            };
-        }
-        if let Entry::History {
-            entries,
-            expires_ms,
-        } = slot
-        {
-            entries.push_back(entry.to_vec());
-            while entries.len() > max_entries {
-                entries.pop_front();
-            }
-            *expires_ms = now_ms.saturating_add(duration_ms(ttl));
-        }
+        let key = Self::key(namespace, subject);
+        let new = value::push_history(map.remove(&key), entry, max_entries, ttl, now_ms);
+        map.insert(key, new);
     }
 
     pub(super) fn history(&self, namespace: Namespace, subject: &str, now_ms: u64) -> Vec<Vec<u8>> {
-        match self.lock().get(&(namespace, subject.to_owned())) {
-            Some(Entry::History {
-                entries,
-                expires_ms,
-            }) if *expires_ms > now_ms => entries.iter().cloned().collect(),
-            _ => Vec::new(),
-        }
+        value::history(self.lock().get(&Self::key(namespace, subject)), now_ms)
     }
 
     pub(super) fn claim_once(
@@ -175,39 +111,30 @@ impl MemoryStore {
         now_ms: u64,
     ) -> bool {
         let mut map = self.lock();
-        let key = (namespace, subject.to_owned());
-        if let Some(Entry::Claim { expires_ms }) = map.get(&key)
-            && *expires_ms > now_ms
-        {
-            return false;
+        let key = Self::key(namespace, subject);
+        match value::claim_once(map.get(&key), ttl, now_ms) {
+            Some(claim) => {
+                map.insert(key, claim);
+                true
+            }
+            None => false,
         }
-        map.insert(
-            key,
-            Entry::Claim {
-                expires_ms: now_ms.saturating_add(duration_ms(ttl)),
-            },
-        );
-        true
     }
 
     pub(super) fn clear(&self, namespace: Namespace, subject: &str) {
-        self.lock().remove(&(namespace, subject.to_owned()));
+        self.lock().remove(&Self::key(namespace, subject));
     }
 
-    pub(super) fn subjects(&self, namespace: Namespace, now_ms: u64) -> Vec<String> {
-        self.lock()
-            .iter()
-            .filter(|((ns, _), entry)| {
-                *ns == namespace
-                    && match entry {
-                        Entry::Events(events) => !events.is_empty(),
-                        Entry::Until(until) => *until > now_ms,
-                        Entry::History { expires_ms, .. } | Entry::Claim { expires_ms } => {
-                            *expires_ms > now_ms
-                        }
-                    }
-            })
-            .map(|((_, subject), _)| subject.clone())
+    pub(super) fn dump(&self, namespace: Namespace, now_ms: u64) -> Vec<(String, StoredValue)> {
+        let mut map = self.lock();
+        map.retain(|_, value| value.is_live(now_ms));
+        map.iter()
+            .filter(|((ns, _), _)| *ns == namespace)
+            .map(|((_, subject), value)| (subject.clone(), value.clone()))
             .collect()
+    }
+
+    pub(super) fn restore(&self, namespace: Namespace, subject: &str, value: StoredValue) {
+        self.lock().insert(Self::key(namespace, subject), value);
     }
 }

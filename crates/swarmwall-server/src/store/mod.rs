@@ -6,14 +6,31 @@
 //! user: sliding-window event counters, "active until" flags, bounded histories and
 //! claim-once markers. Time is passed in (`now_ms`, Unix milliseconds) so tests can drive it.
 //!
-//! Backends: [`MemoryStore`] (tests and `--store memory`), the embedded file store (default,
-//! crash-safe) and Redis (fleet). Callers hold a [`Store`] and never see which.
+//! Backends: [`MemoryStore`] (tests and `--store memory`), [`EmbeddedStore`] (default: a redb
+//! file in the data directory, crash-safe) and [`RedisStore`] (a fleet sharing state). Callers
+//! hold a [`Store`] and never see which; [`Store::open`] picks one from `[store]`.
+//!
+//! Layout: `value.rs` (the value model and update rules shared by memory and embedded, and the
+//! unit of migration), `memory.rs`, `embedded.rs`, `redis.rs`, `migrate.rs`.
 
+mod embedded;
 mod memory;
+mod migrate;
+mod redis;
+mod value;
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use embedded::{EmbeddedStore, FILE_NAME as EMBEDDED_FILE_NAME};
 pub use memory::MemoryStore;
+pub use migrate::{MigrationReport, migrate};
+pub use redis::RedisStore;
+pub use value::StoredValue;
+
+use crate::config::{StoreBackend, StoreConfig};
+use crate::metrics::Metrics;
 
 /// Which kind of state a key holds; also the key prefix in every backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,11 +53,14 @@ pub enum Namespace {
     TotpReplay,
     /// TOTP trusted windows, subject `account:client-hash`.
     TrustedWindow,
+    /// Burst markers of the graduated response: one claim per subject and burst window makes
+    /// several blocked flows one incident, atomically across nodes.
+    StrikeBurst,
 }
 
 impl Namespace {
     /// Every namespace (for migration and listing).
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Strikes,
         Self::Suspension,
         Self::AuthFailuresAccount,
@@ -50,6 +70,7 @@ impl Namespace {
         Self::LoginHistory,
         Self::TotpReplay,
         Self::TrustedWindow,
+        Self::StrikeBurst,
     ];
 
     /// Stable key prefix.
@@ -64,6 +85,7 @@ impl Namespace {
             Self::LoginHistory => "login_history",
             Self::TotpReplay => "totp_replay",
             Self::TrustedWindow => "trusted_window",
+            Self::StrikeBurst => "strike_burst",
         }
     }
 }
@@ -88,12 +110,62 @@ pub enum StoreError {
 pub enum Store {
     /// In-memory (tests; state is lost on exit).
     Memory(MemoryStore),
+    /// The embedded redb file (default).
+    Embedded(EmbeddedStore),
+    /// Redis (fleet).
+    Redis(RedisStore),
 }
 
 impl Store {
     /// A fresh in-memory store.
     pub fn memory() -> Self {
         Self::Memory(MemoryStore::default())
+    }
+
+    /// Open the backend `config.url` names: the embedded file in `data_dir` (or the directory
+    /// given as `embedded:DIR`), Redis, or memory. The embedded store starts its purge task and
+    /// Redis its health check, so call this inside the tokio runtime.
+    pub async fn open(
+        config: &StoreConfig,
+        data_dir: &Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        match &config.url {
+            StoreBackend::Memory => {
+                metrics.store_up.set(1);
+                Ok(Self::memory())
+            }
+            StoreBackend::Embedded(dir) => {
+                let dir = dir.clone().unwrap_or_else(|| data_dir.to_owned());
+                let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir))
+                    .await
+                    .map_err(|error| StoreError::Unavailable(error.to_string()))??;
+                store.attach_metrics(metrics);
+                store.spawn_purge(config.purge_interval);
+                Ok(Self::Embedded(store))
+            }
+            StoreBackend::Redis(url) => {
+                metrics.store_up.set(0);
+                let store =
+                    RedisStore::connect(url, &config.redis_prefix, config.timeout, metrics)?;
+                // One ping so the log says at start whether Redis answers; a failure is not
+                // fatal (the node serves and reconnects when Redis returns).
+                if let Err(error) = store.ping().await {
+                    tracing::warn!(%error, "state store not reachable at start; will retry");
+                }
+                Ok(Self::Redis(store))
+            }
+        }
+    }
+
+    /// Which backend, for logs (`embedded:/var/lib/swarmwall/state.redb`, a Redis URL without
+    /// password, `memory`).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Memory(_) => "memory".to_owned(),
+            Self::Embedded(store) => format!("embedded:{}", store.path().display()),
+            Self::Redis(store) => store.describe(),
+        }
     }
 
     /// Record one event at `now_ms` and return how many events fall within the last `window`
@@ -107,6 +179,16 @@ impl Store {
     ) -> Result<u32, StoreError> {
         match self {
             Self::Memory(store) => Ok(store.record_event(namespace, subject, now_ms, window)),
+            Self::Embedded(store) => {
+                let result = store
+                    .update(namespace, subject, now_ms, move |old| {
+                        let (new, count) = value::record_event(old, now_ms, window);
+                        (Some(new), count)
+                    })
+                    .await;
+                store.observe_result("record_event", result)
+            }
+            Self::Redis(store) => store.record_event(namespace, subject, now_ms, window).await,
         }
     }
 
@@ -120,6 +202,11 @@ impl Store {
     ) -> Result<u32, StoreError> {
         match self {
             Self::Memory(store) => Ok(store.count_events(namespace, subject, now_ms, window)),
+            Self::Embedded(_) => {
+                let events = self.events(namespace, subject, now_ms, window).await?;
+                Ok(u32::try_from(events.len()).unwrap_or(u32::MAX))
+            }
+            Self::Redis(store) => store.count_events(namespace, subject, now_ms, window).await,
         }
     }
 
@@ -133,6 +220,13 @@ impl Store {
     ) -> Result<Vec<u64>, StoreError> {
         match self {
             Self::Memory(store) => Ok(store.events(namespace, subject, now_ms, window)),
+            Self::Embedded(store) => {
+                let result = store
+                    .get(namespace, subject, now_ms)
+                    .map(|old| value::events(old.as_ref(), now_ms, window));
+                store.observe_result("events", result)
+            }
+            Self::Redis(store) => store.events(namespace, subject, now_ms, window).await,
         }
     }
 
@@ -149,6 +243,15 @@ impl Store {
                 store.set_until(namespace, subject, until_ms);
                 Ok(())
             }
+            Self::Embedded(store) => {
+                let result = store
+                    .update(namespace, subject, 0, move |old| {
+                        (Some(value::set_until(old.as_ref(), until_ms)), ())
+                    })
+                    .await;
+                store.observe_result("set_until", result)
+            }
+            Self::Redis(store) => store.set_until(namespace, subject, until_ms).await,
         }
     }
 
@@ -161,6 +264,13 @@ impl Store {
     ) -> Result<Option<u64>, StoreError> {
         match self {
             Self::Memory(store) => Ok(store.active_until(namespace, subject, now_ms)),
+            Self::Embedded(store) => {
+                let result = store
+                    .get(namespace, subject, now_ms)
+                    .map(|old| value::active_until(old.as_ref(), now_ms));
+                store.observe_result("active_until", result)
+            }
+            Self::Redis(store) => store.active_until(namespace, subject, now_ms).await,
         }
     }
 
@@ -180,10 +290,26 @@ impl Store {
                 store.push_history(namespace, subject, entry, max_entries, ttl, now_ms);
                 Ok(())
             }
+            Self::Embedded(store) => {
+                let entry = entry.to_vec();
+                let result = store
+                    .update(namespace, subject, now_ms, move |old| {
+                        let new = value::push_history(old, &entry, max_entries, ttl, now_ms);
+                        (Some(new), ())
+                    })
+                    .await;
+                store.observe_result("push_history", result)
+            }
+            Self::Redis(store) => {
+                store
+                    .push_history(namespace, subject, entry, max_entries, ttl)
+                    .await
+            }
         }
     }
 
-    /// The history, oldest first (empty when expired or absent).
+    /// The history, oldest first (empty when expired or absent). On Redis the history expires
+    /// by Redis's own clock (`PEXPIRE`), not by `now_ms`.
     pub async fn history(
         &self,
         namespace: Namespace,
@@ -192,6 +318,13 @@ impl Store {
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         match self {
             Self::Memory(store) => Ok(store.history(namespace, subject, now_ms)),
+            Self::Embedded(store) => {
+                let result = store
+                    .get(namespace, subject, now_ms)
+                    .map(|old| value::history(old.as_ref(), now_ms));
+                store.observe_result("history", result)
+            }
+            Self::Redis(store) => store.history(namespace, subject).await,
         }
     }
 
@@ -206,6 +339,21 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match self {
             Self::Memory(store) => Ok(store.claim_once(namespace, subject, ttl, now_ms)),
+            Self::Embedded(store) => {
+                let result = store
+                    .update(
+                        namespace,
+                        subject,
+                        now_ms,
+                        move |old| match value::claim_once(old.as_ref(), ttl, now_ms) {
+                            Some(claim) => (Some(claim), true),
+                            None => (old, false),
+                        },
+                    )
+                    .await;
+                store.observe_result("claim_once", result)
+            }
+            Self::Redis(store) => store.claim_once(namespace, subject, ttl, now_ms).await,
         }
     }
 
@@ -216,6 +364,11 @@ impl Store {
                 store.clear(namespace, subject);
                 Ok(())
             }
+            Self::Embedded(store) => {
+                let result = store.update(namespace, subject, 0, |_| (None, ())).await;
+                store.observe_result("clear", result)
+            }
+            Self::Redis(store) => store.clear(namespace, subject).await,
         }
     }
 
@@ -225,10 +378,78 @@ impl Store {
         namespace: Namespace,
         now_ms: u64,
     ) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .dump(namespace, now_ms)
+            .await?
+            .into_iter()
+            .map(|(subject, _)| subject)
+            .collect())
+    }
+
+    /// Every live value in `namespace` (listing and migration).
+    pub async fn dump(
+        &self,
+        namespace: Namespace,
+        now_ms: u64,
+    ) -> Result<Vec<(String, StoredValue)>, StoreError> {
         match self {
-            Self::Memory(store) => Ok(store.subjects(namespace, now_ms)),
+            Self::Memory(store) => Ok(store.dump(namespace, now_ms)),
+            Self::Embedded(store) => {
+                let result = store.dump(namespace, now_ms);
+                store.observe_result("dump", result)
+            }
+            Self::Redis(store) => store.dump(namespace, now_ms).await,
         }
     }
+
+    /// Write `value` for `subject` as-is, replacing what was there (migration).
+    pub async fn restore(
+        &self,
+        namespace: Namespace,
+        subject: &str,
+        value: &StoredValue,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(store) => {
+                store.restore(namespace, subject, value.clone());
+                Ok(())
+            }
+            Self::Embedded(store) => {
+                let value = value.clone();
+                let result = store
+                    .update(namespace, subject, 0, move |_| (Some(value), ()))
+                    .await;
+                store.observe_result("restore", result)
+            }
+            Self::Redis(store) => store.restore(namespace, subject, value).await,
+        }
+    }
+}
+
+/// The default data directory: `/var/lib/swarmwall` when it exists and is writable or can be
+/// created, else `$XDG_STATE_HOME/swarmwall`, else `~/.local/state/swarmwall`.
+pub fn default_data_dir() -> PathBuf {
+    let system = Path::new("/var/lib/swarmwall");
+    if dir_is_writable(system) {
+        return system.to_owned();
+    }
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(state).join("swarmwall");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/state/swarmwall");
+    }
+    PathBuf::from(".swarmwall-state")
+}
+
+/// True when `dir` exists and accepts a new file, or can be created.
+fn dir_is_writable(dir: &Path) -> bool {
+    if !dir.exists() {
+        return dir.parent().is_some_and(|parent| {
+            nix::unistd::access(parent, nix::unistd::AccessFlags::W_OK).is_ok()
+        });
+    }
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
 }
 
 /// The current time as Unix milliseconds (the server's clock; the store never reads it).

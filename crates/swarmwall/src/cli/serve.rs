@@ -1,11 +1,60 @@
-//! `swarmwall serve` and `swarmwall check-config` (not implemented yet).
+//! `swarmwall serve` (run the proxy) and `swarmwall check-config` (validate a file).
 
+use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use swarmwall_server::config::Config;
+use swarmwall_server::metrics::Metrics;
+use swarmwall_server::policy::DestinationPolicy;
+use swarmwall_server::server::{ServeOptions, Server, signals::Signals};
 
 /// Arguments of `swarmwall serve`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ServeArgs {}
+pub(crate) struct ServeArgs {
+    /// Configuration file (TOML); re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address (overrides `server.listen`); port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Accounts file; with accounts, username/password authentication is required.
+    #[arg(long, value_name = "FILE")]
+    accounts: Option<PathBuf>,
+    /// Allow destinations in this network despite the lateral-movement guard (repeatable).
+    #[arg(long = "allow-destination", value_name = "CIDR", value_parser = parse_cidr)]
+    allow_destination: Vec<ipnet::IpNet>,
+    /// Admin listener address (metrics, API, dashboard).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+    /// File holding the admin API token.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// State store (`memory`, `file:PATH`, `redis://HOST:PORT/DB`).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Directory for the embedded state store and other state.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Security event log (hash-chained JSON lines).
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
+    /// Log format: `human` (default) or `json`.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Human,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Arguments of `swarmwall check-config`.
 #[derive(Debug, clap::Args)]
@@ -14,16 +63,70 @@ pub(crate) struct CheckConfigArgs {
     file: PathBuf,
 }
 
-/// Run the proxy.
+/// Run the proxy until SIGTERM/SIGINT.
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    anyhow::bail!("`swarmwall serve` is not implemented yet")
+    init_logging(args.log_format);
+    let options = ServeOptions {
+        config_path: args.config,
+        listen: args.listen,
+        accounts: args.accounts,
+        allow_destination: args.allow_destination,
+        admin_listen: args.admin_listen,
+        admin_token_file: args.admin_token_file,
+        store: args.store,
+        data_dir: args.data_dir,
+        audit_log: args.audit_log,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(options))
 }
 
-/// Check a configuration file.
+async fn serve(options: ServeOptions) -> anyhow::Result<ExitCode> {
+    let metrics = Arc::new(Metrics::new());
+    let server = Server::bind(options, Arc::clone(&metrics)).await?;
+    let address = server.local_addr().context("listener address")?;
+    let signals = Signals::install().context("cannot install signal handlers")?;
+
+    // ---- ADMIN LISTENER START (single place) ----------------------------------------------
+    // The admin developer starts `swarmwall_server::admin` here with `Arc::clone(&metrics)`,
+    // `server.handle()` (reload, runtime snapshot) and the `--admin-listen` /
+    // `--admin-token-file` options.
+
+    tracing::info!(%address, "SOCKS5 server started");
+    // The contract line: tests and tools read the real port from it.
+    eprintln!("swarmwall: listening on {address}");
+    let handle = server.handle();
+    tokio::spawn(signals.watch(handle));
+    let left = server.run().await;
+    if left > 0 {
+        tracing::warn!(
+            sessions = left,
+            "shutdown grace period over; closing open sessions"
+        );
+    } else {
+        tracing::info!("all sessions drained; exiting");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Check a configuration file: TOML syntax, unknown keys, and values.
 pub(crate) fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
-    match swarmwall_server::config::Config::load(&args.file) {
-        Ok(_) => {
+    let result = std::fs::read_to_string(&args.file)
+        .map_err(|source| swarmwall_server::config::ConfigError::Read {
+            path: args.file.clone(),
+            source,
+        })
+        .and_then(|text| {
+            let config = Config::parse(&text, &args.file)?;
+            config.server.validate(&text, &args.file)?;
+            DestinationPolicy::new(&config.policy, &[])?;
+            Ok(())
+        });
+    match result {
+        Ok(()) => {
             println!("{}: ok", args.file.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -32,4 +135,25 @@ pub(crate) fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// A CIDR, or a bare address meaning a single host.
+fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{text}` is not a CIDR (e.g. 127.0.0.0/8) or an IP address"))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
 }

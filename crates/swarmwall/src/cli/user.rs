@@ -1,13 +1,274 @@
-//! `swarmwall user` (not implemented yet).
+//! `swarmwall user add|passwd|remove|list|disable|enable|totp`: edit the accounts file.
+//!
+//! Every edit loads the file, changes it and replaces it atomically with mode 0600 (see
+//! `AccountsFile::save`); a running `swarmwall serve` picks the change up within a second.
+//! Passwords are read without echo from the terminal, or as one line from stdin with
+//! `--password-stdin`; they are only ever stored as argon2id PHC strings.
 
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::Context;
+use swarmwall_server::auth::{AccountsFile, HashParams, shared_mode, totp};
+use swarmwall_server::config::SecurityConfig;
+use zeroize::Zeroizing;
 
 /// Arguments of `swarmwall user`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct UserArgs {}
+pub(crate) struct UserArgs {
+    /// Accounts file (TOML). Defaults to `[security] accounts` of `--config`.
+    #[arg(long, global = true, env = "SWARMWALL_ACCOUNTS")]
+    accounts: Option<PathBuf>,
+    /// Configuration file (for the accounts path, argon2 cost and TOTP issuer).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: UserCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum UserCommand {
+    /// Add an account (creates the file if needed).
+    Add {
+        /// Account name.
+        name: String,
+        /// Read the password as one line from stdin instead of the terminal.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change an account's password.
+    Passwd {
+        /// Account name.
+        name: String,
+        /// Read the password as one line from stdin instead of the terminal.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove an account.
+    Remove {
+        /// Account name.
+        name: String,
+    },
+    /// List accounts (never prints hashes or secrets).
+    List,
+    /// Disable an account (logins refused until `enable`).
+    Disable {
+        /// Account name.
+        name: String,
+    },
+    /// Enable a disabled account.
+    Enable {
+        /// Account name.
+        name: String,
+    },
+    /// Enrol TOTP: prints the otpauth:// URI on stdout and a QR code on stderr.
+    Totp {
+        /// Account name.
+        name: String,
+        /// Replace an existing TOTP secret.
+        #[arg(long)]
+        force: bool,
+        /// Remove TOTP from the account instead.
+        #[arg(long, conflicts_with = "force")]
+        remove: bool,
+        /// Do not draw the QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
+}
 
 /// Run `swarmwall user`.
 pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    anyhow::bail!("`swarmwall user` is not implemented yet")
+    let security = match &args.config {
+        Some(path) => SecurityConfig::load_section(path)?,
+        None => SecurityConfig::default(),
+    };
+    let path = args
+        .accounts
+        .clone()
+        .or_else(|| security.accounts.clone())
+        .context("no accounts file: pass --accounts FILE (or set [security] accounts)")?;
+    let params = HashParams::from_config(&security);
+    if let Some(mode) = shared_mode(&path) {
+        eprintln!(
+            "swarmwall: warning: {} has mode {mode:04o}; it will be rewritten as 0600",
+            path.display()
+        );
+    }
+    match args.command {
+        UserCommand::Add {
+            name,
+            password_stdin,
+        } => {
+            if AccountsFile::load_or_empty(&path)?.find(&name).is_some() {
+                anyhow::bail!("an account named `{name}` already exists");
+            }
+            let password = read_password(password_stdin)?;
+            AccountsFile::edit_locked(&path, true, |file| {
+                file.add(&name, password.as_bytes(), &params)
+            })?;
+            eprintln!("added account `{name}` to {}", path.display());
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            if AccountsFile::load(&path)?.find(&name).is_none() {
+                anyhow::bail!("no account named `{name}`");
+            }
+            let password = read_password(password_stdin)?;
+            AccountsFile::edit_locked(&path, false, |file| {
+                file.set_password(&name, password.as_bytes(), &params)
+            })?;
+            eprintln!("changed the password of `{name}`");
+        }
+        UserCommand::Remove { name } => {
+            edit(&path, |file| file.remove(&name))?;
+            eprintln!("removed account `{name}`");
+        }
+        UserCommand::List => list(&AccountsFile::load(&path)?),
+        UserCommand::Disable { name } => {
+            edit(&path, |file| file.set_disabled(&name, true))?;
+            eprintln!("disabled account `{name}`");
+        }
+        UserCommand::Enable { name } => {
+            edit(&path, |file| file.set_disabled(&name, false))?;
+            eprintln!("enabled account `{name}`");
+        }
+        UserCommand::Totp {
+            name,
+            force,
+            remove,
+            no_qr,
+        } => return enrol_totp(&path, &name, &security.totp_issuer, force, remove, no_qr),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn edit(
+    path: &Path,
+    change: impl FnOnce(&mut AccountsFile) -> Result<(), swarmwall_server::auth::AccountsError>,
+) -> anyhow::Result<()> {
+    AccountsFile::edit_locked(path, false, change)?;
+    Ok(())
+}
+
+fn list(file: &AccountsFile) {
+    println!("{:<24} {:<9} {:<5} countries", "NAME", "STATUS", "TOTP");
+    for account in &file.accounts {
+        let status = if account.disabled {
+            "disabled"
+        } else {
+            "enabled"
+        };
+        let totp = if account.totp_secret.is_some() {
+            "yes"
+        } else {
+            "no"
+        };
+        let mut countries = Vec::new();
+        if !account.allow_countries.is_empty() {
+            countries.push(format!("allow {}", account.allow_countries.join(",")));
+        }
+        if !account.deny_countries.is_empty() {
+            countries.push(format!("deny {}", account.deny_countries.join(",")));
+        }
+        println!(
+            "{:<24} {:<9} {:<5} {}",
+            account.name,
+            status,
+            totp,
+            countries.join("; ")
+        );
+    }
+}
+
+fn enrol_totp(
+    path: &Path,
+    name: &str,
+    issuer: &str,
+    force: bool,
+    remove: bool,
+    no_qr: bool,
+) -> anyhow::Result<ExitCode> {
+    if remove {
+        AccountsFile::edit_locked(path, false, |file| file.set_totp_secret(name, None))?;
+        eprintln!("removed TOTP from `{name}`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let enrolment = totp::enrol(name, issuer)?;
+    AccountsFile::edit_locked(path, false, |file| {
+        let account = file.find(name).ok_or_else(|| {
+            swarmwall_server::auth::AccountsError::Edit(format!("no account named `{name}`"))
+        })?;
+        if account.totp_secret.is_some() && !force {
+            return Err(swarmwall_server::auth::AccountsError::Edit(format!(
+                "`{name}` already has TOTP; pass --force to replace it"
+            )));
+        }
+        file.set_totp_secret(name, Some(enrolment.secret_base32.clone()))
+    })?;
+    println!("{}", enrolment.uri);
+    if !no_qr {
+        match qrcodegen::QrCode::encode_text(&enrolment.uri, qrcodegen::QrCodeEcc::Medium) {
+            Ok(code) => eprint!("{}", render_qr(&code)),
+            Err(_) => eprintln!("(URI too long for a QR code)"),
+        }
+    }
+    eprintln!("TOTP enrolled for `{name}`: log in with the password followed by the 6-digit code");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Draw a QR code with half blocks (two module rows per text row), light on dark terminals
+/// and dark on light ones alike thanks to the quiet zone.
+fn render_qr(code: &qrcodegen::QrCode) -> String {
+    const QUIET: i32 = 2;
+    let size = code.size();
+    // Dark modules are drawn as spaces on a "white" block background.
+    let dark =
+        |x: i32, y: i32| (0..size).contains(&x) && (0..size).contains(&y) && code.get_module(x, y);
+    let mut out = String::new();
+    let mut y = -QUIET;
+    while y < size + QUIET {
+        for x in -QUIET..size + QUIET {
+            out.push(match (dark(x, y), dark(x, y + 1)) {
+                (false, false) => '█',
+                (false, true) => '▀',
+                (true, false) => '▄',
+                (true, true) => ' ',
+            });
+        }
+        out.push('\n');
+        y += 2;
+    }
+    out
+}
+
+/// The new password: one line from stdin, or typed twice without echo.
+fn read_password(from_stdin: bool) -> anyhow::Result<Zeroizing<String>> {
+    let password = if from_stdin {
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        let trimmed = line.trim_end_matches(['\n', '\r']);
+        Zeroizing::new(trimmed.to_owned())
+    } else {
+        let first = Zeroizing::new(
+            rpassword::prompt_password("Password: ").context("cannot read the password")?,
+        );
+        let second = Zeroizing::new(
+            rpassword::prompt_password("Password again: ").context("cannot read the password")?,
+        );
+        if first != second {
+            anyhow::bail!("the passwords differ");
+        }
+        first
+    };
+    if password.is_empty() {
+        anyhow::bail!("empty password");
+    }
+    Ok(password)
 }

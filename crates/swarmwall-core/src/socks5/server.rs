@@ -1,0 +1,249 @@
+//! The server side of the SOCKS5 handshake as a sans-IO state machine.
+//!
+//! ```text
+//! Greeting ──► (method 0x02) Auth ──► AwaitAuth ──► Request ──► AwaitReply ──► Done
+//!     │               │  (method 0x00) ──────────────►│              │
+//!     └───────────────┴──── any error ───────────────────────────────┴──► Failed
+//! ```
+//!
+//! Drive it like quinn-proto's `Connection`: call [`ServerHandshake::handle_input`] with
+//! bytes from the client, then drain [`ServerHandshake::poll_transmit`] (bytes to write) and
+//! [`ServerHandshake::poll_event`] (credentials to check, a request to carry out, or the
+//! failure that ends the handshake). Answer with [`ServerHandshake::handle_auth_result`] and
+//! [`ServerHandshake::handle_reply`]. Bytes the client sent after its request (optimistic
+//! data) are returned by [`ServerHandshake::take_remaining`].
+
+use std::collections::VecDeque;
+
+use super::wire::{
+    Address, Error, Greeting, Method, MethodSelection, PasswordReply, PasswordRequest, Reply,
+    ReplyMessage, Request,
+};
+
+/// Most handshake bytes buffered before a message completes. No single valid message is
+/// longer than 513 bytes (RFC 1929 request), so this leaves room for pipelining.
+const MAX_BUFFERED: usize = 2048;
+
+/// Something the caller must act on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Check these RFC 1929 credentials and call
+    /// [`ServerHandshake::handle_auth_result`].
+    Authenticate(PasswordRequest),
+    /// Carry out this request and call [`ServerHandshake::handle_reply`] with the outcome.
+    Request(Request),
+    /// The handshake failed; write what [`ServerHandshake::poll_transmit`] still returns
+    /// (a refusal, if the protocol has one for this state), then close.
+    Failed(Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Greeting,
+    Auth,
+    AwaitAuth,
+    Request,
+    AwaitReply,
+    Done,
+    Failed,
+}
+
+/// Server handshake state machine. Holds at most [`MAX_BUFFERED`] bytes.
+#[derive(Debug)]
+pub struct ServerHandshake {
+    state: State,
+    require_auth: bool,
+    buffer: Vec<u8>,
+    transmit: Vec<u8>,
+    events: VecDeque<Event>,
+}
+
+impl ServerHandshake {
+    /// A handshake that requires RFC 1929 authentication when `require_auth`, and otherwise
+    /// accepts "no authentication".
+    pub fn new(require_auth: bool) -> Self {
+        Self {
+            state: State::Greeting,
+            require_auth,
+            buffer: Vec::new(),
+            transmit: Vec::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// True while the machine waits for more client bytes (the caller should read).
+    pub fn wants_input(&self) -> bool {
+        matches!(self.state, State::Greeting | State::Auth | State::Request)
+            && self.events.is_empty()
+    }
+
+    /// True once the request was answered with success ([`Reply::Succeeded`]).
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// True once the handshake failed.
+    pub fn is_failed(&self) -> bool {
+        self.state == State::Failed
+    }
+
+    /// Feed bytes read from the client and process as many messages as are complete.
+    pub fn handle_input(&mut self, bytes: &[u8]) {
+        if matches!(self.state, State::Failed) {
+            return;
+        }
+        if self.buffer.len().saturating_add(bytes.len()) > MAX_BUFFERED {
+            let reply = self.state == State::Request;
+            self.fail(Error::Oversized, reply);
+            return;
+        }
+        self.buffer.extend_from_slice(bytes);
+        self.process();
+    }
+
+    /// Bytes to write to the client, if any.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        if self.transmit.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut self.transmit))
+        }
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The outcome of an [`Event::Authenticate`].
+    pub fn handle_auth_result(&mut self, accepted: bool) {
+        if self.state != State::AwaitAuth {
+            return;
+        }
+        PasswordReply { success: accepted }.encode(&mut self.transmit);
+        if accepted {
+            self.state = State::Request;
+            self.process();
+        } else {
+            self.state = State::Failed;
+            self.events.push_back(Event::Failed(Error::AuthFailed));
+        }
+    }
+
+    /// Answer the [`Event::Request`] with `reply` and the bound address. A success moves the
+    /// machine to done (the caller relays from now on); any other code fails it. For BIND the
+    /// caller sends the second reply itself with [`ReplyMessage`].
+    pub fn handle_reply(&mut self, reply: Reply, bound: Address) {
+        if self.state != State::AwaitReply {
+            return;
+        }
+        ReplyMessage { reply, bound }.encode(&mut self.transmit);
+        self.state = if reply == Reply::Succeeded {
+            State::Done
+        } else {
+            State::Failed
+        };
+    }
+
+    /// Client bytes received after the request (to forward once relaying starts).
+    pub fn take_remaining(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buffer)
+    }
+
+    fn process(&mut self) {
+        loop {
+            let progressed = match self.state {
+                State::Greeting => self.process_greeting(),
+                State::Auth => self.process_auth(),
+                State::Request => self.process_request(),
+                State::AwaitAuth | State::AwaitReply | State::Done | State::Failed => false,
+            };
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn process_greeting(&mut self) -> bool {
+        let (greeting, consumed) = match Greeting::decode(&self.buffer) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return false,
+            Err(error) => {
+                self.fail(error, false);
+                return false;
+            }
+        };
+        self.buffer.drain(..consumed);
+        let wanted = if self.require_auth {
+            Method::USERNAME_PASSWORD
+        } else {
+            Method::NO_AUTH
+        };
+        if !greeting.methods.contains(&wanted) {
+            MethodSelection {
+                method: Method::NO_ACCEPTABLE,
+            }
+            .encode(&mut self.transmit);
+            self.fail(Error::NoAcceptableMethod, false);
+            return false;
+        }
+        MethodSelection { method: wanted }.encode(&mut self.transmit);
+        self.state = if self.require_auth {
+            State::Auth
+        } else {
+            State::Request
+        };
+        true
+    }
+
+    fn process_auth(&mut self) -> bool {
+        let (request, consumed) = match PasswordRequest::decode(&self.buffer) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return false,
+            Err(error) => {
+                // RFC 1929: a failure status, then close.
+                PasswordReply { success: false }.encode(&mut self.transmit);
+                self.fail(error, false);
+                return false;
+            }
+        };
+        // Wipe the credentials from the buffer as they leave it.
+        self.buffer
+            .iter_mut()
+            .take(consumed)
+            .for_each(|byte| *byte = 0);
+        self.buffer.drain(..consumed);
+        self.state = State::AwaitAuth;
+        self.events.push_back(Event::Authenticate(request));
+        false
+    }
+
+    fn process_request(&mut self) -> bool {
+        let (request, consumed) = match Request::decode(&self.buffer) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return false,
+            Err(error) => {
+                self.fail(error, true);
+                return false;
+            }
+        };
+        self.buffer.drain(..consumed);
+        self.state = State::AwaitReply;
+        self.events.push_back(Event::Request(request));
+        false
+    }
+
+    /// Enter the failed state; with `reply`, queue the SOCKS5 reply for `error` first.
+    fn fail(&mut self, error: Error, reply: bool) {
+        if reply {
+            ReplyMessage {
+                reply: error.as_reply(),
+                bound: Address::UNSPECIFIED,
+            }
+            .encode(&mut self.transmit);
+        }
+        self.state = State::Failed;
+        self.buffer.clear();
+        self.events.push_back(Event::Failed(error));
+    }
+}

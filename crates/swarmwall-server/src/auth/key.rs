@@ -1,0 +1,235 @@
+//! The pseudonymisation key: client addresses reach the state store and the security event log
+//! only as keyed hashes (HMAC-SHA256, hex, truncated), so a leaked store or log does not reveal
+//! who connected, and the hashes cannot be reversed by hashing the whole IPv4 space without the
+//! key. The key lives in its own file (never in the configuration), created with mode 0600.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::Path;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+/// Hex characters kept from a keyed hash (64 bits: enough to tell clients apart).
+const HASH_HEX_LEN: usize = 16;
+
+/// Why the key file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// Unreadable or unwritable.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Not 64 hex characters.
+    #[error("{path}: not a 32-byte hex key")]
+    Malformed {
+        /// File.
+        path: String,
+    },
+}
+
+/// A 32-byte key for keyed hashes of client addresses. Its Debug output is redacted and it is
+/// wiped from memory when dropped.
+#[derive(Clone)]
+pub struct PseudonymKey {
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for PseudonymKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PseudonymKey(<redacted>)")
+    }
+}
+
+impl PseudonymKey {
+    /// A fresh random key (tests, or when nothing must survive a restart).
+    pub fn random() -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rand::fill(&mut key[..]);
+        Self { key }
+    }
+
+    /// A key from raw bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self {
+            key: Zeroizing::new(bytes),
+        }
+    }
+
+    /// Read the key from `path` (64 hex characters), creating the file with a new random key
+    /// and mode 0600 when it does not exist. Warns (tracing) when the file is readable by group
+    /// or others.
+    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
+        let io = |source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                warn_if_shared(path);
+                let text = Zeroizing::new(text);
+                let mut key = Zeroizing::new([0u8; 32]);
+                hex::decode_to_slice(text.trim(), &mut key[..]).map_err(|_| {
+                    KeyError::Malformed {
+                        path: path.display().to_string(),
+                    }
+                })?;
+                Ok(Self { key })
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::random();
+                let text = Zeroizing::new(format!("{}\n", hex::encode(&key.key[..])));
+                let mut file = private_file_options().open(path).map_err(io)?;
+                file.write_all(text.as_bytes()).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                Ok(key)
+            }
+            Err(error) => Err(io(error)),
+        }
+    }
+
+    /// Keyed hash of a client address: HMAC-SHA256, first 16 hex characters.
+    pub fn hash_address(&self, address: IpAddr) -> String {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+            IpAddr::V4(_) => address,
+        };
+        let mut mac = self.mac();
+        match address {
+            IpAddr::V4(v4) => mac.update(&v4.octets()),
+            IpAddr::V6(v6) => mac.update(&v6.octets()),
+        }
+        let digest = mac.finalize().into_bytes();
+        let mut text = hex::encode(digest);
+        text.truncate(HASH_HEX_LEN);
+        text
+    }
+
+    /// Keyed hash of the network a client address belongs to for brute-force counting: the
+    /// address itself for IPv4, its /64 for IPv6 (one host usually holds a whole /64, so
+    /// rotating addresses inside it must not reset the count).
+    pub fn hash_network(&self, address: IpAddr) -> String {
+        let address = match address {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                    IpAddr::V6(bits.into())
+                }
+            },
+            IpAddr::V4(_) => address,
+        };
+        self.hash_address(address)
+    }
+
+    /// Keyed hash of arbitrary bytes (e.g. a login name that is not an account), 16 hex.
+    pub fn hash_bytes(&self, data: &[u8]) -> String {
+        let mut mac = self.mac();
+        mac.update(b"bytes:");
+        mac.update(data);
+        let mut text = hex::encode(mac.finalize().into_bytes());
+        text.truncate(HASH_HEX_LEN);
+        text
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        // HMAC accepts keys of any length, so this cannot fail.
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.key[..])
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    }
+}
+
+/// Options that create a new file readable and writable by its owner only.
+pub(crate) fn private_file_options() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true).mode(0o600);
+    options
+}
+
+/// Log a warning when `path` is readable or writable by group or others.
+pub fn warn_if_shared(path: &Path) {
+    if let Some(mode) = shared_mode(path) {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format_args!("{mode:04o}"),
+            "secret file is accessible by group or others; run chmod 600"
+        );
+    }
+}
+
+/// The file's permission bits when group or others have any access to it.
+pub fn shared_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn created_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let first = PseudonymKey::load_or_create(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(shared_mode(&path), None);
+        let second = PseudonymKey::load_or_create(&path).unwrap();
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(first.hash_address(client), second.hash_address(client));
+        assert_eq!(first.hash_address(client).len(), 16);
+        assert_ne!(
+            first.hash_address(client),
+            PseudonymKey::random().hash_address(client)
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(shared_mode(&path), Some(0o644));
+    }
+
+    #[test]
+    fn mapped_addresses_hash_like_ipv4() {
+        let key = PseudonymKey::random();
+        assert_eq!(
+            key.hash_address("::ffff:192.0.2.7".parse().unwrap()),
+            key.hash_address("192.0.2.7".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn ipv6_networks_hash_by_slash_64() {
+        let key = PseudonymKey::random();
+        let a = "2001:db8:1:2::1".parse().unwrap();
+        let b = "2001:db8:1:2:ffff::7".parse().unwrap();
+        let c = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(key.hash_network(a), key.hash_network(b));
+        assert_ne!(key.hash_network(a), key.hash_network(c));
+        assert_ne!(key.hash_address(a), key.hash_address(b));
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(key.hash_network(v4), key.hash_address(v4));
+        assert_ne!(key.hash_bytes(b"x"), key.hash_bytes(b"y"));
+    }
+
+    #[test]
+    fn debug_is_redacted_and_bad_files_fail() {
+        let key = PseudonymKey::from_bytes([7; 32]);
+        assert_eq!(format!("{key:?}"), "PseudonymKey(<redacted>)");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "nothex").unwrap();
+        assert!(matches!(
+            PseudonymKey::load_or_create(&path),
+            Err(KeyError::Malformed { .. })
+        ));
+    }
+}

@@ -1,0 +1,102 @@
+//! CONNECT: destination policy, asynchronous resolution, the outbound connection (with the
+//! precise reply code for each failure), then the relay.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use swarmwall_core::socks5::{Address, Reply};
+use tokio::net::TcpStream;
+
+use super::relay;
+use super::session::{SessionContext, reply_reason, send_reply};
+use crate::policy::{DestinationPolicy, PolicyDecision};
+
+/// Most resolved addresses tried for one name.
+const MAX_ADDRESSES: usize = 4;
+
+/// Carry out a CONNECT request.
+pub(super) async fn run(
+    context: &SessionContext,
+    mut client: TcpStream,
+    destination: &Address,
+    initial: Vec<u8>,
+) {
+    let started = Instant::now();
+    let connected = tokio::time::timeout(
+        context.runtime.server.connect_timeout,
+        connect(&context.runtime.policy, destination),
+    )
+    .await
+    .unwrap_or(Err(Reply::TtlExpired));
+    let (target, remote) = match connected {
+        Ok(connected) => connected,
+        Err(reply) => {
+            context.refused(reply_reason(reply));
+            let _ = send_reply(&mut client, reply, &Address::UNSPECIFIED).await;
+            return;
+        }
+    };
+    context
+        .shared
+        .metrics
+        .connect_duration
+        .observe(started.elapsed().as_secs_f64());
+    let _ = target.set_nodelay(true);
+    let bound = target
+        .local_addr()
+        .map_or(Address::UNSPECIFIED, Address::Ip);
+    if send_reply(&mut client, Reply::Succeeded, &bound)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    relay::run(context, client, target, initial, remote).await;
+}
+
+/// Resolve (names) and check every candidate address, connect to the first that works.
+/// `Err` carries the reply for the last failure.
+pub(super) async fn connect(
+    policy: &DestinationPolicy,
+    destination: &Address,
+) -> Result<(TcpStream, SocketAddr), Reply> {
+    let (candidates, domain) = resolve(policy, destination).await?;
+    let mut last = Reply::HostUnreachable;
+    for candidate in candidates {
+        if let PolicyDecision::Deny(_) = policy.check_address(candidate, domain) {
+            last = Reply::NotAllowed;
+            continue;
+        }
+        match TcpStream::connect(candidate).await {
+            Ok(stream) => return Ok((stream, candidate)),
+            Err(error) => last = Reply::from_io_kind(error.kind()),
+        }
+    }
+    Err(last)
+}
+
+/// The addresses to try for `destination` (at most [`MAX_ADDRESSES`]) and the name asked
+/// for, if any. Names are checked against the policy before they are resolved.
+pub(super) async fn resolve<'a>(
+    policy: &DestinationPolicy,
+    destination: &'a Address,
+) -> Result<(Vec<SocketAddr>, Option<&'a str>), Reply> {
+    match destination {
+        Address::Ip(address) => Ok((vec![*address], None)),
+        Address::Domain(name, port) => {
+            if let PolicyDecision::Deny(_) = policy.check_domain(name, *port) {
+                return Err(Reply::NotAllowed);
+            }
+            let resolved = tokio::net::lookup_host((name.as_str(), *port))
+                .await
+                .map_err(|_| Reply::HostUnreachable)?;
+            let mut candidates: Vec<SocketAddr> = resolved.take(MAX_ADDRESSES).collect();
+            // Prefer IPv4 first: hosts often lack a working IPv6 route.
+            candidates.sort_by_key(SocketAddr::is_ipv6);
+            if candidates.is_empty() {
+                return Err(Reply::HostUnreachable);
+            }
+            Ok((candidates, Some(name.as_str())))
+        }
+    }
+}

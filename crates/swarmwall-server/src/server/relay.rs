@@ -1,0 +1,360 @@
+//! The TCP relay: an inspect phase, then a fast path.
+//!
+//! Inspect phase: both directions are relayed while every chunk is fed to
+//! [`TcpFlow::handle_data`] *before* it is forwarded, so a chunk recognised as BitTorrent is
+//! never passed on. A BitTorrent verdict is answered by the traffic-class action (block:
+//! close both sides, count, strike; log: count and go on). Any other final verdict (benign,
+//! gave up, or the inspect deadline) moves the session to the fast path.
+//!
+//! Fast path: a readiness-driven copy per direction with no classifier cost. A direction
+//! borrows a relay buffer only while its socket has data and returns it as soon as the socket
+//! is drained, so an idle session holds no relay buffer at all (the readiness wait is a few
+//! words of task state). Half-close is forwarded (`shutdown(Write)` on the other side when
+//! one side ends), and the session ends when both directions have ended, on the first error,
+//! or after `idle_timeout` without a byte either way.
+
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use socket2::SockRef;
+use swarmwall_core::classify::{Direction, FlowContext, TcpFlow, Verdict};
+use tokio::net::TcpStream;
+
+use super::session::SessionContext;
+use crate::metrics::{BlockLabels, DirectionLabels, VerdictLabels};
+use crate::policy::TrafficAction;
+use crate::strikes::StrikeOutcome;
+
+/// Most bytes read at once during the inspect phase.
+const INSPECT_CHUNK: usize = 16 * 1024;
+
+/// Relay `client` ⇄ `target` (`remote` is the target's address) until the session ends.
+/// `initial` holds client bytes that arrived with the request.
+pub(super) async fn run(
+    context: &SessionContext,
+    client: TcpStream,
+    target: TcpStream,
+    initial: Vec<u8>,
+    remote: SocketAddr,
+) {
+    let metrics = &context.shared.metrics;
+    // One statement per family lookup: `get_or_create` holds a read guard until the end of
+    // its statement, and a second lookup that creates would then deadlock on the write lock.
+    let to_target = metrics
+        .bytes
+        .get_or_create(&DirectionLabels {
+            direction: "client_to_target",
+        })
+        .clone();
+    let to_client = metrics
+        .bytes
+        .get_or_create(&DirectionLabels {
+            direction: "target_to_client",
+        })
+        .clone();
+    let counters = Counters {
+        to_target,
+        to_client,
+    };
+    let activity = Activity::new();
+    let server = &context.runtime.server;
+    let inspected = tokio::select! {
+        inspected = inspect(context, &client, &target, initial, remote, &counters, &activity) => inspected,
+        () = activity.idle(server.idle_timeout) => return,
+    };
+    let Ok(Inspected::Pass {
+        client_open,
+        target_open,
+    }) = inspected
+    else {
+        return;
+    };
+    let buffer = server.relay_buffer_bytes as usize;
+    let to_target = async {
+        if client_open {
+            copy(&client, &target, buffer, &counters.to_target, &activity).await
+        } else {
+            Ok(())
+        }
+    };
+    let to_client = async {
+        if target_open {
+            copy(&target, &client, buffer, &counters.to_client, &activity).await
+        } else {
+            Ok(())
+        }
+    };
+    tokio::select! {
+        _ = async { tokio::try_join!(to_target, to_client) } => {}
+        () = activity.idle(server.idle_timeout) => {}
+    }
+}
+
+/// Byte counters of one session (cloned handles of the shared families).
+struct Counters {
+    to_target: Counter,
+    to_client: Counter,
+}
+
+/// How the inspect phase ended.
+enum Inspected {
+    /// Go to the fast path; `*_open` tell which sides may still send.
+    Pass {
+        client_open: bool,
+        target_open: bool,
+    },
+    /// The flow was blocked or both sides closed: end the session.
+    Ended,
+}
+
+/// The inspect phase. Returns once the classifier gave a final verdict or both sides closed.
+async fn inspect(
+    context: &SessionContext,
+    client: &TcpStream,
+    target: &TcpStream,
+    initial: Vec<u8>,
+    remote: SocketAddr,
+    counters: &Counters,
+    activity: &Activity,
+) -> io::Result<Inspected> {
+    let shared = &context.shared;
+    let corroborated = shared
+        .correlator
+        .lock()
+        .map(|mut correlator| {
+            correlator.is_corroborated(context.client_key, remote, Instant::now())
+        })
+        .unwrap_or(false);
+    let mut flow = TcpFlow::new(FlowContext {
+        corroborated,
+        ..FlowContext::proxy(remote.port())
+    });
+    let mut verdict = flow.verdict();
+    if !initial.is_empty() {
+        verdict = flow.handle_data(Direction::ClientToServer, &initial);
+        if verdict.bittorrent_form().is_none() {
+            write_all(target, &initial).await?;
+            counters.to_target.inc_by(initial.len() as u64);
+        }
+    }
+    drop(initial);
+    let (mut client_open, mut target_open) = (true, true);
+    let deadline = tokio::time::sleep(context.runtime.server.inspect_timeout);
+    tokio::pin!(deadline);
+    while !verdict.is_final() && (client_open || target_open) {
+        let (direction, source, sink) = tokio::select! {
+            ready = client.readable(), if client_open => {
+                ready?;
+                (Direction::ClientToServer, client, target)
+            }
+            ready = target.readable(), if target_open => {
+                ready?;
+                (Direction::ServerToClient, target, client)
+            }
+            () = &mut deadline => {
+                verdict = flow.handle_idle(true);
+                break;
+            }
+        };
+        let mut chunk = Vec::with_capacity(INSPECT_CHUNK);
+        match source.try_read_buf(&mut chunk) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(error) => return Err(error),
+            Ok(0) => {
+                match direction {
+                    Direction::ClientToServer => client_open = false,
+                    Direction::ServerToClient => target_open = false,
+                }
+                let _ = SockRef::from(sink).shutdown(Shutdown::Write);
+            }
+            Ok(read) => {
+                activity.touch();
+                verdict = flow.handle_data(direction, &chunk);
+                if verdict.bittorrent_form().is_some() {
+                    break;
+                }
+                write_all(sink, &chunk).await?;
+                let counter = match direction {
+                    Direction::ClientToServer => &counters.to_target,
+                    Direction::ServerToClient => &counters.to_client,
+                };
+                counter.inc_by(read as u64);
+            }
+        }
+    }
+    if !verdict.is_final() {
+        // Both sides closed before a decision.
+        return Ok(Inspected::Ended);
+    }
+    let (to_server, to_client) = flow.bytes_inspected();
+    drop(flow);
+    record_verdict(context, verdict, (to_server + to_client) as f64);
+    let Verdict::BitTorrent(form) = verdict else {
+        return Ok(Inspected::Pass {
+            client_open,
+            target_open,
+        });
+    };
+    if let Ok(mut correlator) = shared.correlator.lock() {
+        correlator.record_detection(context.client_key, form, Instant::now());
+    }
+    match context
+        .runtime
+        .policy
+        .action_for(form, context.account.as_deref())
+    {
+        TrafficAction::Block => {
+            shared
+                .metrics
+                .blocks
+                .get_or_create(&BlockLabels {
+                    transport: "tcp",
+                    form: form.as_str(),
+                })
+                .inc();
+            tracing::debug!(form = form.as_str(), "blocked BitTorrent flow");
+            // Close both sides at once: nothing further is forwarded.
+            let _ = SockRef::from(client).shutdown(Shutdown::Both);
+            let _ = SockRef::from(target).shutdown(Shutdown::Both);
+            strike(context, form).await;
+            Ok(Inspected::Ended)
+        }
+        TrafficAction::Log | TrafficAction::Allow => Ok(Inspected::Pass {
+            client_open,
+            target_open,
+        }),
+    }
+}
+
+/// Count a final verdict and the bytes it needed.
+fn record_verdict(context: &SessionContext, verdict: Verdict, decision_bytes: f64) {
+    let (class, label) = match verdict {
+        Verdict::BitTorrent(form) => ("bittorrent", form.as_str()),
+        Verdict::Benign(benign) => ("benign", benign.as_str()),
+        Verdict::GaveUp | Verdict::NeedMore => ("unknown", "unknown"),
+    };
+    let metrics = &context.shared.metrics;
+    metrics
+        .verdicts
+        .get_or_create(&VerdictLabels {
+            transport: "tcp",
+            class,
+            label,
+        })
+        .inc();
+    metrics.classifier_decision_bytes.observe(decision_bytes);
+}
+
+/// Record a strike for a blocked flow or datagram and audit a resulting suspension.
+pub(super) async fn strike(context: &SessionContext, form: swarmwall_core::classify::BtForm) {
+    let shared = &context.shared;
+    let now_ms = crate::store::unix_now_ms();
+    match shared
+        .strikes
+        .record_block(&context.subject, form, now_ms)
+        .await
+    {
+        Ok(StrikeOutcome::SameIncident) => {}
+        Ok(StrikeOutcome::Counted { .. } | StrikeOutcome::Warned) => {
+            shared.metrics.strikes.inc();
+        }
+        Ok(StrikeOutcome::Suspended { until_ms }) => {
+            shared.metrics.strikes.inc();
+            shared.audit.record(
+                "suspension",
+                context.account.as_deref(),
+                Some(context.client),
+                serde_json::json!({ "form": form.as_str(), "until_ms": until_ms }),
+            );
+        }
+        Err(error) => {
+            tracing::warn!(%error, "recording a strike failed");
+            shared
+                .metrics
+                .store_errors
+                .get_or_create(&crate::metrics::OperationLabels {
+                    operation: "record_block",
+                })
+                .inc();
+        }
+    }
+}
+
+/// Copy `source` → `sink` until `source` ends (then half-close `sink`) or an error.
+async fn copy(
+    source: &TcpStream,
+    sink: &TcpStream,
+    buffer_size: usize,
+    counter: &Counter,
+    activity: &Activity,
+) -> io::Result<()> {
+    loop {
+        source.readable().await?;
+        // Borrow a buffer only while the socket has data.
+        let mut buffer = Vec::with_capacity(buffer_size);
+        loop {
+            match source.try_read_buf(&mut buffer) {
+                Ok(0) => {
+                    let _ = SockRef::from(sink).shutdown(Shutdown::Write);
+                    return Ok(());
+                }
+                Ok(read) => {
+                    write_all(sink, &buffer).await?;
+                    buffer.clear();
+                    counter.inc_by(read as u64);
+                    activity.touch();
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+/// Write all of `bytes` to `sink`.
+async fn write_all(sink: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match sink.try_write(bytes) {
+            Ok(written) => bytes = bytes.get(written..).unwrap_or_default(),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => sink.writable().await?,
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// Time of the last relayed byte, for the idle timeout (milliseconds since the session's
+/// start; atomic so both directions can touch it).
+pub(super) struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    pub(super) fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn touch(&self) {
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(elapsed, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing was relayed for `timeout`.
+    pub(super) async fn idle(&self, timeout: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = self.start + last + timeout;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! One session per accepted connection: optional PROXY protocol header, the SOCKS5 handshake
+//! (driven through the sans-IO [`ServerHandshake`]), authentication, suspension check, then
+//! the command (`connect`, `bind`, `udp`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use swarmwall_core::classify::ClientKey;
+use swarmwall_core::proxy_protocol::{self, ParseOutcome};
+use swarmwall_core::socks5::{
+    Address, Command, Error as Socks5Error, Event, Reply, ReplyMessage, Request, ServerHandshake,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::limits::AccountSlot;
+use super::{Runtime, Shared, bind, connect, udp};
+use crate::auth::AuthOutcome;
+use crate::metrics::{AuthLabels, CommandLabels, ReasonLabels};
+use crate::strikes::StrikeSubject;
+
+/// Longest PROXY protocol header accepted (v2 with TLVs is bounded well below this).
+const MAX_PROXY_HEADER: usize = 232;
+/// Read size during the handshake (one read never holds more than one small message).
+const HANDSHAKE_READ: usize = 512;
+
+/// Everything a command handler needs about its session.
+pub(super) struct SessionContext {
+    pub(super) shared: Arc<Shared>,
+    pub(super) runtime: Arc<Runtime>,
+    /// The authenticated account, if any.
+    pub(super) account: Option<String>,
+    /// The client's address (from the PROXY header when the peer is a trusted balancer).
+    pub(super) client: IpAddr,
+    /// Strike subject (account, or keyed hash of the client address).
+    pub(super) subject: StrikeSubject,
+    /// Correlator key (keyed hash).
+    pub(super) client_key: ClientKey,
+    /// The local address the client connected to (UDP and BIND sockets bind on its IP).
+    pub(super) local: SocketAddr,
+}
+
+impl SessionContext {
+    /// Count a refusal under `reason`.
+    pub(super) fn refused(&self, reason: &'static str) {
+        refused(&self.shared, reason);
+    }
+}
+
+/// What the handshake produced.
+struct Handshaken {
+    request: Request,
+    account: Option<String>,
+    client: IpAddr,
+    remaining: Vec<u8>,
+}
+
+/// Why a handshake ended without a request (a `sessions_refused` reason).
+type Refusal = &'static str;
+
+/// Serve one connection to its end.
+pub(super) async fn run(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
+    let metrics = Arc::clone(&shared.metrics);
+    metrics.sessions_active.inc();
+    let _active = scopeguard(move || {
+        metrics.sessions_active.dec();
+    });
+    let runtime = shared.runtime.load_full();
+    let _ = stream.set_nodelay(true);
+    let local = match stream.local_addr() {
+        Ok(local) => local,
+        Err(_) => return,
+    };
+    let started = Instant::now();
+    let handshake = tokio::time::timeout(
+        runtime.server.handshake_timeout,
+        handshake(&shared, &runtime, &mut stream, peer),
+    )
+    .await;
+    let handshaken = match handshake {
+        Err(_elapsed) => return refused(&shared, "handshake_timeout"),
+        Ok(Err(reason)) => return refused(&shared, reason),
+        Ok(Ok(handshaken)) => handshaken,
+    };
+    shared
+        .metrics
+        .handshake_duration
+        .observe(started.elapsed().as_secs_f64());
+    let Handshaken {
+        request,
+        account,
+        client,
+        remaining,
+    } = handshaken;
+    let (subject, client_key) = shared.identity(account.as_deref(), client);
+    let context = SessionContext {
+        shared: Arc::clone(&shared),
+        runtime,
+        account,
+        client,
+        subject,
+        client_key,
+        local,
+    };
+
+    let _slot: Option<AccountSlot> = match &context.account {
+        Some(account) => {
+            let limit = context.runtime.server.max_sessions_per_account;
+            match shared.account_sessions.acquire(account, limit) {
+                Some(slot) => Some(slot),
+                None => {
+                    context.refused("account_limit");
+                    let _ = send_reply(&mut stream, Reply::NotAllowed, &Address::UNSPECIFIED).await;
+                    return;
+                }
+            }
+        }
+        None => None,
+    };
+
+    let now_ms = crate::store::unix_now_ms();
+    match shared
+        .strikes
+        .suspended_until(&context.subject, now_ms)
+        .await
+    {
+        Ok(Some(_until)) => {
+            context.refused("suspended");
+            let _ = send_reply(&mut stream, Reply::NotAllowed, &Address::UNSPECIFIED).await;
+            return;
+        }
+        Ok(None) => {}
+        Err(error) => {
+            // Fail open on a store outage: blocking still works, only suspensions lapse.
+            tracing::warn!(%error, "suspension check failed");
+            shared
+                .metrics
+                .store_errors
+                .get_or_create(&crate::metrics::OperationLabels {
+                    operation: "suspended_until",
+                })
+                .inc();
+        }
+    }
+
+    shared
+        .metrics
+        .sessions_total
+        .get_or_create(&CommandLabels {
+            command: request.command.as_str(),
+        })
+        .inc();
+    tracing::debug!(command = request.command.as_str(), "request");
+    match request.command {
+        Command::Connect => connect::run(&context, stream, &request.destination, remaining).await,
+        Command::Bind => bind::run(&context, stream, &request.destination).await,
+        Command::UdpAssociate => udp::run(&context, stream, &request.destination).await,
+    }
+}
+
+/// Write one SOCKS5 reply.
+pub(super) async fn send_reply(
+    stream: &mut TcpStream,
+    reply: Reply,
+    bound: &Address,
+) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(22);
+    ReplyMessage {
+        reply,
+        bound: bound.clone(),
+    }
+    .encode(&mut out);
+    stream.write_all(&out).await
+}
+
+/// The `sessions_refused` reason for a failure reply.
+pub(super) fn reply_reason(reply: Reply) -> &'static str {
+    match reply {
+        Reply::NotAllowed => "policy",
+        Reply::HostUnreachable => "host_unreachable",
+        Reply::NetworkUnreachable => "network_unreachable",
+        Reply::ConnectionRefused => "connection_refused",
+        Reply::TtlExpired => "connect_timeout",
+        _ => "connect_failed",
+    }
+}
+
+fn refused(shared: &Shared, reason: &'static str) {
+    tracing::debug!(reason, "session refused");
+    shared
+        .metrics
+        .sessions_refused
+        .get_or_create(&ReasonLabels { reason })
+        .inc();
+}
+
+/// Read the PROXY header (trusted peers only), then run the SOCKS5 handshake to a request.
+async fn handshake(
+    shared: &Shared,
+    runtime: &Runtime,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+) -> Result<Handshaken, Refusal> {
+    let mut client = peer.ip().to_canonical();
+    let mut machine = ServerHandshake::new(runtime.authenticator.is_some());
+    let trusted = runtime
+        .server
+        .proxy_protocol_trusted
+        .iter()
+        .any(|net| net.contains(&client));
+    if trusted {
+        let (source, leftover) = read_proxy_header(stream).await?;
+        if let Some(source) = source {
+            client = source.ip().to_canonical();
+        }
+        machine.handle_input(&leftover);
+    }
+
+    let mut buffer = vec![0u8; HANDSHAKE_READ];
+    let mut account = None;
+    loop {
+        while let Some(bytes) = machine.poll_transmit() {
+            stream.write_all(&bytes).await.map_err(|_| "io")?;
+        }
+        match machine.poll_event() {
+            Some(Event::Authenticate(credentials)) => {
+                account = authenticate(shared, runtime, &credentials, client).await;
+                machine.handle_auth_result(account.is_some());
+                continue;
+            }
+            Some(Event::Request(request)) => {
+                return Ok(Handshaken {
+                    request,
+                    account,
+                    client,
+                    remaining: machine.take_remaining(),
+                });
+            }
+            Some(Event::Failed(error)) => {
+                while let Some(bytes) = machine.poll_transmit() {
+                    let _ = stream.write_all(&bytes).await;
+                }
+                return Err(failure_reason(&error));
+            }
+            None => {}
+        }
+        let read = stream.read(&mut buffer).await.map_err(|_| "io")?;
+        if read == 0 {
+            return Err("eof");
+        }
+        machine.handle_input(buffer.get(..read).unwrap_or_default());
+    }
+}
+
+fn failure_reason(error: &Socks5Error) -> Refusal {
+    match error {
+        Socks5Error::AuthFailed => "auth",
+        Socks5Error::NoAcceptableMethod => "no_acceptable_method",
+        Socks5Error::CommandNotSupported(_) => "command_not_supported",
+        Socks5Error::AddressTypeNotSupported(_) => "address_type_not_supported",
+        _ => "bad_handshake",
+    }
+}
+
+/// Check credentials; `Some(account)` on success. Counts and audits failures.
+async fn authenticate(
+    shared: &Shared,
+    runtime: &Runtime,
+    credentials: &swarmwall_core::socks5::PasswordRequest,
+    client: IpAddr,
+) -> Option<String> {
+    let authenticator = runtime.authenticator.as_ref()?;
+    let outcome = authenticator
+        .authenticate(&credentials.username, &credentials.password, client)
+        .await;
+    match outcome {
+        AuthOutcome::Accepted { account } => {
+            shared
+                .metrics
+                .auth_results
+                .get_or_create(&AuthLabels {
+                    result: "success",
+                    reason: "ok",
+                })
+                .inc();
+            Some(account)
+        }
+        AuthOutcome::Rejected(reason) => {
+            shared
+                .metrics
+                .auth_results
+                .get_or_create(&AuthLabels {
+                    result: "failure",
+                    reason: reason.as_str(),
+                })
+                .inc();
+            let username = String::from_utf8_lossy(&credentials.username);
+            let username: String = username.chars().take(64).collect();
+            shared.audit.record(
+                "auth_failure",
+                Some(&username),
+                Some(client),
+                serde_json::json!({ "reason": reason.as_str() }),
+            );
+            None
+        }
+    }
+}
+
+/// Read a PROXY protocol header: the source address (None for LOCAL/UNKNOWN) and the bytes
+/// that followed it (the start of the SOCKS5 greeting).
+async fn read_proxy_header(
+    stream: &mut TcpStream,
+) -> Result<(Option<SocketAddr>, Vec<u8>), Refusal> {
+    let mut buffer = Vec::with_capacity(MAX_PROXY_HEADER);
+    let mut chunk = [0u8; 64];
+    loop {
+        let outcome = if buffer.is_empty() {
+            ParseOutcome::Incomplete
+        } else {
+            proxy_protocol::parse_header(&buffer)
+        };
+        match outcome {
+            ParseOutcome::Header {
+                source, consumed, ..
+            } => {
+                let leftover = buffer.get(consumed..).unwrap_or_default().to_vec();
+                return Ok((source, leftover));
+            }
+            ParseOutcome::Invalid(_) => return Err("bad_proxy_header"),
+            ParseOutcome::Incomplete => {}
+        }
+        if buffer.len() >= MAX_PROXY_HEADER {
+            return Err("bad_proxy_header");
+        }
+        // Never read past the longest header, so SOCKS5 bytes are not consumed needlessly.
+        let room = (MAX_PROXY_HEADER - buffer.len()).min(chunk.len());
+        let read = stream
+            .read(chunk.get_mut(..room).unwrap_or_default())
+            .await
+            .map_err(|_| "io")?;
+        if read == 0 {
+            return Err("eof");
+        }
+        buffer.extend_from_slice(chunk.get(..read).unwrap_or_default());
+    }
+}
+
+/// Run `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}

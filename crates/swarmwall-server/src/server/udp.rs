@@ -1,0 +1,415 @@
+//! UDP ASSOCIATE (RFC 1928 §7).
+//!
+//! Two sockets per association: the *relay* socket, bound on the address the client reached
+//! us on, talks only to the client; the *outbound* socket (dual-stack when the host allows)
+//! talks to targets. The relay socket accepts datagrams only from the client's address and,
+//! once known, its port (from the request, or the first datagram). Fragments (FRAG != 0) are
+//! dropped and counted. Each (association, remote endpoint) pair has a [`UdpFlow`] classifier
+//! state in a bounded map; BitTorrent datagrams are dropped, counted and struck, and an
+//! association that keeps sending them can be torn down (`udp_teardown_after_blocks`).
+//! Datagrams from endpoints the client never sent to are dropped. Replies are wrapped in the
+//! SOCKS UDP header. The association ends with its TCP control connection or when idle.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::Instant;
+
+use swarmwall_core::classify::{Direction, FlowContext, UdpFlow, Verdict};
+use swarmwall_core::socks5::{Address, Reply, UdpHeader};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpStream, UdpSocket};
+
+use super::relay::{Activity, strike};
+use super::session::{SessionContext, send_reply};
+use crate::metrics::{BlockLabels, DatagramLabels, DirectionLabels, VerdictLabels};
+use crate::policy::{PolicyDecision, TrafficAction};
+
+/// Largest datagram handled (the IPv4/IPv6 UDP payload limit).
+const MAX_DATAGRAM: usize = 65_535;
+/// Most resolved names cached per association.
+const MAX_NAMES: usize = 64;
+
+/// Carry out a UDP ASSOCIATE request.
+pub(super) async fn run(context: &SessionContext, mut control: TcpStream, requested: &Address) {
+    let relay = match UdpSocket::bind(SocketAddr::new(context.local.ip(), 0)).await {
+        Ok(socket) => socket,
+        Err(error) => {
+            context.refused("bind_failed");
+            let reply = Reply::from_io_kind(error.kind());
+            let _ = send_reply(&mut control, reply, &Address::UNSPECIFIED).await;
+            return;
+        }
+    };
+    let outbound = match bind_outbound().await {
+        Ok(socket) => socket,
+        Err(error) => {
+            context.refused("bind_failed");
+            let reply = Reply::from_io_kind(error.kind());
+            let _ = send_reply(&mut control, reply, &Address::UNSPECIFIED).await;
+            return;
+        }
+    };
+    let bound = relay.local_addr().map_or(Address::UNSPECIFIED, Address::Ip);
+    if send_reply(&mut control, Reply::Succeeded, &bound)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let client_port = match requested {
+        Address::Ip(address) if address.port() != 0 => Some(address.port()),
+        _ => None,
+    };
+    let mut association = Association {
+        context,
+        relay,
+        outbound,
+        client_ip: context.client,
+        client_port,
+        flows: HashMap::new(),
+        names: HashMap::new(),
+        blocked: 0,
+        activity: Activity::new(),
+    };
+    association.run(&mut control).await;
+}
+
+/// Per-remote-endpoint state.
+struct Flow {
+    classifier: UdpFlow,
+    last_seen: Instant,
+    /// Verdict already counted in metrics.
+    counted: bool,
+    /// A strike was already recorded for this endpoint.
+    struck: bool,
+}
+
+struct Association<'a> {
+    context: &'a SessionContext,
+    relay: UdpSocket,
+    outbound: UdpSocket,
+    client_ip: IpAddr,
+    client_port: Option<u16>,
+    flows: HashMap<SocketAddr, Flow>,
+    names: HashMap<(String, u16), SocketAddr>,
+    blocked: u32,
+    activity: Activity,
+}
+
+/// What to do after a datagram.
+enum Next {
+    Continue,
+    TearDown,
+}
+
+impl Association<'_> {
+    async fn run(&mut self, control: &mut TcpStream) {
+        let mut buffer = vec![0u8; MAX_DATAGRAM];
+        let mut probe = [0u8; 64];
+        let idle_timeout = self.context.runtime.server.udp_idle_timeout;
+        loop {
+            let next = tokio::select! {
+                read = control.read(&mut probe) => match read {
+                    // The association ends with its control connection (bytes on it are ignored).
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => Next::Continue,
+                },
+                ready = self.relay.readable() => match ready {
+                    Ok(()) => match self.relay.try_recv_from(&mut buffer) {
+                        Ok((len, source)) => {
+                            let datagram = buffer.get(..len).unwrap_or_default();
+                            self.from_client(datagram, source).await
+                        }
+                        Err(_) => Next::Continue,
+                    },
+                    Err(_) => return,
+                },
+                ready = self.outbound.readable() => match ready {
+                    Ok(()) => match self.outbound.try_recv_from(&mut buffer) {
+                        Ok((len, source)) => {
+                            let datagram = buffer.get(..len).unwrap_or_default();
+                            self.from_target(datagram, source).await
+                        }
+                        Err(_) => Next::Continue,
+                    },
+                    Err(_) => return,
+                },
+                () = self.activity.idle(idle_timeout) => return,
+            };
+            if let Next::TearDown = next {
+                tracing::debug!("UDP association torn down after repeated BitTorrent");
+                return;
+            }
+        }
+    }
+
+    fn count(&self, direction: &'static str, outcome: &'static str) {
+        self.context
+            .shared
+            .metrics
+            .udp_datagrams
+            .get_or_create(&DatagramLabels { direction, outcome })
+            .inc();
+    }
+
+    async fn from_client(&mut self, datagram: &[u8], source: SocketAddr) -> Next {
+        const DIRECTION: &str = "client_to_target";
+        if source.ip().to_canonical() != self.client_ip
+            || self.client_port.is_some_and(|port| port != source.port())
+        {
+            self.count(DIRECTION, "dropped_foreign_source");
+            return Next::Continue;
+        }
+        let (header, offset) = match UdpHeader::decode(datagram) {
+            Ok(parsed) => parsed,
+            Err(_) => {
+                self.count(DIRECTION, "dropped_malformed");
+                return Next::Continue;
+            }
+        };
+        if header.frag != 0 {
+            self.count(DIRECTION, "dropped_fragment");
+            return Next::Continue;
+        }
+        self.client_port = Some(source.port());
+        let Some(target) = self.resolve(&header.address).await else {
+            self.count(DIRECTION, "dropped_policy");
+            return Next::Continue;
+        };
+        let payload = datagram.get(offset..).unwrap_or_default();
+        let verdict = self.classify(target, Direction::ClientToServer, payload, true);
+        if let Some(next) = self.enforce(verdict, target, DIRECTION).await {
+            return next;
+        }
+        let destination = match self.outbound.local_addr() {
+            Ok(local) if local.is_ipv6() => map_to_ipv6(target),
+            _ => target,
+        };
+        if self.outbound.send_to(payload, destination).await.is_ok() {
+            self.relayed(DIRECTION, payload.len());
+        }
+        Next::Continue
+    }
+
+    async fn from_target(&mut self, datagram: &[u8], source: SocketAddr) -> Next {
+        const DIRECTION: &str = "target_to_client";
+        let source = SocketAddr::new(source.ip().to_canonical(), source.port());
+        let (Some(port), true) = (self.client_port, self.flows.contains_key(&source)) else {
+            self.count(DIRECTION, "dropped_foreign_source");
+            return Next::Continue;
+        };
+        let verdict = self.classify(source, Direction::ServerToClient, datagram, false);
+        if let Some(next) = self.enforce(verdict, source, DIRECTION).await {
+            return next;
+        }
+        let mut wrapped = Vec::with_capacity(datagram.len() + 22);
+        UdpHeader {
+            frag: 0,
+            address: Address::Ip(source),
+        }
+        .encode(&mut wrapped);
+        wrapped.extend_from_slice(datagram);
+        let client = SocketAddr::new(self.client_ip, port);
+        if self.relay.send_to(&wrapped, client).await.is_ok() {
+            self.relayed(DIRECTION, datagram.len());
+        }
+        Next::Continue
+    }
+
+    fn relayed(&self, direction: &'static str, len: usize) {
+        self.count(direction, "relayed");
+        self.activity.touch();
+        self.context
+            .shared
+            .metrics
+            .bytes
+            .get_or_create(&DirectionLabels { direction })
+            .inc_by(len as u64);
+    }
+
+    /// Classify a datagram exchanged with `remote`; `create` makes the flow when missing.
+    fn classify(
+        &mut self,
+        remote: SocketAddr,
+        direction: Direction,
+        payload: &[u8],
+        create: bool,
+    ) -> Verdict {
+        let now = Instant::now();
+        if !self.flows.contains_key(&remote) {
+            if !create {
+                return Verdict::NeedMore;
+            }
+            let max = self.context.runtime.server.max_udp_flows_per_association as usize;
+            if self.flows.len() >= max
+                && let Some(oldest) = self
+                    .flows
+                    .iter()
+                    .min_by_key(|(_, flow)| flow.last_seen)
+                    .map(|(key, _)| *key)
+            {
+                self.flows.remove(&oldest);
+            }
+            let corroborated = self
+                .context
+                .shared
+                .correlator
+                .lock()
+                .map(|mut correlator| {
+                    correlator.record_endpoint(self.context.client_key, remote, now);
+                    correlator.is_corroborated(self.context.client_key, remote, now)
+                })
+                .unwrap_or(false);
+            let classifier = UdpFlow::new(FlowContext {
+                corroborated,
+                ..FlowContext::proxy(remote.port())
+            });
+            self.flows.insert(
+                remote,
+                Flow {
+                    classifier,
+                    last_seen: now,
+                    counted: false,
+                    struck: false,
+                },
+            );
+        }
+        let Some(flow) = self.flows.get_mut(&remote) else {
+            return Verdict::NeedMore;
+        };
+        flow.last_seen = now;
+        let verdict = flow.classifier.handle_datagram(direction, payload);
+        if verdict.is_final() && !flow.counted {
+            flow.counted = true;
+            let (class, label) = match verdict {
+                Verdict::BitTorrent(form) => ("bittorrent", form.as_str()),
+                Verdict::Benign(benign) => ("benign", benign.as_str()),
+                Verdict::GaveUp | Verdict::NeedMore => ("unknown", "unknown"),
+            };
+            self.context
+                .shared
+                .metrics
+                .verdicts
+                .get_or_create(&VerdictLabels {
+                    transport: "udp",
+                    class,
+                    label,
+                })
+                .inc();
+        }
+        verdict
+    }
+
+    /// Apply the traffic-class action to a BitTorrent verdict: `Some` when the datagram must
+    /// not be relayed.
+    async fn enforce(
+        &mut self,
+        verdict: Verdict,
+        remote: SocketAddr,
+        direction: &'static str,
+    ) -> Option<Next> {
+        let form = verdict.bittorrent_form()?;
+        let context = self.context;
+        if let Ok(mut correlator) = context.shared.correlator.lock() {
+            correlator.record_detection(context.client_key, form, Instant::now());
+        }
+        let action = context
+            .runtime
+            .policy
+            .action_for(form, context.account.as_deref());
+        if action != TrafficAction::Block {
+            return None;
+        }
+        self.count(direction, "dropped_bittorrent");
+        context
+            .shared
+            .metrics
+            .blocks
+            .get_or_create(&BlockLabels {
+                transport: "udp",
+                form: form.as_str(),
+            })
+            .inc();
+        let first = self
+            .flows
+            .get_mut(&remote)
+            .map(|flow| !std::mem::replace(&mut flow.struck, true))
+            .unwrap_or(false);
+        if first {
+            strike(context, form).await;
+        }
+        self.blocked = self.blocked.saturating_add(1);
+        let limit = context.runtime.server.udp_teardown_after_blocks;
+        if limit != 0 && self.blocked >= limit {
+            return Some(Next::TearDown);
+        }
+        Some(Next::Continue)
+    }
+
+    /// The address to send to: names are checked, resolved (cached) and the address checked.
+    async fn resolve(&mut self, address: &Address) -> Option<SocketAddr> {
+        let policy = &self.context.runtime.policy;
+        let (target, domain) = match address {
+            Address::Ip(target) => (*target, None),
+            Address::Domain(name, port) => {
+                let key = (name.clone(), *port);
+                let target = match self.names.get(&key) {
+                    Some(target) => *target,
+                    None => {
+                        if let PolicyDecision::Deny(_) = policy.check_domain(name, *port) {
+                            return None;
+                        }
+                        let lookup = tokio::time::timeout(
+                            self.context.runtime.server.connect_timeout,
+                            tokio::net::lookup_host((name.as_str(), *port)),
+                        )
+                        .await
+                        .ok()?
+                        .ok()?;
+                        let mut candidates: Vec<SocketAddr> = lookup.take(4).collect();
+                        candidates.sort_by_key(SocketAddr::is_ipv6);
+                        let target = *candidates.first()?;
+                        if self.names.len() >= MAX_NAMES {
+                            self.names.clear();
+                        }
+                        self.names.insert(key, target);
+                        target
+                    }
+                };
+                (target, Some(name.as_str()))
+            }
+        };
+        let target = SocketAddr::new(target.ip().to_canonical(), target.port());
+        match policy.check_address(target, domain) {
+            PolicyDecision::Allow => Some(target),
+            PolicyDecision::Deny(_) => None,
+        }
+    }
+}
+
+/// The outbound socket: dual-stack `[::]:0` when possible, else `0.0.0.0:0`.
+async fn bind_outbound() -> std::io::Result<UdpSocket> {
+    let dual = (|| {
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV6,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        socket.set_only_v6(false)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0).into())?;
+        UdpSocket::from_std(socket.into())
+    })();
+    match dual {
+        Ok(socket) => Ok(socket),
+        Err(_) => UdpSocket::bind("0.0.0.0:0").await,
+    }
+}
+
+/// IPv4 targets are sent to as IPv4-mapped IPv6 addresses on a dual-stack socket.
+fn map_to_ipv6(address: SocketAddr) -> SocketAddr {
+    match address.ip() {
+        IpAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), address.port()),
+        IpAddr::V6(_) => address,
+    }
+}

@@ -1,0 +1,301 @@
+//! Embedded backend: one redb file (`state.redb`) in the data directory.
+//!
+//! Crash safety: every write is one redb write transaction committed with
+//! `Durability::Immediate` (fsync) before the call returns, so state acknowledged to a caller
+//! survives `kill -9` and power loss. Writes run on the blocking thread pool; reads are short
+//! and run inline.
+//!
+//! Expiry (the `mini-redis` `db.rs` shape): every value carries its own deadline, reads ignore
+//! expired values (lazy), and one background task deletes them every `purge_interval` using a
+//! second table ordered by deadline. The store never reads the clock: the purge uses the latest
+//! `now_ms` a caller passed in.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::value::StoredValue;
+use super::{Namespace, StoreError};
+
+/// `"namespace:subject"` → encoded [`StoredValue`].
+const STATE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("state");
+/// `(expires_ms, "namespace:subject")` → nothing: the purge index.
+const EXPIRY: TableDefinition<'_, (u64, &str), ()> = TableDefinition::new("expiry");
+
+/// File name inside the data directory.
+pub const FILE_NAME: &str = "state.redb";
+
+/// Crash-safe embedded state store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Database,
+    path: PathBuf,
+    /// The latest `now_ms` any caller passed (the purge clock).
+    latest_now_ms: AtomicU64,
+    /// Where failures are counted (`store_errors`, `store_up`), when attached.
+    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
+}
+
+impl EmbeddedStore {
+    /// Open (or create) `DIR/state.redb`, creating `DIR` (mode 0700) when missing.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        create_private_dir(dir)?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path).map_err(|error| match error {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
+                "{} is in use by another swarmwall process (stop it, or use the admin API)",
+                path.display()
+            )),
+            other => StoreError::Unavailable(format!("{}: {other}", path.display())),
+        })?;
+        // Create both tables so read transactions never meet a missing table.
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(STATE).map_err(backend)?;
+        txn.open_table(EXPIRY).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                latest_now_ms: AtomicU64::new(0),
+                metrics: std::sync::OnceLock::new(),
+            }),
+        })
+    }
+
+    /// Count failures in `metrics` (`store_errors{operation}`, `store_up`).
+    pub fn attach_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        metrics.store_up.set(1);
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    /// Pass a result through, counting and logging a failure.
+    pub(super) fn observe_result<T>(
+        &self,
+        operation: &'static str,
+        result: Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if let Some(metrics) = self.inner.metrics.get() {
+            match &result {
+                Ok(_) => {
+                    metrics.store_up.set(1);
+                }
+                Err(error) => {
+                    metrics
+                        .store_errors
+                        .get_or_create(&crate::metrics::OperationLabels { operation })
+                        .inc();
+                    metrics.store_up.set(0);
+                    tracing::warn!(operation, %error, "embedded state store call failed");
+                }
+            }
+        }
+        result
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Start the background purge task (needs a tokio runtime); it ends when the last clone of
+    /// the store is dropped.
+    pub fn spawn_purge(&self, interval: Duration) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let interval = interval.max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let store = Self { inner };
+                let now_ms = store.inner.latest_now_ms.load(Ordering::Relaxed);
+                match tokio::task::spawn_blocking(move || store.purge(now_ms)).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(purged)) => {
+                        tracing::debug!(purged, "embedded store: expired entries purged")
+                    }
+                    Ok(Err(error)) => tracing::warn!(%error, "embedded store: purge failed"),
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+
+    /// Delete every value that expired at or before `now_ms`; returns how many.
+    pub fn purge(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let txn = self.inner.db.begin_write().map_err(backend)?;
+        let mut purged = 0;
+        {
+            let mut state = txn.open_table(STATE).map_err(backend)?;
+            let mut expiry = txn.open_table(EXPIRY).map_err(backend)?;
+            let mut due = Vec::new();
+            for item in expiry
+                .range::<(u64, &str)>(..=(now_ms, "\u{10ffff}"))
+                .map_err(backend)?
+            {
+                let (index_key, _) = item.map_err(backend)?;
+                let (expires_ms, key) = index_key.value();
+                due.push((expires_ms, key.to_owned()));
+            }
+            for (expires_ms, key) in due {
+                expiry.remove((expires_ms, key.as_str())).map_err(backend)?;
+                let live = match state.get(key.as_str()).map_err(backend)? {
+                    Some(bytes) => StoredValue::decode(bytes.value())
+                        .map(|v| v.is_live(now_ms))
+                        .unwrap_or(false),
+                    None => true,
+                };
+                if !live {
+                    state.remove(key.as_str()).map_err(backend)?;
+                    purged += 1;
+                }
+            }
+        }
+        txn.commit().map_err(backend)?;
+        Ok(purged)
+    }
+
+    /// Read one value (inline: a read transaction is a few microseconds).
+    pub(super) fn get(
+        &self,
+        namespace: Namespace,
+        subject: &str,
+        now_ms: u64,
+    ) -> Result<Option<StoredValue>, StoreError> {
+        self.observe(now_ms);
+        let key = key(namespace, subject);
+        let txn = self.inner.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(STATE).map_err(backend)?;
+        let value = match table.get(key.as_str()).map_err(backend)? {
+            Some(bytes) => Some(StoredValue::decode(bytes.value())?),
+            None => None,
+        };
+        Ok(value)
+    }
+
+    /// Read-modify-write one value in a durable transaction on the blocking pool. `update`
+    /// returns the new value (or `None` to delete) and a result for the caller.
+    pub(super) async fn update<T, F>(
+        &self,
+        namespace: Namespace,
+        subject: &str,
+        now_ms: u64,
+        update: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Option<StoredValue>) -> (Option<StoredValue>, T) + Send + 'static,
+    {
+        self.observe(now_ms);
+        let store = self.clone();
+        let key = key(namespace, subject);
+        tokio::task::spawn_blocking(move || store.update_blocking(&key, update))
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("store task failed: {error}")))?
+    }
+
+    /// The blocking body of [`Self::update`] (also used by the synchronous tools).
+    fn update_blocking<T>(
+        &self,
+        key: &str,
+        update: impl FnOnce(Option<StoredValue>) -> (Option<StoredValue>, T),
+    ) -> Result<T, StoreError> {
+        let txn = self.inner.db.begin_write().map_err(backend)?;
+        let result = {
+            let mut state = txn.open_table(STATE).map_err(backend)?;
+            let mut expiry = txn.open_table(EXPIRY).map_err(backend)?;
+            let old = match state.get(key).map_err(backend)? {
+                Some(bytes) => StoredValue::decode(bytes.value()).ok(),
+                None => None,
+            };
+            let old_deadline = old.as_ref().map(StoredValue::expires_ms);
+            let (new, result) = update(old);
+            if let Some(deadline) = old_deadline {
+                expiry.remove((deadline, key)).map_err(backend)?;
+            }
+            match new {
+                Some(value) => {
+                    state
+                        .insert(key, value.encode().as_slice())
+                        .map_err(backend)?;
+                    expiry
+                        .insert((value.expires_ms(), key), ())
+                        .map_err(backend)?;
+                }
+                None => {
+                    state.remove(key).map_err(backend)?;
+                }
+            }
+            result
+        };
+        // Durability::Immediate is redb's default: commit returns after fsync.
+        txn.commit().map_err(backend)?;
+        Ok(result)
+    }
+
+    /// Live values in `namespace`.
+    pub(super) fn dump(
+        &self,
+        namespace: Namespace,
+        now_ms: u64,
+    ) -> Result<Vec<(String, StoredValue)>, StoreError> {
+        self.observe(now_ms);
+        let prefix = format!("{}:", namespace.as_str());
+        let txn = self.inner.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(STATE).map_err(backend)?;
+        let mut out = Vec::new();
+        for item in table.range::<&str>(prefix.as_str()..).map_err(backend)? {
+            let (key, bytes) = item.map_err(backend)?;
+            let Some(subject) = key.value().strip_prefix(prefix.as_str()) else {
+                break;
+            };
+            let value = StoredValue::decode(bytes.value())?;
+            if value.is_live(now_ms) {
+                out.push((subject.to_owned(), value));
+            }
+        }
+        Ok(out)
+    }
+
+    fn observe(&self, now_ms: u64) {
+        self.inner
+            .latest_now_ms
+            .fetch_max(now_ms, Ordering::Relaxed);
+    }
+}
+
+/// `namespace:subject`.
+fn key(namespace: Namespace, subject: &str) -> String {
+    format!("{}:{subject}", namespace.as_str())
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("embedded store: {error}"))
+}
+
+/// Create `dir` (and parents) with mode 0700: the state names accounts.
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|error| {
+            StoreError::Unavailable(format!("cannot create {}: {error}", dir.display()))
+        })
+}

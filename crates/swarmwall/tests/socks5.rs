@@ -1,0 +1,456 @@
+//! SOCKS5 server end to end: the real binary on loopback, driven by curl and by a raw SOCKS5
+//! client (CONNECT, auth, reply codes, bad input, limits, timeouts, half-close, shutdown).
+
+mod socks5_common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use socks5_common::*;
+
+const ALLOW_LOOPBACK: [&str; 2] = ["--allow-destination", "127.0.0.0/8"];
+
+#[test]
+fn curl_connect_by_address_and_by_name() {
+    let web = http_server("hello through swarmwall");
+    let proxy = Proxy::start(&ALLOW_LOOPBACK);
+    let url = format!("http://{web}/");
+    let (ok, out) = curl(&["--socks5", &proxy.curl_proxy(), &url]);
+    assert!(ok && out.contains("hello through swarmwall"), "{out}");
+    // --socks5-hostname: the proxy resolves the name.
+    let url = format!("http://localhost:{}/", web.port());
+    let (ok, out) = curl(&["--socks5-hostname", &proxy.curl_proxy(), &url]);
+    assert!(ok && out.contains("hello through swarmwall"), "{out}");
+}
+
+#[test]
+fn curl_https_to_a_local_tls_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    let cert = dir.path().join("cert.pem");
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        ])
+        .arg("/CN=localhost")
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(status.status.success());
+    std::fs::write(dir.path().join("index.html"), "tls payload ok").unwrap();
+    let script = format!(
+        "import http.server, ssl, sys\n\
+         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+         ctx.load_cert_chain('{}', '{}')\n\
+         handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory='{}', **k)\n\
+         httpd = http.server.HTTPServer(('127.0.0.1', 0), handler)\n\
+         httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)\n\
+         print(httpd.server_address[1], flush=True)\n\
+         httpd.serve_forever()\n",
+        cert.display(),
+        key.display(),
+        dir.path().display()
+    );
+    let mut server = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 TLS server");
+    let mut port = String::new();
+    let mut stdout = server.stdout.take().unwrap();
+    let mut byte = [0u8; 1];
+    while stdout.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+        port.push(byte[0] as char);
+    }
+    let proxy = Proxy::start(&ALLOW_LOOPBACK);
+    let url = format!("https://localhost:{}/index.html", port.trim());
+    let (ok, out) = curl(&["-k", "--socks5-hostname", &proxy.curl_proxy(), &url]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(ok && out.contains("tls payload ok"), "{out}");
+}
+
+#[test]
+fn password_authentication_success_and_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = accounts_file(dir.path(), &[("alice", HASH_CORRECT_HORSE)]);
+    let web = http_server("authenticated");
+    let accounts_arg = accounts.to_str().unwrap();
+    let proxy = Proxy::start(&[
+        "--accounts",
+        accounts_arg,
+        ALLOW_LOOPBACK[0],
+        ALLOW_LOOPBACK[1],
+    ]);
+    let url = format!("http://{web}/");
+    let good = format!("socks5://alice:correct%20horse@{}", proxy.address);
+    let (ok, out) = curl(&["-x", &good, &url]);
+    assert!(ok && out.contains("authenticated"), "{out}");
+    let bad = format!("socks5://alice:wrong@{}", proxy.address);
+    let (ok, _) = curl(&["-x", &bad, &url]);
+    assert!(!ok);
+    let (ok, _) = curl(&["--socks5", &proxy.curl_proxy(), &url]);
+    assert!(!ok, "no-auth must be refused when accounts exist");
+    // Raw: the RFC 1929 status bytes and the 0xFF method answer.
+    let mut stream = connect(proxy.address);
+    assert_eq!(greet_password(&mut stream, "alice", "wrong"), 0x01);
+    assert!(closed_by_peer(&mut stream));
+    let mut stream = connect(proxy.address);
+    stream.write_all(&[0x05, 0x01, 0x00]).unwrap();
+    let mut reply = [0u8; 2];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(reply, [0x05, 0xFF]);
+    let mut stream = connect(proxy.address);
+    assert_eq!(greet_password(&mut stream, "alice", "correct horse"), 0x00);
+    let (code, _) = request_raw(&mut stream, 0x01, &encode_address(web));
+    assert_eq!(code, 0x00);
+    // Logs never carry the password.
+    assert!(!proxy.output().contains("correct horse"));
+}
+
+#[test]
+fn reply_codes_that_loopback_can_provoke() {
+    let echo = echo_server("127.0.0.1:0");
+    let proxy = Proxy::start(&ALLOW_LOOPBACK);
+    // 0x05 connection refused.
+    let (code, _) = socks_connect(proxy.address, closed_port());
+    assert_eq!(code, 0x05);
+    // 0x07 command not supported.
+    let mut stream = connect(proxy.address);
+    greet(&mut stream);
+    let (code, _) = request_raw(&mut stream, 0x09, &encode_address(echo));
+    assert_eq!(code, 0x07);
+    // 0x08 address type not supported.
+    let mut stream = connect(proxy.address);
+    greet(&mut stream);
+    let (code, _) = request_raw(&mut stream, 0x01, &[0x05, 1, 2, 3, 4, 0, 80]);
+    assert_eq!(code, 0x08);
+    // 0x04 host unreachable: a name that cannot resolve.
+    let mut stream = connect(proxy.address);
+    greet(&mut stream);
+    let name = b"no-such-host.invalid";
+    let mut address = vec![0x03, name.len() as u8];
+    address.extend_from_slice(name);
+    address.extend_from_slice(&80u16.to_be_bytes());
+    let (code, _) = request_raw(&mut stream, 0x01, &address);
+    assert_eq!(code, 0x04);
+    // 0x03 network unreachable: an IPv6 documentation address off every route here, or
+    // another precise failure code where the host has a default IPv6 route.
+    let mut stream = connect(proxy.address);
+    greet(&mut stream);
+    let target: SocketAddr = "[100::1]:80".parse().unwrap();
+    let (code, _) = request_raw(&mut stream, 0x01, &encode_address(target));
+    assert!(matches!(code, 0x03 | 0x04 | 0x06), "code {code:#04x}");
+    // 0x00 and a working relay afterwards.
+    let (code, mut stream) = socks_connect(proxy.address, echo);
+    assert_eq!(code, 0x00);
+    stream.write_all(b"ping").unwrap();
+    let mut reply = [0u8; 4];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"ping");
+}
+
+#[test]
+fn not_allowed_when_the_account_is_over_its_session_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = accounts_file(dir.path(), &[("alice", HASH_CORRECT_HORSE)]);
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[server]\nmax_sessions_per_account = 1\n").unwrap();
+    let echo = echo_server("127.0.0.1:0");
+    let proxy = Proxy::start(&[
+        "--accounts",
+        accounts.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        ALLOW_LOOPBACK[0],
+        ALLOW_LOOPBACK[1],
+    ]);
+    let mut first = connect(proxy.address);
+    assert_eq!(greet_password(&mut first, "alice", "correct horse"), 0x00);
+    assert_eq!(request_raw(&mut first, 0x01, &encode_address(echo)).0, 0x00);
+    let mut second = connect(proxy.address);
+    assert_eq!(greet_password(&mut second, "alice", "correct horse"), 0x00);
+    assert_eq!(
+        request_raw(&mut second, 0x01, &encode_address(echo)).0,
+        0x02
+    );
+    drop(first);
+    // Once the first session is gone the slot is free again.
+    assert!(wait_until(DEADLINE, || {
+        let mut third = connect(proxy.address);
+        greet_password(&mut third, "alice", "correct horse") == 0x00
+            && request_raw(&mut third, 0x01, &encode_address(echo)).0 == 0x00
+    }));
+}
+
+#[test]
+fn bad_handshakes_get_a_clear_answer_and_do_not_disturb_other_sessions() {
+    let echo = echo_server("127.0.0.1:0");
+    let proxy = Proxy::start(&ALLOW_LOOPBACK);
+    let (code, mut healthy) = socks_connect(proxy.address, echo);
+    assert_eq!(code, 0x00);
+
+    // Wrong version (SOCKS4): closed without a SOCKS5 reply.
+    let mut stream = connect(proxy.address);
+    stream
+        .write_all(&[0x04, 0x01, 0x00, 0x50, 127, 0, 0, 1, 0])
+        .unwrap();
+    let mut buffer = [0u8; 16];
+    assert!(matches!(stream.read(&mut buffer), Ok(0) | Err(_)));
+    // Greeting with zero methods.
+    let mut stream = connect(proxy.address);
+    stream.write_all(&[0x05, 0x00]).unwrap();
+    assert!(matches!(stream.read(&mut buffer), Ok(0) | Err(_)));
+    // Truncated greeting then EOF.
+    let mut stream = connect(proxy.address);
+    stream.write_all(&[0x05, 0x03, 0x00]).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    assert!(matches!(stream.read(&mut buffer), Ok(0) | Err(_)));
+    // Oversized garbage after a valid greeting: general failure or close, never a hang.
+    let mut stream = connect(proxy.address);
+    greet(&mut stream);
+    let _ = stream.write_all(&[0xAB; 8192]);
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    assert!(reply.is_empty() || reply.get(1) == Some(&0x01), "{reply:?}");
+    // Request with a wrong version byte: general failure.
+    let mut stream = connect(proxy.address);
+    greet(&mut stream);
+    let mut request = vec![0x04, 0x01, 0x00];
+    request.extend(encode_address(echo));
+    stream.write_all(&request).unwrap();
+    let (code, _) = read_reply(&mut stream);
+    assert_eq!(code, 0x01);
+    // Random garbage.
+    let mut stream = connect(proxy.address);
+    let _ = stream.write_all(&[0x05, 0xFF, 0x13, 0x37, 0x00, 0x00]);
+    let _ = stream.read(&mut buffer);
+
+    // The healthy session is unaffected.
+    healthy.write_all(b"still alive").unwrap();
+    let mut reply = [0u8; 11];
+    healthy.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"still alive");
+}
+
+#[test]
+fn half_close_is_forwarded() {
+    // A server that reads to EOF, then answers with the byte count and closes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut all = Vec::new();
+            let _ = stream.read_to_end(&mut all);
+            let _ = stream.write_all(format!("got {} bytes", all.len()).as_bytes());
+        }
+    });
+    let proxy = Proxy::start(&ALLOW_LOOPBACK);
+    let (code, mut stream) = socks_connect(proxy.address, target);
+    assert_eq!(code, 0x00);
+    stream.write_all(&[7u8; 100_000]).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, "got 100000 bytes");
+}
+
+#[test]
+fn silent_client_is_dropped_at_the_handshake_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[server]\nhandshake_timeout = \"300ms\"\n").unwrap();
+    let proxy = Proxy::start(&["--config", config.to_str().unwrap()]);
+    let mut silent = connect(proxy.address);
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 8];
+    assert!(matches!(silent.read(&mut buffer), Ok(0) | Err(_)));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Half a greeting is just as silent.
+    let mut slow = connect(proxy.address);
+    slow.write_all(&[0x05]).unwrap();
+    assert!(matches!(slow.read(&mut buffer), Ok(0) | Err(_)));
+}
+
+#[test]
+fn sessions_over_the_global_limit_are_closed_at_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[server]\nmax_sessions = 2\n").unwrap();
+    let echo = echo_server("127.0.0.1:0");
+    let proxy = Proxy::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        ALLOW_LOOPBACK[0],
+        ALLOW_LOOPBACK[1],
+    ]);
+    let (a, _first) = socks_connect(proxy.address, echo);
+    let (b, _second) = socks_connect(proxy.address, echo);
+    assert_eq!((a, b), (0, 0));
+    let mut third = connect(proxy.address);
+    let _ = third.write_all(&[0x05, 0x01, 0x00]);
+    let mut buffer = [0u8; 2];
+    assert!(matches!(third.read(&mut buffer), Ok(0) | Err(_)));
+    drop(_first);
+    assert!(wait_until(DEADLINE, || {
+        try_socks_connect(proxy.address, echo).is_some_and(|(code, _)| code == 0)
+    }));
+}
+
+#[test]
+fn sigterm_stops_accepting_and_drains_open_sessions() {
+    let echo = echo_server("127.0.0.1:0");
+    let mut proxy = Proxy::start(&ALLOW_LOOPBACK);
+    let (code, mut session) = socks_connect(proxy.address, echo);
+    assert_eq!(code, 0);
+    proxy.signal("TERM");
+    // New connections are refused once the listener is closed.
+    assert!(wait_until(DEADLINE, || TcpStream::connect(proxy.address).is_err()));
+    // The open session keeps working while it drains.
+    session.write_all(b"draining").unwrap();
+    let mut reply = [0u8; 8];
+    session.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"draining");
+    assert!(
+        proxy.child.try_wait().unwrap().is_none(),
+        "exited before the drain"
+    );
+    drop(session);
+    let status = proxy.wait_exit(DEADLINE).expect("exits after the drain");
+    assert!(status.success());
+}
+
+#[test]
+fn ipv6_listener_and_target() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; skipped");
+        return;
+    }
+    let echo = echo_server("[::1]:0");
+    let proxy = Proxy::start_on("[::1]:0", &["--allow-destination", "::1/128"]);
+    assert!(proxy.address.is_ipv6());
+    let (code, mut stream) = socks_connect(proxy.address, echo);
+    assert_eq!(code, 0);
+    stream.write_all(b"v6").unwrap();
+    let mut reply = [0u8; 2];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"v6");
+    let web = {
+        let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let mut buffer = [0u8; 1024];
+                let _ = stream.read(&mut buffer);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nv6",
+                );
+            }
+        });
+        address
+    };
+    let (ok, out) = curl(&["--socks5", &proxy.curl_proxy(), &format!("http://{web}/")]);
+    assert!(ok && out.contains("v6"), "{out}");
+}
+
+#[test]
+fn public_listen_without_auth_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_swarmwall"))
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("without authentication"), "{text}");
+    assert!(
+        text.contains("danger_allow_public_listen_without_auth"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_reports_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nlisten = \"127.0.0.1:1080\"\nconnect_timeout = \"0s\"\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_swarmwall"))
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("bad.toml:3:"), "{text}");
+    assert!(text.contains("server.connect_timeout"), "{text}");
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(&unknown, "[server]\n\nmax_sesions = 5\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_swarmwall"))
+        .arg("check-config")
+        .arg(&unknown)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("unknown.toml:3:") && text.contains("max_sesions"),
+        "{text}"
+    );
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[server]\nidle_timeout = \"5m\"\nmax_sessions = 100\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_swarmwall"))
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+}
+
+#[test]
+fn sighup_reloads_accounts_and_keeps_live_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = accounts_file(dir.path(), &[("alice", HASH_CORRECT_HORSE)]);
+    let echo = echo_server("127.0.0.1:0");
+    let proxy = Proxy::start(&[
+        "--accounts",
+        accounts.to_str().unwrap(),
+        ALLOW_LOOPBACK[0],
+        ALLOW_LOOPBACK[1],
+    ]);
+    let mut live = connect(proxy.address);
+    assert_eq!(greet_password(&mut live, "alice", "correct horse"), 0);
+    assert_eq!(request_raw(&mut live, 0x01, &encode_address(echo)).0, 0);
+    accounts_file(dir.path(), &[("bob", HASH_BATTERY_STAPLE)]);
+    proxy.signal("HUP");
+    assert!(wait_until(DEADLINE, || {
+        let mut stream = connect(proxy.address);
+        greet_password(&mut stream, "bob", "battery staple") == 0
+    }));
+    let mut stream = connect(proxy.address);
+    assert_eq!(greet_password(&mut stream, "alice", "correct horse"), 0x01);
+    // A broken file is refused and the previous accounts stay.
+    std::fs::write(&accounts, "[[account]]\nname = 5\n").unwrap();
+    proxy.signal("HUP");
+    assert!(wait_until(DEADLINE, || proxy
+        .output()
+        .contains("reload failed")));
+    let mut stream = connect(proxy.address);
+    assert_eq!(greet_password(&mut stream, "bob", "battery staple"), 0);
+    // The session opened before the reloads still relays.
+    live.write_all(b"live").unwrap();
+    let mut reply = [0u8; 4];
+    live.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"live");
+}

@@ -1,0 +1,210 @@
+"""Helpers for the fleet suite: a real redis-server on loopback, accounts, a SOCKS5 client that
+sends a BitTorrent handshake or plain HTTP through a node, and the `swarmwall strikes` CLI."""
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import swarmwall_bin, wait_until
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(*args, stdin=None, timeout=60):
+    return subprocess.run([swarmwall_bin(), *args], input=stdin, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+class Redis:
+    """redis-server on a free loopback port without persistence; stop() and start() keep the
+    port so nodes can reconnect."""
+
+    def __init__(self):
+        if subprocess.run(["which", "redis-server"], capture_output=True).returncode != 0:
+            pytest.skip("SKIP: redis-server is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="swarmwall-fleet-redis-")
+        self.proc = None
+        self.start()
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/"
+
+    def ping(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(7) == b"+PONG\r\n"
+        except OSError:
+            return False
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_until(self.ping, timeout=10), "redis-server did not start"
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        assert wait_until(lambda: not self.ping(), timeout=10)
+
+
+def serve_available():
+    """True when this build's `swarmwall serve` runs (it is written in parallel)."""
+    out = run_cli("serve", "--help")
+    return out.returncode == 0 and "--store" in out.stdout
+
+
+def write_config(path, extra=""):
+    """Cheap argon2, quick failure delays, and a 100 ms burst window so a test can produce
+    three separate incidents in well under a second."""
+    with open(path, "w") as f:
+        f.write(
+            "[security]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n"
+            'failure_delay = "10ms"\nfailure_delay_max = "50ms"\n\n'
+            '[policy.strikes]\nburst_window = "100ms"\n' + extra)
+    return path
+
+
+def add_user(accounts, config, name, password):
+    out = run_cli("user", "add", name, "--accounts", accounts, "--config", config,
+                  "--password-stdin", stdin=password + "\n")
+    if out.returncode != 0 and "not implemented" in out.stderr:
+        pytest.skip("`swarmwall user` is not implemented in this build")
+    assert out.returncode == 0, out.stderr
+
+
+def _recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+BT_HANDSHAKE = (b"\x13BitTorrent protocol" + b"\x00\x00\x00\x00\x00\x10\x00\x05"
+                + bytes(range(20)) + b"-qB4650-" + b"fleettest123")
+
+
+def socks5_connect(node, user, password, port, timeout=10.0):
+    """Log in and CONNECT to 127.0.0.1:port. Returns (reply code or None, socket or None)."""
+    sock = socket.create_connection((node.host, node.port), timeout=timeout)
+    try:
+        sock.sendall(b"\x05\x01\x02")
+        if _recv_exact(sock, 2) != b"\x05\x02":
+            sock.close()
+            return None, None
+        u, p = user.encode(), password.encode()
+        sock.sendall(bytes([1, len(u)]) + u + bytes([len(p)]) + p)
+        auth = _recv_exact(sock, 2)
+        if auth is None or auth[1] != 0:
+            sock.close()
+            return "auth", None
+        sock.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + port.to_bytes(2, "big"))
+        reply = _recv_exact(sock, 10)
+        if reply is None:
+            sock.close()
+            return None, None
+        if reply[1] != 0:
+            sock.close()
+            return reply[1], None
+        return 0, sock
+    except OSError:
+        sock.close()
+        return None, None
+
+
+def send_bittorrent(node, user, password, target_port):
+    """One BitTorrent handshake through the node; True when the proxy cut the flow."""
+    code, sock = socks5_connect(node, user, password, target_port)
+    if code != 0:
+        return code
+    with sock:
+        sock.sendall(BT_HANDSHAKE)
+        sock.settimeout(10)
+        try:
+            return sock.recv(1024) == b""
+        except (ConnectionResetError, socket.timeout):
+            return True
+
+
+class Sink:
+    """A loopback TCP server that reads and answers every request with a fixed HTTP reply."""
+
+    REPLY = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nfleet"
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn):
+        with conn:
+            conn.settimeout(10)
+            try:
+                data = conn.recv(4096)
+                if data.startswith(b"GET "):
+                    conn.sendall(self.REPLY)
+                else:
+                    while conn.recv(4096):
+                        pass
+            except OSError:
+                pass
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+
+def http_via(node, user, password, port):
+    """A plain HTTP GET through the node: the reply body, or the SOCKS reply code on refusal."""
+    code, sock = socks5_connect(node, user, password, port)
+    if code != 0:
+        return code
+    with sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: sink\r\n\r\n")
+        data = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data.split(b"\r\n\r\n", 1)[-1]
+
+
+def metric(node_metrics_text, name):
+    """Sum of every sample of `name` (any labels) in Prometheus text."""
+    total = 0.0
+    for line in node_metrics_text.splitlines():
+        if line.startswith("#"):
+            continue
+        sample, _, value = line.rpartition(" ")
+        if sample == name or sample.startswith(name + "{"):
+            total += float(value)
+    return total
