@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::AuditLog;
-use crate::auth::{AccountsFile, Authenticator};
+use crate::auth::{AccountsFile, Authenticator, SecuritySetup};
 use crate::config::{Config, ServerConfig};
 use crate::metrics::Metrics;
 use crate::policy::DestinationPolicy;
@@ -86,6 +86,9 @@ pub enum ServerError {
          address, or set `danger_allow_public_listen_without_auth = true` in [server]"
     )]
     PublicWithoutAuth(SocketAddr),
+    /// A component (state store, account security, audit log) could not start.
+    #[error("{0}")]
+    Setup(String),
     /// Binding the listener failed.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -137,6 +140,9 @@ impl Runtime {
         if let Some(accounts) = &options.accounts {
             server.accounts = Some(accounts.clone());
         }
+        // Parse the accounts file now so that a broken file fails start-up or reload with a
+        // precise error; the long-lived authenticator (lockouts, TOTP windows, watcher) lives
+        // in `Shared::security` and is attached by `Server::bind` / `ServerHandle::reload`.
         let authenticator = match &server.accounts {
             Some(path) => {
                 let authenticator = Authenticator::new(AccountsFile::load(path)?);
@@ -151,6 +157,13 @@ impl Runtime {
             authenticator,
             policy,
         })
+    }
+
+    /// Use the long-lived authenticator of `security` (lockouts, TOTP windows, GeoIP, travel,
+    /// audit) whenever accounts are configured.
+    pub fn attach_authenticator(&mut self, security: &SecuritySetup) {
+        self.authenticator = (self.authenticator.is_some() || security.authenticator.has_accounts())
+            .then(|| security.authenticator.clone());
     }
 
     /// Refuse an open proxy: a non-loopback listener without authentication, unless the
@@ -173,6 +186,7 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) audit: AuditLog,
     pub(crate) strikes: Strikes,
+    pub(crate) security: SecuritySetup,
     pub(crate) correlator: Mutex<Correlator>,
     pub(crate) account_sessions: limits::AccountSessions,
     pub(crate) shutdown: CancellationToken,
@@ -233,19 +247,51 @@ impl Server {
             .map_err(|source| ServerError::Bind { address, source })?;
 
         // ---- STORE CONSTRUCTION (single place) -------------------------------------------
-        // The store developer replaces this with `Store::open(...)` built from
-        // `options.store` / `options.data_dir` / `runtime.config.store`.
-        let store = Store::memory();
-        // ---- AUDIT LOG CONSTRUCTION (single place) ---------------------------------------
-        // The security developer opens `options.audit_log` / `[security]` here.
-        let audit = AuditLog::disabled();
+        let mut store_config = runtime.config.store.clone();
+        if let Some(url) = &options.store {
+            store_config.url = url.parse().map_err(|message| {
+                ServerError::Config(crate::config::ConfigError::Invalid {
+                    path: PathBuf::from("<command line>"),
+                    key: "--store".to_owned(),
+                    message,
+                })
+            })?;
+        }
+        let data_dir = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(crate::store::default_data_dir);
+        let store = Store::open(&store_config, &data_dir, Arc::clone(&metrics))
+            .await
+            .map_err(|error| ServerError::Setup(format!("state store: {error}")))?;
+        tracing::info!(store = %store.describe(), "state store ready");
+        // ---- ACCOUNT SECURITY AND AUDIT LOG (single place) -------------------------------
+        let security = SecuritySetup::load(
+            &runtime.config.security,
+            runtime.server.accounts.as_deref(),
+            options.audit_log.as_deref(),
+            store.clone(),
+            Arc::clone(&metrics),
+        )
+        .map_err(|error| ServerError::Setup(format!("account security: {error}")))?;
+        security.spawn_accounts_watcher();
+        let audit = security.audit.clone();
+        let mut runtime = runtime;
+        runtime.attach_authenticator(&security);
+        let strikes = Strikes::with_config(
+            store,
+            &runtime.config.policy.strikes,
+            Arc::clone(&metrics),
+            audit.clone(),
+        );
 
         let shared = Arc::new(Shared {
             options,
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             audit,
-            strikes: Strikes::new(store),
+            strikes,
+            security,
             correlator: Mutex::new(Correlator::new(CorrelatorConfig::default())),
             account_sessions: limits::AccountSessions::default(),
             shutdown: CancellationToken::new(),
@@ -307,6 +353,16 @@ impl ServerHandle {
             .map_err(|error| error.to_string())
             .and_then(|loaded| loaded.map_err(|error| error.to_string()));
         let current_listen = self.shared.runtime.load().server.listen;
+        let loaded = match loaded {
+            Ok(mut runtime) => match self.shared.security.reload(&runtime.config.security).await {
+                Ok(()) => {
+                    runtime.attach_authenticator(&self.shared.security);
+                    Ok(runtime)
+                }
+                Err(error) => Err(format!("account security: {error}")),
+            },
+            Err(error) => Err(error),
+        };
         let result = loaded.and_then(|runtime| {
             if runtime.server.listen != current_listen {
                 return Err(format!(
