@@ -42,7 +42,7 @@ async function startDemo(tokenFile) {
   child.stderr.on('data', (chunk) => { stderr += chunk; });
   const addresses = await waitFor(() => {
     if (child.exitCode !== null) assert.fail('admin_demo exited: ' + stderr);
-    const admin = /admin listening on (\S+)/.exec(stderr);
+    const admin = /admin interface on (\S+)/.exec(stderr);
     const debug = /debug listening on (\S+)/.exec(stderr);
     return admin && debug ? { admin: admin[1], debug: debug[1] } : null;
   }, 20000, 'admin_demo to listen');

@@ -7,7 +7,7 @@
 //! cargo run -p swarmwall-server --example admin_demo -- --token-file FILE [--listen ADDR]
 //! ```
 //!
-//! Prints `admin listening on ADDR` and `debug listening on ADDR` on stderr. The debug
+//! Prints `admin interface on ADDR` and `debug listening on ADDR` on stderr. The debug
 //! listener takes `POST /activity` with a JSON body such as
 //! `{"sessions": 2, "bytes": 4096, "blocks": {"dht": 3}, "auth_failures": 1, "alerts": 1,
 //!   "suspend": "alice", "lockout": "bob"}`.
@@ -88,7 +88,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }));
 
     let admin = tokio::net::TcpListener::bind(listen).await?;
-    eprintln!("admin listening on {}", admin.local_addr()?);
+    eprintln!(
+        "{}",
+        swarmwall_server::admin::startup_line(admin.local_addr()?)
+    );
     let debug = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     eprintln!("debug listening on {}", debug.local_addr()?);
     let demo = Demo {

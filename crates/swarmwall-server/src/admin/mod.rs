@@ -217,6 +217,13 @@ pub async fn serve(
     }
 }
 
+/// The line `swarmwall serve` prints on stderr once the admin listener is bound:
+/// `admin interface on ADDR` (tests wait for it; it deliberately does not match the proxy's
+/// `listening on ADDR` line).
+pub fn startup_line(address: SocketAddr) -> String {
+    format!("admin interface on {address}")
+}
+
 /// Refuse a non-loopback admin address without TLS (also used by config validation).
 pub fn check_listen_address(address: SocketAddr, tls: bool) -> io::Result<()> {
     if address.ip().is_loopback() || tls {

@@ -153,6 +153,14 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_config_is_valid() {
+        let text = include_str!("../../../../packaging/swarmwall.example.toml");
+        let admin = parse(text).unwrap();
+        assert_eq!(admin.listen, "127.0.0.1:9090".parse().unwrap());
+        assert!(!admin.metrics_require_token);
+    }
+
+    #[test]
     fn overrides_apply() {
         let admin = AdminConfig::default().with_overrides(
             Some("127.0.0.1:0".parse().unwrap()),
