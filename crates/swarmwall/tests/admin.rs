@@ -843,3 +843,24 @@ async fn tls_listener_serves_curl_with_the_token() {
     .unwrap();
     assert!(!plain.starts_with(b"HTTP/1.1 200"));
 }
+
+#[tokio::test]
+async fn serve_returns_when_shutdown_resolves() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (context, _) = context(Arc::new(Metrics::new()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, context, async move {
+        let _ = stopped.await;
+    }));
+    assert_eq!(
+        request(address, "GET", "/healthz", None, None).await.status,
+        200
+    );
+    stop.send(()).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("serve returned within 10 s after shutdown");
+    assert!(result.unwrap().is_ok());
+    assert!(TcpStream::connect(address).await.is_err());
+}
