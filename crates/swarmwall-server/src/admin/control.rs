@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::BoxFuture;
 use crate::audit::AuditLog;
+use crate::metrics::{Metrics, ReasonLabels};
 use crate::store::{Namespace, Store, StoreError};
 use crate::strikes::{StrikeSubject, Strikes};
 
@@ -60,12 +61,14 @@ pub trait AccountControl: Send + Sync + 'static {
 }
 
 /// [`AccountControl`] straight over the store namespaces (`Strikes`, `Suspension`,
-/// `LockoutAccount`, subject = account name) plus [`Strikes::suspended_until`].
+/// `LockoutAccount`, subject = account name) plus [`Strikes::suspended_until`]. An admin
+/// suspension counts `suspensions{reason="admin"}` when given the metrics.
 #[derive(Debug, Clone)]
 pub struct StoreAccountControl {
     store: Store,
     strikes: Strikes,
     strike_window: Duration,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl StoreAccountControl {
@@ -75,7 +78,14 @@ impl StoreAccountControl {
             store,
             strikes,
             strike_window: Duration::from_secs(24 * 3600),
+            metrics: None,
         }
+    }
+
+    /// Count admin suspensions in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Count strikes within `window` instead.
@@ -129,7 +139,14 @@ impl AccountControl for StoreAccountControl {
             self.store.clear(Namespace::Suspension, account).await?;
             self.store
                 .set_until(Namespace::Suspension, account, until_ms)
-                .await
+                .await?;
+            if let Some(metrics) = &self.metrics {
+                metrics
+                    .suspensions
+                    .get_or_create(&ReasonLabels { reason: "admin" })
+                    .inc();
+            }
+            Ok(())
         })
     }
 

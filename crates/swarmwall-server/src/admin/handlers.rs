@@ -366,11 +366,6 @@ pub(crate) async fn suspend(
         }),
     );
     result.map_err(|e| store_error(&e))?;
-    context
-        .metrics
-        .suspensions
-        .get_or_create(&crate::metrics::ReasonLabels { reason: "admin" })
-        .inc();
     Ok(Json(json!({
         "account": account.name,
         "action": "suspend",

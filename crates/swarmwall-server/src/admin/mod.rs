@@ -98,11 +98,12 @@ impl AdminContext {
         audit: AuditLog,
         version: impl Into<String>,
     ) -> Self {
+        let control = StoreAccountControl::new(store, strikes).with_metrics(Arc::clone(&metrics));
         Self {
             metrics,
             token: None,
             metrics_require_token: false,
-            control: Arc::new(StoreAccountControl::new(store, strikes)),
+            control: Arc::new(control),
             events: Arc::new(AuditEvents::new(audit)),
             accounts: Arc::new(Vec::new),
             reload: Arc::new(|| Box::pin(async { Err("reload is not available".to_owned()) })),
@@ -126,7 +127,8 @@ impl AdminContext {
     }
 
     /// Use `control` for account strike/suspension state and actions (the graduated-response
-    /// engine once it has its admin methods).
+    /// engine once it has its admin methods). The control counts its own suspensions in the
+    /// metrics; the handlers only count `admin_actions`.
     pub fn with_account_control(mut self, control: Arc<dyn AccountControl>) -> Self {
         self.control = control;
         self

@@ -377,6 +377,7 @@
   function summary(event) {
     const parts = [];
     if (event.account) parts.push('account=' + event.account);
+    if (event.client) parts.push('client=' + event.client);
     const details = event.details && typeof event.details === 'object' ? event.details : {};
     for (const [key, value] of Object.entries(details)) {
       if (value === null || value === '') continue;
