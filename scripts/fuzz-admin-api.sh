@@ -9,7 +9,7 @@
 # schemathesis is installed with pip into a venv under target/ (ADMIN_FUZZ_VENV overrides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=${ADMIN_FUZZ_VENV:-target/admin-fuzz-venv}
+VENV=$(realpath -m "${ADMIN_FUZZ_VENV:-target/admin-fuzz-venv}")
 MAX_EXAMPLES=${MAX_EXAMPLES:-200}
 PYTHON=${PYTHON:-python3}
 
@@ -46,13 +46,14 @@ done
 [ -n "$address" ] || { cat "$work/stderr"; echo "admin_demo did not start"; exit 1; }
 echo "== fuzzing http://$address (max $MAX_EXAMPLES examples per operation)"
 
-timeout 1200 "$VENV/bin/schemathesis" run "http://$address/openapi.json" \
+# Run from the scratch directory so schemathesis' own files (.schemathesis/) land there.
+(cd "$work" && timeout 1200 "$VENV/bin/schemathesis" run "http://$address/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,ignored_auth \
   --max-examples "$MAX_EXAMPLES" \
   --workers 1 \
   --no-color \
-  --suppress-health-check all
+  --suppress-health-check all)
 
 # The server must still be alive and sane after the run.
 curl -fsS -H "Authorization: Bearer $token" "http://$address/api/v1/status" > /dev/null
