@@ -864,3 +864,82 @@ async fn serve_returns_when_shutdown_resolves() {
     assert!(result.unwrap().is_ok());
     assert!(TcpStream::connect(address).await.is_err());
 }
+
+#[tokio::test]
+async fn start_follows_the_admin_config() {
+    use std::os::unix::fs::PermissionsExt;
+    use swarmwall_server::config::AdminConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = AdminConfig {
+        metrics_require_token: true,
+        ..AdminConfig::default()
+    }
+    .with_overrides(Some("127.0.0.1:0".parse().unwrap()), Some(token_file));
+    let (context, _) = context(Arc::new(Metrics::new()));
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = swarmwall_server::admin::start(&config, context, async move {
+        let _ = stopped.await;
+    })
+    .await
+    .unwrap()
+    .expect("enabled by default");
+    assert_ne!(running.address.port(), 0);
+    assert_eq!(
+        swarmwall_server::admin::startup_line(running.address),
+        format!("admin interface on {}", running.address)
+    );
+    let address = running.address;
+    assert_eq!(
+        request(address, "GET", "/metrics", None, None).await.status,
+        401
+    );
+    assert_eq!(
+        request(address, "GET", "/metrics", Some(TOKEN), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        request(address, "GET", "/api/v1/status", Some(TOKEN), None)
+            .await
+            .status,
+        200
+    );
+
+    let disabled = AdminConfig {
+        enabled: false,
+        ..AdminConfig::default()
+    };
+    let (context, _) = context_pair();
+    let none = swarmwall_server::admin::start(&disabled, context, std::future::pending())
+        .await
+        .unwrap();
+    assert!(none.is_none());
+
+    let public = AdminConfig::default().with_overrides(Some("0.0.0.0:0".parse().unwrap()), None);
+    let (context, _) = context_pair();
+    let error = swarmwall_server::admin::start(&public, context, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("tls_cert"), "{error}");
+
+    let missing = AdminConfig::default().with_overrides(
+        Some("127.0.0.1:0".parse().unwrap()),
+        Some(dir.path().join("absent")),
+    );
+    let (context, _) = context_pair();
+    let error = swarmwall_server::admin::start(&missing, context, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("cannot read admin token"),
+        "{error}"
+    );
+}
+
+fn context_pair() -> (AdminContext, Store) {
+    context(Arc::new(Metrics::new()))
+}

@@ -219,6 +219,73 @@ pub async fn serve(
     }
 }
 
+/// A running admin listener started by [`start`].
+#[derive(Debug)]
+pub struct RunningAdmin {
+    /// The bound address (the real port when `listen` had port 0).
+    pub address: SocketAddr,
+    /// The server task; it ends with `Ok(())` once `shutdown` resolves.
+    pub task: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+/// Why [`start`] could not start the admin listener.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminStartError {
+    /// The token file could not be used.
+    #[error(transparent)]
+    Token(#[from] AdminTokenError),
+    /// The TLS certificate or key could not be used.
+    #[error(transparent)]
+    Tls(#[from] AdminTlsError),
+    /// The address is not allowed (non-loopback without TLS).
+    #[error("{0}")]
+    Refused(io::Error),
+    /// The address could not be bound.
+    #[error("admin listener {address}: cannot bind: {source}")]
+    Bind {
+        /// The configured address.
+        address: SocketAddr,
+        /// Cause.
+        source: io::Error,
+    },
+}
+
+/// Start the admin listener as `config` says (token file, `metrics_require_token`, TLS,
+/// address) on a spawned task; `None` when `[admin] enabled = false`. The caller prints
+/// [`startup_line`] with the returned address.
+pub async fn start(
+    config: &crate::config::AdminConfig,
+    mut context: AdminContext,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Option<RunningAdmin>, AdminStartError> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    if let Some(path) = &config.token_file {
+        context = context.with_token(AdminToken::from_file(path)?);
+    }
+    context = context.with_metrics_require_token(config.metrics_require_token);
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        context = context.with_tls(AdminTls::from_pem_files(cert, key)?);
+    }
+    check_listen_address(config.listen, context.tls.is_some()).map_err(AdminStartError::Refused)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AdminStartError::Bind {
+            address: config.listen,
+            source,
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| AdminStartError::Bind {
+            address: config.listen,
+            source,
+        })?;
+    let task = tokio::spawn(serve(listener, context, shutdown));
+    Ok(Some(RunningAdmin { address, task }))
+}
+
 /// The line `swarmwall serve` prints on stderr once the admin listener is bound:
 /// `admin interface on ADDR` (tests wait for it; it deliberately does not match the proxy's
 /// `listening on ADDR` line).
