@@ -573,6 +573,45 @@ async fn account_actions_change_state_and_are_audited() {
         after.sum("swarmwall_suspensions_total", &[("reason", "admin")]),
         1.0
     );
+    // The restricted listing finds alice (and a suspended unauthenticated client) alone.
+    admin
+        .store
+        .set_until(
+            swarmwall_server::store::Namespace::Suspension,
+            "client:3f9a1c0e",
+            now + 60_000,
+        )
+        .await
+        .unwrap();
+    let restricted = request(
+        admin.address,
+        "GET",
+        "/api/v1/accounts?restricted=true",
+        Some(TOKEN),
+        None,
+    )
+    .await
+    .json();
+    let names: Vec<(&str, bool)> = restricted["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap(),
+                a["configured"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(names, [("alice", true), ("client:3f9a1c0e", false)]);
+    admin
+        .store
+        .clear(
+            swarmwall_server::store::Namespace::Suspension,
+            "client:3f9a1c0e",
+        )
+        .await
+        .unwrap();
 
     for path in [
         "/api/v1/accounts/alice/unsuspend",
@@ -619,7 +658,7 @@ async fn account_actions_change_state_and_are_audited() {
 async fn bad_input_is_a_4xx_json_error() {
     let admin = start(Options::default()).await;
     let suspend = "/api/v1/accounts/alice/suspend";
-    let cases: [(&str, &str, Option<&str>, u16); 13] = [
+    let cases: [(&str, &str, Option<&str>, u16); 14] = [
         (
             "POST",
             "/api/v1/accounts/mallory/suspend",
@@ -638,6 +677,7 @@ async fn bad_input_is_a_4xx_json_error() {
         ("GET", "/api/v1/events?limit=abc", None, 400),
         ("GET", "/api/v1/events?limit=5000", None, 400),
         ("GET", "/api/v1/events?limit=-1", None, 400),
+        ("GET", "/api/v1/accounts?restricted=maybe", None, 400),
     ];
     for (method, path, body, expected) in cases {
         let answer = request(admin.address, method, path, Some(TOKEN), body).await;

@@ -58,6 +58,10 @@ pub trait AccountControl: Send + Sync + 'static {
 
     /// End any suspension of `account`.
     fn unsuspend<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Subjects (account names, or `client:<hash>` for unauthenticated clients) that are
+    /// suspended or locked out at `now_ms`, found without visiting every account.
+    fn restricted(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
 }
 
 /// [`AccountControl`] straight over the store namespaces (`Strikes`, `Suspension`,
@@ -152,6 +156,20 @@ impl AccountControl for StoreAccountControl {
 
     fn unsuspend<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(self.store.clear(Namespace::Suspension, account))
+    }
+
+    fn restricted(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(async move {
+            let mut subjects = self.store.subjects(Namespace::Suspension, now_ms).await?;
+            subjects.extend(
+                self.store
+                    .subjects(Namespace::LockoutAccount, now_ms)
+                    .await?,
+            );
+            subjects.sort();
+            subjects.dedup();
+            Ok(subjects)
+        })
     }
 }
 
@@ -278,7 +296,13 @@ mod tests {
         control.suspend("alice", now + 1_000).await.unwrap();
         let state = control.state("alice", now).await.unwrap();
         assert_eq!(state.suspended_until_ms, Some(now + 1_000));
+        store
+            .set_until(Namespace::LockoutAccount, "bob", now + 5_000)
+            .await
+            .unwrap();
+        assert_eq!(control.restricted(now).await.unwrap(), ["alice", "bob"]);
         control.unsuspend("alice").await.unwrap();
+        assert_eq!(control.restricted(now).await.unwrap(), ["bob"]);
         control.clear_strikes("alice").await.unwrap();
         assert_eq!(
             control.state("alice", now).await.unwrap(),

@@ -248,19 +248,56 @@ fn unix_ms(time: std::time::SystemTime) -> u64 {
         })
 }
 
-/// `GET /api/v1/accounts`: configured accounts with their enforcement state.
-pub(crate) async fn accounts(State(context): State<Arc<AdminContext>>) -> ApiResult {
+/// Most subjects one accounts listing returns.
+const MAX_LISTED: usize = 10_000;
+
+/// Query of `GET /api/v1/accounts`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AccountsQuery {
+    /// Only subjects currently suspended or locked out (cheap: no visit of every account).
+    restricted: Option<bool>,
+}
+
+/// `GET /api/v1/accounts[?restricted=true]`: accounts with their enforcement state.
+pub(crate) async fn accounts(
+    State(context): State<Arc<AdminContext>>,
+    query: Result<Query<AccountsQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(query) =
+        query.map_err(|rejection| error(StatusCode::BAD_REQUEST, &rejection.body_text()))?;
     let now = unix_now_ms();
+    let configured = (context.accounts)();
+    let listed: Vec<(String, bool, bool)> = if query.restricted.unwrap_or(false) {
+        let subjects = context
+            .control
+            .restricted(now)
+            .await
+            .map_err(|e| store_error(&e))?;
+        subjects
+            .into_iter()
+            .map(|subject| {
+                let entry = configured.iter().find(|entry| entry.name == subject);
+                let disabled = entry.is_some_and(|entry| entry.disabled);
+                (subject, disabled, entry.is_some())
+            })
+            .collect()
+    } else {
+        configured
+            .into_iter()
+            .map(|entry| (entry.name, entry.disabled, true))
+            .collect()
+    };
     let mut out = Vec::new();
-    for entry in (context.accounts)() {
+    for (name, disabled, is_configured) in listed.into_iter().take(MAX_LISTED) {
         let state = context
             .control
-            .state(&entry.name, now)
+            .state(&name, now)
             .await
             .map_err(|e| store_error(&e))?;
         out.push(json!({
-            "name": entry.name,
-            "disabled": entry.disabled,
+            "name": name,
+            "configured": is_configured,
+            "disabled": disabled,
             "strikes": state.strikes,
             "suspended": state.suspended_until_ms.is_some(),
             "suspended_until_ms": state.suspended_until_ms,

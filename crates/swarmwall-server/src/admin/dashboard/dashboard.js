@@ -102,7 +102,7 @@
     try {
       const [status, accounts, events] = await Promise.all([
         api('/api/v1/status'),
-        api('/api/v1/accounts'),
+        api('/api/v1/accounts?restricted=true'),
         api('/api/v1/events?limit=' + EVENTS_LIMIT),
       ]);
       hideError();
