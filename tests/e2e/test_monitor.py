@@ -145,3 +145,40 @@ def test_bad_watchlist_lines_are_reported_with_line_numbers(tmp_path):
     assert "watchlist line 4" in proc.stderr
     # The good line still ran (it has no tracker, so it says so).
     assert "line 3" in proc.stderr
+
+
+def test_dht_only_swarm_is_found_through_the_dht(tmp_path):
+    """Three libtorrent DHT nodes bootstrapped off each other, no tracker at all: the egress
+    seed (127.0.0.2) and an outsider seed (127.0.0.4) announce into the DHT; the monitor starts
+    from node 127.0.0.3 and finds ours by iterative get_peers."""
+    torrent, info_hash, data = make_torrent(str(tmp_path), "dht-only.bin", [])
+    ips = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+    ports = {ip: free_port(host=ip) for ip in ips}
+    nodes = [f"{ip}:{ports[ip]}" for ip in ips]
+    sessions = {ip: session(ip, ports[ip], dht_nodes=[n for n in nodes if not n.startswith(ip)])
+                for ip in ips}
+    seed(sessions["127.0.0.2"], torrent, data)
+    seed(sessions["127.0.0.4"], torrent, data)
+    watchlist = tmp_path / "watchlist.txt"
+    watchlist.write_text(info_hash + "\n")
+    args = ["--watchlist", str(watchlist), "--egress", "127.0.0.2/32", "--json",
+            "--timeout", "1s", "--dht-bootstrap", nodes[1], "--dht-rate", "600"]
+    runs = []
+
+    def found():
+        proc, _ = monitor(args)
+        runs.append(proc)
+        return proc.returncode == 1
+
+    # The seeds announce to the DHT a moment after they start: poll with a deadline.
+    assert wait_until(found, timeout=60, interval=0.5), runs[-1].stdout + runs[-1].stderr
+    proc = runs[-1]
+    leaks = [e for e in json_lines(proc.stdout) if e["event"] == "leak"]
+    assert len(leaks) == 1, leaks
+    assert leaks[0]["source"] == "dht"
+    assert leaks[0]["address"] == "127.0.0.2"
+    assert leaks[0]["port"] == ports["127.0.0.2"]
+    assert leaks[0]["peer_client"].startswith("-LT")
+    for run in runs:
+        assert_no_outsider_anywhere(run, str(tmp_path))
+    del sessions

@@ -173,3 +173,92 @@ fn xor(a: &[u8; 20], b: &[u8; 20]) -> [u8; 20] {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroU32;
+
+    /// A scripted KRPC node: answers every get_peers with `body` (the bencoded `r` dict).
+    async fn node(body: Vec<u8>) -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+                let Ok(query) = krpc::parse(&buf[..len]) else {
+                    continue;
+                };
+                let mut reply = b"d1:r".to_vec();
+                reply.extend_from_slice(&body);
+                reply.extend_from_slice(format!("1:t{}:", query.transaction.len()).as_bytes());
+                reply.extend_from_slice(query.transaction);
+                reply.extend_from_slice(b"1:y1:re");
+                let _ = socket.send_to(&reply, from).await;
+            }
+        });
+        address
+    }
+
+    fn compact(address: SocketAddr) -> Vec<u8> {
+        let SocketAddr::V4(v4) = address else {
+            panic!("v4 only");
+        };
+        let mut out = v4.ip().octets().to_vec();
+        out.extend_from_slice(&v4.port().to_be_bytes());
+        out
+    }
+
+    fn limiter() -> RateLimiter {
+        RateLimiter::keyed(governor::Quota::per_minute(NonZeroU32::new(600).unwrap()))
+    }
+
+    #[tokio::test]
+    async fn lookup_follows_nodes_to_the_values() {
+        let peer: SocketAddr = "127.0.0.2:51413".parse().unwrap();
+        let mut far_body = b"d2:id20:".to_vec();
+        far_body.extend_from_slice(&[0x11; 20]);
+        far_body.extend_from_slice(b"5:token2:tk6:valuesl6:");
+        far_body.extend_from_slice(&compact(peer));
+        far_body.extend_from_slice(b"ee");
+        let holder = node(far_body).await;
+        let mut bootstrap_body = b"d2:id20:".to_vec();
+        bootstrap_body.extend_from_slice(&[0x22; 20]);
+        bootstrap_body.extend_from_slice(b"5:nodes26:");
+        bootstrap_body.extend_from_slice(&[0x11; 20]);
+        bootstrap_body.extend_from_slice(&compact(holder));
+        bootstrap_body.push(b'e');
+        let bootstrap = node(bootstrap_body).await;
+        let settings = DhtSettings {
+            bootstrap: vec![bootstrap],
+            max_queries: 10,
+            alpha: 3,
+            timeout: Duration::from_secs(2),
+        };
+        let mut seen = Vec::new();
+        let outcome = lookup(&[0x10; 20], &settings, &limiter(), &mut |a| seen.push(a))
+            .await
+            .unwrap();
+        assert_eq!(seen, vec![peer]);
+        assert_eq!(outcome.queries, 2);
+        assert_eq!(outcome.responses, 2);
+    }
+
+    #[tokio::test]
+    async fn silent_nodes_end_the_lookup_within_its_bound() {
+        let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let settings = DhtSettings {
+            bootstrap: vec![silent.local_addr().unwrap()],
+            max_queries: 50,
+            alpha: 3,
+            timeout: Duration::from_millis(200),
+        };
+        let started = std::time::Instant::now();
+        let outcome = lookup(&[0; 20], &settings, &limiter(), &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(outcome.queries, 1);
+        assert_eq!(outcome.responses, 0);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}
