@@ -499,8 +499,9 @@ pub async fn udp_lookup(
     announce: Announce<'_>,
     visit: &mut dyn FnMut(SocketAddr),
 ) -> Result<(AnnounceInfo, Option<ScrapeCounts>), TrackerError> {
-    let target = tokio::net::lookup_host((host, port))
+    let target = timeout(announce.timeout, tokio::net::lookup_host((host, port)))
         .await
+        .map_err(|_| TrackerError::Timeout(announce.timeout))?
         .map_err(|_| TrackerError::Resolve)?
         .next()
         .ok_or(TrackerError::Resolve)?;
