@@ -132,6 +132,8 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             );
             tokio::spawn(monitor::serve_metrics(listener, Arc::clone(&metrics)));
         }
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut leaks_found = 0usize;
         loop {
             for work in &works {
@@ -145,6 +147,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = tokio::signal::ctrl_c() => break,
+                _ = terminate.recv() => break,
             }
         }
         anyhow::Ok(leaks_found)
