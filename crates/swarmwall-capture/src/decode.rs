@@ -6,7 +6,8 @@
 //! HDLC (104) and PPI (192). IPv4/IPv6 (with extension headers) is decoded with `etherparse`'s
 //! lax slicer so snap-length-truncated packets still yield their first payload bytes. IP-in-IP
 //! (4in4, 6in4, 4in6, 6in6) and plain GRE tunnels are unwrapped. IP fragments are not
-//! reassembled: they are reported as [`Decoded::Fragment`] and counted.
+//! reassembled: they are reported as [`Decoded::Fragment`] and counted, except the first
+//! fragment of an IPv4 UDP datagram, whose UDP header and first payload bytes are decoded.
 //!
 //! Nothing here panics on any input: every access is length-checked.
 
@@ -45,6 +46,8 @@ pub struct Segment<'a> {
     pub transport: Transport,
     /// Transport payload (as captured; may be cut short by the snap length).
     pub payload: &'a [u8],
+    /// True when the capture cut the packet short (snap length): `payload` is incomplete.
+    pub truncated: bool,
 }
 
 /// The transport protocol of a [`Segment`].
@@ -221,7 +224,15 @@ fn decode_ip(packet: &[u8], depth: u8) -> Decoded<'_> {
     };
     let payload = ip.payload();
     if payload.fragmented {
-        return Decoded::Fragment;
+        // The first IPv4 fragment of a UDP datagram carries the UDP header and the start of
+        // the payload: classify that (as nDPI does); later fragments are only counted.
+        let first_udp = payload.ip_number == IpNumber::UDP
+            && ip
+                .ipv4()
+                .is_some_and(|v4| v4.header().fragments_offset().value() == 0);
+        if !first_udp {
+            return Decoded::Fragment;
+        }
     }
     let data = payload.payload;
     match payload.ip_number {
@@ -241,6 +252,7 @@ fn decode_ip(packet: &[u8], depth: u8) -> Decoded<'_> {
                     },
                 },
                 payload: tcp.payload(),
+                truncated: payload.incomplete,
             }),
             Err(_) => Decoded::Malformed,
         },
@@ -252,6 +264,7 @@ fn decode_ip(packet: &[u8], depth: u8) -> Decoded<'_> {
                 dst_port: udp.destination_port(),
                 transport: Transport::Udp,
                 payload: udp.payload(),
+                truncated: payload.incomplete,
             }),
             Err(_) => Decoded::Malformed,
         },

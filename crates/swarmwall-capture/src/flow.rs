@@ -221,7 +221,7 @@ impl Inspector {
         let server_ip = flow.responder.ip();
         let learned = match (&mut flow.state, segment.transport) {
             (State::Tcp(tcp), Transport::Tcp { seq, flags }) => {
-                tcp.handle(direction, seq, flags, segment.payload, server_ip)
+                tcp.handle(direction, seq, flags, segment, server_ip)
             }
             (State::Udp(udp), Transport::Udp) => {
                 udp.handle(direction, segment.payload);
@@ -404,7 +404,7 @@ impl TcpState {
         direction: Direction,
         seq: u32,
         flags: crate::decode::TcpFlags,
-        payload: &[u8],
+        segment: &Segment<'_>,
         server_ip: IpAddr,
     ) -> Option<SocketAddr> {
         let index = usize::from(direction == Direction::ServerToClient);
@@ -431,7 +431,8 @@ impl TcpState {
             decided,
             ..
         } = self;
-        reassembly[index].handle_segment(data_seq, payload, |chunk| {
+        let (payload, truncated) = (segment.payload, segment.truncated);
+        reassembly[index].handle_segment_truncated(data_seq, payload, truncated, |chunk| {
             if *decided {
                 return;
             }

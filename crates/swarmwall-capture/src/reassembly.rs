@@ -5,7 +5,8 @@
 //! smoltcp's `Assembler`, the state is bounded: at most [`MAX_PENDING_SEGMENTS`] waiting
 //! segments and [`MAX_PENDING_BYTES`] bytes. When a limit is hit the hole is declared lost (a
 //! capture drop) and delivery skips to the first waiting segment; [`Reassembler::gaps`]
-//! counts these. Segments further than [`MAX_WINDOW`] ahead are ignored.
+//! counts these. Segments further than [`MAX_WINDOW`] ahead are ignored. A segment cut short by
+//! the capture's snap length ends delivery for that direction (what follows it is unknown).
 
 /// Most out-of-order segments held per direction.
 pub const MAX_PENDING_SEGMENTS: usize = 32;
@@ -23,6 +24,8 @@ pub struct Reassembler {
     pending: Vec<(u32, Vec<u8>)>,
     pending_bytes: usize,
     gaps: u32,
+    /// A snap-length-truncated segment was delivered: nothing more is delivered.
+    cut: bool,
 }
 
 impl Reassembler {
@@ -44,10 +47,39 @@ impl Reassembler {
     }
 
     /// Add a segment starting at `seq`; calls `deliver` with every newly in-order chunk.
-    pub fn handle_segment(&mut self, seq: u32, data: &[u8], mut deliver: impl FnMut(&[u8])) {
-        if data.is_empty() {
+    pub fn handle_segment(&mut self, seq: u32, data: &[u8], deliver: impl FnMut(&[u8])) {
+        self.handle_segment_truncated(seq, data, false, deliver);
+    }
+
+    /// Like [`Reassembler::handle_segment`]; `truncated` says the capture cut `data` short.
+    /// Bytes up to the cut are still delivered in order, nothing after them.
+    pub fn handle_segment_truncated(
+        &mut self,
+        seq: u32,
+        data: &[u8],
+        truncated: bool,
+        deliver: impl FnMut(&[u8]),
+    ) {
+        if self.cut || data.is_empty() {
             return;
         }
+        if truncated {
+            // Deliver in-order bytes up to the cut, then stop for good. Waiting segments lie
+            // beyond the cut and are dropped first so they are not spliced onto it.
+            let next = *self.next.get_or_insert(seq);
+            let offset = seq.wrapping_sub(next);
+            if offset == 0 || offset > u32::MAX / 2 {
+                self.pending.clear();
+                self.pending_bytes = 0;
+                self.handle_segment_inner(seq, data, deliver);
+                self.cut = true;
+            }
+            return;
+        }
+        self.handle_segment_inner(seq, data, deliver);
+    }
+
+    fn handle_segment_inner(&mut self, seq: u32, data: &[u8], mut deliver: impl FnMut(&[u8])) {
         // A flow seen mid-stream starts at its first segment.
         let next = *self.next.get_or_insert(seq);
         let offset = seq.wrapping_sub(next);
@@ -162,6 +194,17 @@ mod tests {
         assert_eq!(reassembler.gaps(), 1);
         assert_eq!(out.len(), 1 + MAX_PENDING_SEGMENTS + 1);
         assert!(reassembler.pending.is_empty());
+    }
+
+    #[test]
+    fn truncated_segment_ends_delivery() {
+        let mut reassembler = Reassembler::new();
+        reassembler.handle_syn(999);
+        let mut out = Vec::new();
+        reassembler.handle_segment(1010, b"later", |c| out.extend_from_slice(c));
+        reassembler.handle_segment_truncated(1000, b"abc", true, |c| out.extend_from_slice(c));
+        reassembler.handle_segment(1003, b"defghij", |c| out.extend_from_slice(c));
+        assert_eq!(out, b"abc");
     }
 
     #[test]
