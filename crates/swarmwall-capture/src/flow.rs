@@ -6,13 +6,20 @@
 //! exactly one side is; otherwise the first packet's sender. The table holds at most
 //! [`InspectOptions::max_flows`] flows; when full, the least recently seen eighth is finished
 //! early (their records are kept).
+//!
+//! Corroboration: as in the proxy, a [`Correlator`] keyed by the client (here: the initiator's
+//! IP address) collects BitTorrent detections and UDP endpoints, and a new flow's
+//! [`FlowContext::corroborated`] comes from it. Its clock is the capture's own time (packet
+//! timestamps, never going backwards), anchored at the moment the inspector was created.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use swarmwall_core::classify::{
-    Benign, Direction, FlowContext, MseStrictness, TcpFlow, UdpFlow, Verdict,
+    Benign, ClientKey, Correlator, CorrelatorConfig, Direction, FlowContext, MseStrictness,
+    TcpFlow, UdpFlow, Verdict,
 };
 
 use crate::decode::{Decoded, Segment, Transport, decode};
@@ -136,6 +143,27 @@ pub struct Inspector {
     done: Vec<FlowRecord>,
     next_id: u64,
     stats: PacketStats,
+    correlator: Correlator,
+    clock: CaptureClock,
+}
+
+/// Maps capture timestamps onto [`Instant`]s for the correlator.
+#[derive(Debug)]
+struct CaptureClock {
+    anchor: Instant,
+    first: Option<Duration>,
+    elapsed: Duration,
+}
+
+impl CaptureClock {
+    fn handle_timestamp(&mut self, timestamp: Duration) {
+        let first = *self.first.get_or_insert(timestamp);
+        self.elapsed = self.elapsed.max(timestamp.saturating_sub(first));
+    }
+
+    fn now(&self) -> Instant {
+        self.anchor.checked_add(self.elapsed).unwrap_or(self.anchor)
+    }
 }
 
 impl Inspector {
@@ -148,6 +176,12 @@ impl Inspector {
             done: Vec::new(),
             next_id: 0,
             stats: PacketStats::default(),
+            correlator: Correlator::new(CorrelatorConfig::default()),
+            clock: CaptureClock {
+                anchor: Instant::now(),
+                first: None,
+                elapsed: Duration::ZERO,
+            },
         }
     }
 
@@ -159,6 +193,7 @@ impl Inspector {
     /// Decode and account one packet record.
     pub fn handle_packet(&mut self, record: &PacketRecord<'_>) {
         self.stats.packets += 1;
+        self.clock.handle_timestamp(record.timestamp);
         match decode(record.linktype, record.data) {
             Decoded::Segment(segment) => {
                 self.stats.tcp_udp += 1;
@@ -229,6 +264,14 @@ impl Inspector {
             }
             _ => None,
         };
+        if !flow.reported
+            && let Some(form) = flow.verdict().bittorrent_form()
+        {
+            flow.reported = true;
+            let client = client_key(flow.initiator.ip());
+            self.correlator
+                .record_detection(client, form, self.clock.now());
+        }
         if let Some(relay) = learned
             && self.relays.len() < self.options.max_flows
         {
@@ -255,6 +298,12 @@ impl Inspector {
         };
         let mut context = FlowContext::offline(responder.port());
         context.mse_strictness = self.options.mse_strictness;
+        let client = client_key(initiator.ip());
+        let now = self.clock.now();
+        context.corroborated = self.correlator.is_corroborated(client, responder, now);
+        if let Transport::Udp = segment.transport {
+            self.correlator.record_endpoint(client, responder, now);
+        }
         let state = match segment.transport {
             Transport::Tcp { .. } => State::Tcp(Box::new(TcpState {
                 context,
@@ -282,6 +331,7 @@ impl Inspector {
             packets: 0,
             bytes: 0,
             last_seen: 0,
+            reported: false,
             state,
         }
     }
@@ -329,10 +379,27 @@ struct Flow {
     packets: u64,
     bytes: u64,
     last_seen: u64,
+    /// The BitTorrent verdict was passed to the correlator.
+    reported: bool,
     state: State,
 }
 
 impl Flow {
+    /// The verdict so far (of the tunnelled bytes for SOCKS5).
+    fn verdict(&self) -> Verdict {
+        match &self.state {
+            State::Tcp(tcp) => tcp.classifier.verdict(),
+            State::Udp(udp) => match &udp.relay {
+                None => udp.classifier.verdict(),
+                Some(inner) => inner
+                    .iter()
+                    .map(|(_, flow)| flow.verdict())
+                    .find(|v| v.bittorrent_form().is_some())
+                    .unwrap_or(Verdict::NeedMore),
+            },
+        }
+    }
+
     fn is_closed(&self) -> bool {
         match &self.state {
             State::Tcp(tcp) => tcp.rst || (tcp.fin[0] && tcp.fin[1]),
@@ -589,6 +656,16 @@ impl UdpState {
             }
         }
     }
+}
+
+/// The correlator's client key for an address (the correlator holds no address).
+fn client_key(ip: IpAddr) -> ClientKey {
+    let mut hasher = FxHasher::default();
+    match ip {
+        IpAddr::V4(v4) => hasher.write_u32(u32::from(v4)),
+        IpAddr::V6(v6) => hasher.write(&v6.octets()),
+    }
+    ClientKey(hasher.finish())
 }
 
 /// A small, fast, non-cryptographic hasher for flow keys (FxHash's multiply-rotate). Flow keys

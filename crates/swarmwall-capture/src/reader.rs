@@ -6,6 +6,7 @@
 //! there and reports how far it got, so the caller can still print what was read.
 
 use std::io::Read;
+use std::time::Duration;
 
 use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapNGPacketBlock;
@@ -27,6 +28,8 @@ pub struct PacketRecord<'a> {
     pub data: &'a [u8],
     /// Length of the packet on the wire.
     pub wire_len: u32,
+    /// Capture time since the Unix epoch (as recorded; zero when absent).
+    pub timestamp: Duration,
 }
 
 /// How reading a capture ended.
@@ -106,8 +109,10 @@ where
     let mut capacity = capacity;
     let mut packets: u64 = 0;
     // pcapng: link type per interface, reset at every section header.
-    let mut interfaces: Vec<i32> = Vec::new();
+    // (link type, timestamp units per second) per interface.
+    let mut interfaces: Vec<(i32, u64)> = Vec::new();
     let mut legacy_linktype: i32 = 1;
+    let mut legacy_nanos = false;
     let mut last_progress: u64 = 0;
     let stopped = loop {
         let next_number = packets + 1;
@@ -116,31 +121,44 @@ where
             Ok((offset, block)) => {
                 let mut record_error = None;
                 match block {
-                    PcapBlockOwned::LegacyHeader(header) => legacy_linktype = header.network.0,
+                    PcapBlockOwned::LegacyHeader(header) => {
+                        legacy_linktype = header.network.0;
+                        legacy_nanos = header.is_nanosecond_precision();
+                    }
                     PcapBlockOwned::Legacy(frame) => {
                         packets += 1;
+                        let fraction = if legacy_nanos {
+                            u64::from(frame.ts_usec)
+                        } else {
+                            u64::from(frame.ts_usec) * 1000
+                        };
                         on_packet(&PacketRecord {
                             number: packets,
                             linktype: legacy_linktype,
                             data: frame.data,
                             wire_len: frame.origlen,
+                            timestamp: Duration::from_secs(u64::from(frame.ts_sec))
+                                + Duration::from_nanos(fraction),
                         });
                     }
                     PcapBlockOwned::NG(Block::SectionHeader(_)) => interfaces.clear(),
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                        interfaces.push(idb.linktype.0);
+                        let resolution =
+                            idb.ts_resolution().filter(|r| *r > 0).unwrap_or(1_000_000);
+                        interfaces.push((idb.linktype.0, resolution));
                     }
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                         packets += 1;
-                        let linktype = usize::try_from(epb.if_id)
+                        let interface = usize::try_from(epb.if_id)
                             .ok()
                             .and_then(|i| interfaces.get(i).copied());
-                        match linktype {
-                            Some(linktype) => on_packet(&PacketRecord {
+                        match interface {
+                            Some((linktype, resolution)) => on_packet(&PacketRecord {
                                 number: packets,
                                 linktype,
                                 data: epb.packet_data(),
                                 wire_len: epb.orig_len(),
+                                timestamp: pcapng_time(epb.ts_high, epb.ts_low, resolution),
                             }),
                             None => {
                                 record_error = Some(CaptureError::UnknownInterface {
@@ -153,11 +171,12 @@ where
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                         packets += 1;
                         match interfaces.first() {
-                            Some(&linktype) => on_packet(&PacketRecord {
+                            Some(&(linktype, _)) => on_packet(&PacketRecord {
                                 number: packets,
                                 linktype,
                                 data: spb.packet_data(),
                                 wire_len: spb.orig_len(),
+                                timestamp: Duration::ZERO,
                             }),
                             None => {
                                 record_error = Some(CaptureError::UnknownInterface {
@@ -234,4 +253,13 @@ where
     };
     on_progress(reader.consumed() as u64);
     Ok(ReadOutcome { packets, stopped })
+}
+
+/// A pcapng timestamp (64-bit count of `resolution` units per second) as a duration.
+fn pcapng_time(high: u32, low: u32, resolution: u64) -> Duration {
+    let units = (u64::from(high) << 32) | u64::from(low);
+    let seconds = units / resolution;
+    let rest = units % resolution;
+    let nanos = u128::from(rest) * 1_000_000_000 / u128::from(resolution);
+    Duration::from_secs(seconds) + Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
 }
