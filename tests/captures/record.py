@@ -53,8 +53,9 @@ def wait_for(predicate, what, timeout=DEADLINE):
 
 
 def port_open(host, port):
+    """Readiness probe; from 127.0.0.1 so the labels can tell probes from test traffic."""
     try:
-        with socket.create_connection((host, port), timeout=0.2):
+        with socket.create_connection((host, port), timeout=0.2, source_address=("127.0.0.1", 0)):
             return True
     except OSError:
         return False
@@ -255,7 +256,7 @@ def mode_dht_magnet(workdir):
 
 def socks5_connect(proxy, target):
     """Open a TCP connection through a SOCKS5 proxy (no auth, CONNECT to an IPv4 target)."""
-    sock = socket.create_connection(proxy, timeout=10)
+    sock = socket.create_connection(proxy, timeout=10, source_address=(LEECH[0], 0))
     sock.sendall(b"\x05\x01\x00")
     if sock.recv(2) != b"\x05\x00":
         raise RuntimeError("SOCKS5 method refused")

@@ -138,7 +138,6 @@ fn own_captures_flag_every_bittorrent_flow_by_form_and_no_benign_flow() {
                 port_of(flow["a"].as_str().unwrap_or("")),
                 port_of(flow["b"].as_str().unwrap_or("")),
             ];
-            let packets = flow["packets"].as_u64().unwrap_or(0);
             let rule = rules.iter().find(|rule| {
                 rule["l4"] == flow["l4"]
                     && rule["port"]
