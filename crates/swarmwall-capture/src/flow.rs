@@ -286,10 +286,8 @@ impl Inspector {
             Transport::Tcp { flags, .. } if flags.syn => !flags.ack,
             Transport::Udp if self.relays.contains(&dst) => true,
             Transport::Udp if self.relays.contains(&src) => false,
-            _ => match (segment.src_port < 1024, segment.dst_port < 1024) {
-                (true, false) => false,
-                _ => true,
-            },
+            // Without a handshake: the side on a well-known port is the server.
+            _ => !(segment.src_port < 1024 && segment.dst_port >= 1024),
         };
         let (initiator, responder) = if sender_initiates {
             (src, dst)

@@ -158,9 +158,8 @@ struct Reply {
 
 /// Client side: greeting, optional RFC 1929 sub-negotiation, request.
 fn parse_client(bytes: &[u8]) -> Part<Request> {
-    let (&version, rest) = match bytes.split_first() {
-        Some(split) => split,
-        None => return Part::NeedMore,
+    let Some((&version, rest)) = bytes.split_first() else {
+        return Part::NeedMore;
     };
     if version != 0x05 {
         return Part::Invalid;
