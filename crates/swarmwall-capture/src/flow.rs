@@ -714,3 +714,6 @@ impl FxHasher {
 }
 
 type FastHash = BuildHasherDefault<FxHasher>;
+
+#[cfg(test)]
+mod tests;
