@@ -9,7 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 
 /// Label set with one `command` label (`connect`, `bind`, `udp_associate`).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,6 +86,15 @@ pub struct OperationLabels {
     pub operation: &'static str,
 }
 
+/// Admin action labels.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdminActionLabels {
+    /// `clear_strikes`, `suspend`, `unsuspend` or `reload`.
+    pub action: &'static str,
+    /// `ok` or `error`.
+    pub result: &'static str,
+}
+
 /// All metrics of one process.
 #[derive(Debug)]
 pub struct Metrics {
@@ -131,6 +140,11 @@ pub struct Metrics {
     pub store_up: Gauge,
     /// Monitor: our own egress address seen in a watched swarm.
     pub monitor_leaks: Counter,
+    /// Admin API requests refused for a missing or wrong bearer token.
+    pub admin_auth_failures: Counter,
+    /// Admin actions performed through the API, by `action` (`clear_strikes`, `suspend`,
+    /// `unsuspend`, `reload`) and `result` (`ok`, `error`).
+    pub admin_actions: Family<AdminActionLabels, Counter>,
 }
 
 impl Metrics {
@@ -158,6 +172,8 @@ impl Metrics {
             store_errors: Family::default(),
             store_up: Gauge::default(),
             monitor_leaks: Counter::default(),
+            admin_auth_failures: Counter::default(),
+            admin_actions: Family::default(),
             registry: Registry::default(),
         };
         let m = &metrics;
@@ -176,9 +192,10 @@ impl Metrics {
             "Sessions refused, by reason",
             m.sessions_refused.clone(),
         );
-        registry.register(
-            "relay_bytes",
+        registry.register_with_unit(
+            "relay",
             "Payload bytes relayed, by direction",
+            Unit::Bytes,
             m.bytes.clone(),
         );
         registry.register("verdicts", "Classifier verdicts", m.verdicts.clone());
@@ -210,19 +227,22 @@ impl Metrics {
             "UDP datagrams by outcome",
             m.udp_datagrams.clone(),
         );
-        registry.register(
-            "handshake_duration_seconds",
+        registry.register_with_unit(
+            "handshake_duration",
             "Time from accept to a parsed SOCKS5 request",
+            Unit::Seconds,
             m.handshake_duration.clone(),
         );
-        registry.register(
-            "connect_duration_seconds",
+        registry.register_with_unit(
+            "connect_duration",
             "Time to connect to the target",
+            Unit::Seconds,
             m.connect_duration.clone(),
         );
-        registry.register(
-            "classifier_decision_bytes",
+        registry.register_with_unit(
+            "classifier_decision",
             "Bytes inspected before a final verdict",
+            Unit::Bytes,
             m.classifier_decision_bytes.clone(),
         );
         registry.register(
@@ -245,9 +265,62 @@ impl Metrics {
             "Own egress addresses seen in watched swarms",
             m.monitor_leaks.clone(),
         );
-        Self {
+        registry.register(
+            "admin_auth_failures",
+            "Admin requests refused for a missing or wrong token",
+            m.admin_auth_failures.clone(),
+        );
+        registry.register(
+            "admin_actions",
+            "Admin actions performed through the API",
+            m.admin_actions.clone(),
+        );
+        let metrics = Self {
             registry,
             ..metrics
+        };
+        metrics.initialise_series();
+        metrics
+    }
+
+    /// Create the label sets known in advance at zero, so that every series exists from the
+    /// first scrape (`rate()` and dashboards need a zero before the first event).
+    fn initialise_series(&self) {
+        use swarmwall_core::classify::BtForm;
+        for command in ["connect", "bind", "udp_associate"] {
+            let _ = self
+                .sessions_total
+                .get_or_create(&CommandLabels { command });
+        }
+        for direction in ["client_to_target", "target_to_client"] {
+            let _ = self.bytes.get_or_create(&DirectionLabels { direction });
+        }
+        for form in BtForm::ALL {
+            let transport = match form {
+                BtForm::Utp | BtForm::Dht | BtForm::UdpTracker | BtForm::Lsd => "udp",
+                _ => "tcp",
+            };
+            let form = form.as_str();
+            let _ = self.blocks.get_or_create(&BlockLabels { transport, form });
+        }
+        for reason in ["short", "long", "admin"] {
+            let _ = self.suspensions.get_or_create(&ReasonLabels { reason });
+        }
+        for reason in ["account", "client_address"] {
+            let _ = self.lockouts.get_or_create(&ReasonLabels { reason });
+        }
+        for reason in ["alert", "deny"] {
+            let _ = self
+                .impossible_travel
+                .get_or_create(&ReasonLabels { reason });
+        }
+        for (result, reason) in [("success", "ok"), ("failure", "bad_credentials")] {
+            let _ = self
+                .auth_results
+                .get_or_create(&AuthLabels { result, reason });
+        }
+        for result in ["ok", "error"] {
+            let _ = self.config_reloads.get_or_create(&ResultLabels { result });
         }
     }
 

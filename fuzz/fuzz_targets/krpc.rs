@@ -1,0 +1,14 @@
+//! Fuzz the monitor's KRPC (BEP 5) parser and the node/value walkers. None may panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use swarmwall_server::monitor::krpc::{self, MessageKind};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(message) = krpc::parse(data)
+        && let MessageKind::Response(response) = message.kind
+    {
+        let _ = response.visit_values(&mut |_| {});
+        response.visit_nodes(&mut |_, _| {});
+    }
+});
