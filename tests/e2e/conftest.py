@@ -6,6 +6,7 @@ SWARMWALL_BIN points at the binary (scripts/test.sh sets it to target/release/sw
 import os
 import re
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -13,6 +14,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LISTENING = re.compile(r"listening on (\S+)")
+ADMIN = re.compile(r"admin interface on (\S+)")
 
 
 def swarmwall_bin():
@@ -23,7 +25,15 @@ class Swarmwall:
     """A running `swarmwall serve`; stderr is collected in `self.stderr_lines`."""
 
     def __init__(self, args, env=None, timeout=20.0, cwd=None):
-        self.args = [swarmwall_bin(), "serve", "--listen", "127.0.0.1:0"] + list(args)
+        args = list(args)
+        if "--admin-listen" not in args:
+            # Never the default 127.0.0.1:9090: tests run several nodes side by side.
+            args += ["--admin-listen", "127.0.0.1:0"]
+        if "--data-dir" not in args and "--store" not in args:
+            args += ["--data-dir", tempfile.mkdtemp(prefix="sw-data-")]
+        if "--audit-log" not in args:
+            args += ["--audit-log", os.path.join(tempfile.mkdtemp(prefix="sw-audit-"), "audit.jsonl")]
+        self.args = [swarmwall_bin(), "serve", "--listen", "127.0.0.1:0"] + args
         self.proc = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **(env or {})}, cwd=cwd,
@@ -31,11 +41,16 @@ class Swarmwall:
         self.stderr_lines = []
         self.stdout_lines = []
         self.address = None
+        self.admin_address = None
         ready = threading.Event()
 
         def pump(stream, sink, watch):
             for line in stream:
                 sink.append(line)
+                if watch:
+                    a = ADMIN.search(line)
+                    if a:
+                        self.admin_address = a.group(1)
                 if watch and self.address is None:
                     m = LISTENING.search(line)
                     if m:

@@ -26,7 +26,8 @@ ALLOW_WAIT = 40.0
 
 # scenario -> (tracker kind, seeder/downloader extra settings, forms expected in the counters)
 SCENARIOS = {
-    "plain_tcp_http_tracker": ("http", {}, {"peer_wire", "http_tracker"}),
+    "plain_tcp_http_tracker": ("http", {"enable_outgoing_utp": False, "enable_incoming_utp": False},
+                               {"peer_wire", "http_tracker"}),
     "mse_forced": ("http", ENC_FORCED, {"mse", "http_tracker"}),
     "utp_only": (None, {"enable_outgoing_tcp": False, "enable_incoming_tcp": False}, {"utp"}),
     "udp_tracker": ("udp", {}, {"udp_tracker"}),
@@ -77,9 +78,10 @@ class Swarm:
                                               save_path=self.save)
         else:
             self.handle = self.downloader.add(info, self.save)
-        if tracker_kind is None or scenario == "mse_forced":
-            # No tracker path (uTP) or a tracker that a blocking proxy stops (MSE): hand the
-            # downloader the seeder's address so the peer connection itself is attempted.
+        if tracker_kind in (None, "http"):
+            # No tracker path (uTP), or an HTTP tracker that a blocking proxy stops before it
+            # names the seeder: hand the downloader the seeder's address so that the peer
+            # connection itself (plain or MSE) is attempted through the proxy too.
             self.handle.connect_peer(("127.0.0.1", seed_port))
         self.source = source
 
@@ -111,7 +113,7 @@ def test_bittorrent_blocked(start_swarmwall, scenario):
         samples = scrape(node.admin)
         expected = SCENARIOS[scenario][2]
         seen = {form for form in expected if value(samples, "swarmwall_blocks_total", form=form) > 0}
-        assert seen, f"{scenario}: no block counted for any of {expected}; blocks: " + str(
+        assert seen == expected, f"{scenario}: expected blocks of {expected}, saw {seen}; blocks: " + str(
             {dict(ls).get("form"): v for (n, ls), v in samples.items() if n == "swarmwall_blocks_total"})
     finally:
         swarm.close()

@@ -343,6 +343,26 @@ impl std::fmt::Debug for ServerHandle {
 }
 
 impl ServerHandle {
+    /// The graduated-response engine (for the admin surface).
+    pub fn strikes(&self) -> Strikes {
+        self.shared.strikes.clone()
+    }
+
+    /// The security event log.
+    pub fn audit(&self) -> AuditLog {
+        self.shared.audit.clone()
+    }
+
+    /// The account-security setup (authenticator, key).
+    pub fn security(&self) -> &SecuritySetup {
+        &self.shared.security
+    }
+
+    /// The command-line options the server was started with.
+    pub fn options(&self) -> &ServeOptions {
+        &self.shared.options
+    }
+
     /// Re-read the config file and accounts file, validate, and swap the runtime snapshot
     /// atomically. On error the old snapshot stays. Counts `config_reloads{result}`. The
     /// listen address is not re-bound (a change is reported as an error and not applied).

@@ -133,14 +133,18 @@ async fn inspect(
         ..FlowContext::proxy(remote.port())
     });
     let mut verdict = flow.verdict();
+    // Bytes held back because they completed a BitTorrent verdict: forwarded only if the
+    // policy lets the flow through (log / allow), dropped on block.
+    let mut held: Option<(Direction, Vec<u8>)> = None;
     if !initial.is_empty() {
         verdict = flow.handle_data(Direction::ClientToServer, &initial);
         if verdict.bittorrent_form().is_none() {
             write_all(target, &initial).await?;
             counters.to_target.inc_by(initial.len() as u64);
+        } else {
+            held = Some((Direction::ClientToServer, initial));
         }
     }
-    drop(initial);
     let (mut client_open, mut target_open) = (true, true);
     let deadline = tokio::time::sleep(context.runtime.server.inspect_timeout);
     tokio::pin!(deadline);
@@ -174,6 +178,7 @@ async fn inspect(
                 activity.touch();
                 verdict = flow.handle_data(direction, &chunk);
                 if verdict.bittorrent_form().is_some() {
+                    held = Some((direction, chunk));
                     break;
                 }
                 write_all(sink, &chunk).await?;
@@ -222,10 +227,20 @@ async fn inspect(
             strike(context, form).await;
             Ok(Inspected::Ended)
         }
-        TrafficAction::Log | TrafficAction::Allow => Ok(Inspected::Pass {
-            client_open,
-            target_open,
-        }),
+        TrafficAction::Log | TrafficAction::Allow => {
+            if let Some((direction, bytes)) = held {
+                let (sink, counter) = match direction {
+                    Direction::ClientToServer => (target, &counters.to_target),
+                    Direction::ServerToClient => (client, &counters.to_client),
+                };
+                write_all(sink, &bytes).await?;
+                counter.inc_by(bytes.len() as u64);
+            }
+            Ok(Inspected::Pass {
+                client_open,
+                target_open,
+            })
+        }
     }
 }
 

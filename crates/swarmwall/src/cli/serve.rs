@@ -91,9 +91,7 @@ async fn serve(options: ServeOptions) -> anyhow::Result<ExitCode> {
     let signals = Signals::install().context("cannot install signal handlers")?;
 
     // ---- ADMIN LISTENER START (single place) ----------------------------------------------
-    // The admin developer starts `swarmwall_server::admin` here with `Arc::clone(&metrics)`,
-    // `server.handle()` (reload, runtime snapshot) and the `--admin-listen` /
-    // `--admin-token-file` options.
+    let admin = start_admin(&server, &metrics).await?;
 
     tracing::info!(%address, "SOCKS5 server started");
     // The contract line: tests and tools read the real port from it.
@@ -101,6 +99,10 @@ async fn serve(options: ServeOptions) -> anyhow::Result<ExitCode> {
     let handle = server.handle();
     tokio::spawn(signals.watch(handle));
     let left = server.run().await;
+    if let Some(admin) = admin {
+        admin.shutdown.cancel();
+        let _ = admin.running.task.await;
+    }
     if left > 0 {
         tracing::warn!(
             sessions = left,
@@ -156,4 +158,71 @@ fn init_logging(format: LogFormat) {
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
     };
+}
+
+/// A started admin listener and the token that stops it.
+struct AdminRunning {
+    running: swarmwall_server::admin::RunningAdmin,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+/// Start the admin listener (`[admin]`, overridden by `--admin-listen` and
+/// `--admin-token-file`). A failure to bind the *default* address (another node on the same
+/// machine) is a warning; an explicitly configured address that cannot be used is fatal.
+async fn start_admin(
+    server: &Server,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Option<AdminRunning>> {
+    use swarmwall_server::admin::{self, AccountEntry, AdminContext};
+
+    let handle = server.handle();
+    let runtime = handle.runtime();
+    let options = handle.options().clone();
+    let mut config = runtime.config.admin.clone();
+    let explicit = options.admin_listen.is_some()
+        || config.listen != swarmwall_server::config::AdminConfig::default().listen;
+    if let Some(listen) = options.admin_listen {
+        config.listen = listen;
+        config.enabled = true;
+    }
+    if let Some(token_file) = &options.admin_token_file {
+        config.token_file = Some(token_file.clone());
+    }
+    let strikes = handle.strikes();
+    let accounts_handle = handle.clone();
+    let reload_handle = handle.clone();
+    let context = AdminContext::new(
+        Arc::clone(metrics),
+        strikes.store().clone(),
+        strikes,
+        handle.audit(),
+        env!("CARGO_PKG_VERSION"),
+    )
+    .with_accounts(Arc::new(move || {
+        accounts_handle
+            .security()
+            .authenticator
+            .account_names()
+            .into_iter()
+            .map(|(name, disabled)| AccountEntry { name, disabled })
+            .collect()
+    }))
+    .with_reload(Arc::new(move || {
+        let handle = reload_handle.clone();
+        Box::pin(async move { handle.reload().await })
+    }));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    match admin::start(&config, context, async move { stop.cancelled().await }).await {
+        Ok(Some(running)) => {
+            eprintln!("swarmwall: {}", admin::startup_line(running.address));
+            Ok(Some(AdminRunning { running, shutdown }))
+        }
+        Ok(None) => Ok(None),
+        Err(error) if !explicit && matches!(error, admin::AdminStartError::Bind { .. }) => {
+            tracing::warn!(%error, "admin listener not started (default address in use)");
+            Ok(None)
+        }
+        Err(error) => Err(anyhow::anyhow!(error)),
+    }
 }
