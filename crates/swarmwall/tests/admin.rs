@@ -983,3 +983,32 @@ async fn start_follows_the_admin_config() {
 fn context_pair() -> (AdminContext, Store) {
     context(Arc::new(Metrics::new()))
 }
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_counted_against_the_limit() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (context, _) = context_pair();
+    let context = context.with_connection_limits(1, Duration::from_millis(300));
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, context, async move {
+        let _ = stopped.await;
+    }));
+    // A silent client holds the only slot until its idle timeout closes it.
+    let started = std::time::Instant::now();
+    // Connected first, so accepted first (the backlog is FIFO).
+    let mut silent = TcpStream::connect(address).await.unwrap();
+    let answer = request(address, "GET", "/healthz", None, None).await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "the second connection waited for the slot: {:?}",
+        started.elapsed()
+    );
+    // The server closed the silent connection without a byte.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut rest))
+        .await
+        .expect("idle connection closed by the server");
+    assert!(rest.is_empty());
+}

@@ -20,6 +20,7 @@
 //! not, answers 401 without the right `Authorization: Bearer` token.
 
 mod auth;
+mod conn;
 mod control;
 mod handlers;
 pub mod logging;
@@ -31,7 +32,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -74,6 +75,8 @@ pub struct AdminContext {
     pub(crate) started_at: SystemTime,
     pub(crate) version: String,
     pub(crate) tls: Option<AdminTls>,
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for AdminContext {
@@ -111,6 +114,8 @@ impl AdminContext {
             started_at: SystemTime::now(),
             version: version.into(),
             tls: None,
+            max_connections: conn::MAX_CONNECTIONS,
+            idle_timeout: conn::IDLE_TIMEOUT,
         }
     }
 
@@ -149,6 +154,18 @@ impl AdminContext {
     /// Use `reload` for `POST /api/v1/reload`.
     pub fn with_reload(mut self, reload: ReloadHook) -> Self {
         self.reload = reload;
+        self
+    }
+
+    /// Serve at most `max_connections` admin connections at once (default 64; more wait in
+    /// the kernel backlog) and close a connection idle for `idle_timeout` (default 60 s).
+    pub fn with_connection_limits(
+        mut self,
+        max_connections: usize,
+        idle_timeout: Duration,
+    ) -> Self {
+        self.max_connections = max_connections;
+        self.idle_timeout = idle_timeout;
         self
     }
 
@@ -204,15 +221,18 @@ pub async fn serve(
     let local = listener.local_addr()?;
     check_listen_address(local, context.tls.is_some())?;
     let tls = context.tls.clone();
+    let (max, idle) = (context.max_connections, context.idle_timeout);
     let app = router(context);
     match tls {
         None => {
+            let listener = conn::GuardedListener::new(listener, max, idle);
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
         }
         Some(tls) => {
-            axum::serve(tls.listener(listener), app)
+            let listener = conn::GuardedListener::new(tls.listener(listener), max, idle);
+            axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
         }
