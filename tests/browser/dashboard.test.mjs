@@ -54,7 +54,7 @@ function launch(work) {
   return chromium.launchPersistentContext(path.join(work, 'profile'), {
     executablePath: CHROMIUM,
     headless: true,
-    viewport: { width: 1440, height: 1000 },
+    viewport: { width: 1366, height: 768 },
     args: [
       '--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
       '--disable-component-update', '--no-first-run', '--disable-sync',

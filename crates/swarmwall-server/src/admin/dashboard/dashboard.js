@@ -280,9 +280,11 @@
     }
     g.textAlign = 'center';
     g.textBaseline = 'alphabetic';
-    for (let minute = 5; minute >= 0; minute -= 1) {
-      g.fillText(minute === 0 ? 'now' : '−' + minute + 'm', x(end - minute * 60), height - 4);
+    for (let minute = 5; minute >= 1; minute -= 1) {
+      g.fillText('−' + minute + 'm', x(end - minute * 60), height - 4);
     }
+    g.textAlign = 'right';
+    g.fillText('now', right, height - 4);
 
     if (options.bars) {
       const barWidth = Math.max(2, (right - left) / MAX_POINTS - 1);
