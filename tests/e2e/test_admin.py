@@ -32,7 +32,7 @@ def test_metrics_and_status_agree_after_a_real_request(start_swarmwall, workdir)
     node, admin = start_with_admin(start_swarmwall, write_token(workdir, TOKEN))
     status, headers, body = http(admin, "/metrics")
     assert status == 200
-    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert headers["content-type"].startswith("application/openmetrics-text")
     before = parse_metrics(body)
     # A real SOCKS5 request to a closed loopback port (refused by policy or by the target).
     closed = socket.socket()

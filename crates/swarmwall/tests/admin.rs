@@ -966,6 +966,22 @@ async fn start_follows_the_admin_config() {
         .unwrap_err();
     assert!(error.to_string().contains("tls_cert"), "{error}");
 
+    // The implicit default address is best effort; an explicit one must bind.
+    let holder = std::net::TcpListener::bind(AdminConfig::DEFAULT_LISTEN).ok();
+    let (context, _) = context_pair();
+    let skipped =
+        swarmwall_server::admin::start(&AdminConfig::default(), context, std::future::pending())
+            .await
+            .unwrap();
+    assert!(skipped.is_none(), "default address busy: started anyway");
+    let explicit = AdminConfig::default().with_overrides(Some(AdminConfig::DEFAULT_LISTEN), None);
+    let (context, _) = context_pair();
+    let error = swarmwall_server::admin::start(&explicit, context, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("cannot bind"), "{error}");
+    drop(holder);
+
     let missing = AdminConfig::default().with_overrides(
         Some("127.0.0.1:0".parse().unwrap()),
         Some(dir.path().join("absent")),

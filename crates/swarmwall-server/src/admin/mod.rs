@@ -272,8 +272,9 @@ pub enum AdminStartError {
 }
 
 /// Start the admin listener as `config` says (token file, `metrics_require_token`, TLS,
-/// address) on a spawned task; `None` when `[admin] enabled = false`. The caller prints
-/// [`startup_line`] with the returned address.
+/// address) on a spawned task. `None` when `[admin] enabled = false`, or when no address was
+/// configured and the default one (127.0.0.1:9090) is taken (a warning is logged). The caller
+/// prints [`startup_line`] with the returned address.
 pub async fn start(
     config: &crate::config::AdminConfig,
     mut context: AdminContext,
@@ -289,19 +290,26 @@ pub async fn start(
     if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
         context = context.with_tls(AdminTls::from_pem_files(cert, key)?);
     }
-    check_listen_address(config.listen, context.tls.is_some()).map_err(AdminStartError::Refused)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| AdminStartError::Bind {
-            address: config.listen,
-            source,
-        })?;
-    let address = listener
-        .local_addr()
-        .map_err(|source| AdminStartError::Bind {
-            address: config.listen,
-            source,
-        })?;
+    let wanted = config.listen_address();
+    check_listen_address(wanted, context.tls.is_some()).map_err(AdminStartError::Refused)?;
+    let bind_error = |source| AdminStartError::Bind {
+        address: wanted,
+        source,
+    };
+    let listener = match tokio::net::TcpListener::bind(wanted).await {
+        Ok(listener) => listener,
+        // Only the implicit default may be skipped: an address the operator chose must bind.
+        Err(error) if config.listen.is_none() && error.kind() == io::ErrorKind::AddrInUse => {
+            tracing::warn!(
+                address = %wanted,
+                "default admin address is in use; running without the admin listener \
+                 (set [admin] listen or --admin-listen)"
+            );
+            return Ok(None);
+        }
+        Err(error) => return Err(bind_error(error)),
+    };
+    let address = listener.local_addr().map_err(bind_error)?;
     let task = tokio::spawn(serve(listener, context, shutdown));
     Ok(Some(RunningAdmin { address, task }))
 }
