@@ -335,6 +335,7 @@ async fn every_api_path_needs_the_token() {
         ("POST", "/api/v1/accounts/alice/suspend"),
         ("POST", "/api/v1/accounts/alice/unsuspend"),
         ("POST", "/api/v1/accounts/alice/strikes/clear"),
+        ("POST", "/api/v1/accounts/alice/unlock"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/no-such-thing"),
         ("GET", "/api/"),
@@ -613,9 +614,19 @@ async fn account_actions_change_state_and_are_audited() {
         .await
         .unwrap();
 
+    admin
+        .store
+        .set_until(
+            swarmwall_server::store::Namespace::LockoutAccount,
+            "alice",
+            now + 60_000,
+        )
+        .await
+        .unwrap();
     for path in [
         "/api/v1/accounts/alice/unsuspend",
         "/api/v1/accounts/alice/strikes/clear",
+        "/api/v1/accounts/alice/unlock",
     ] {
         let answer = request(admin.address, "POST", path, Some(TOKEN), None).await;
         assert_eq!(answer.status, 200, "{path}: {}", answer.body);
@@ -626,6 +637,7 @@ async fn account_actions_change_state_and_are_audited() {
         .json();
     assert_eq!(accounts["accounts"][0]["suspended"], false);
     assert_eq!(accounts["accounts"][0]["strikes"], 0);
+    assert_eq!(accounts["accounts"][0]["locked_out"], false);
 
     // Every action is in the security events, in order.
     let events = request(
@@ -644,13 +656,13 @@ async fn account_actions_change_state_and_are_audited() {
         .filter(|e| e["kind"] == "admin_action")
         .map(|e| e["details"]["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["suspend", "unsuspend", "clear_strikes"]);
+    assert_eq!(actions, ["suspend", "unsuspend", "clear_strikes", "unlock"]);
     assert_eq!(admin.events.recent(1)[0]["account"], "alice");
     assert_eq!(
         scrape(&admin)
             .await
             .sum("swarmwall_admin_actions_total", &[("result", "ok")]),
-        3.0
+        4.0
     );
 }
 
@@ -658,7 +670,7 @@ async fn account_actions_change_state_and_are_audited() {
 async fn bad_input_is_a_4xx_json_error() {
     let admin = start(Options::default()).await;
     let suspend = "/api/v1/accounts/alice/suspend";
-    let cases: [(&str, &str, Option<&str>, u16); 14] = [
+    let cases: [(&str, &str, Option<&str>, u16); 15] = [
         (
             "POST",
             "/api/v1/accounts/mallory/suspend",
@@ -667,6 +679,7 @@ async fn bad_input_is_a_4xx_json_error() {
         ),
         ("POST", "/api/v1/accounts/mallory/unsuspend", None, 404),
         ("POST", "/api/v1/accounts/mallory/strikes/clear", None, 404),
+        ("POST", "/api/v1/accounts/mallory/unlock", None, 404),
         ("POST", suspend, Some(r#"{"duration":"soon"}"#), 400),
         ("POST", suspend, Some(r#"{"duration":"0s"}"#), 400),
         ("POST", suspend, Some(r#"{"duration":"900d"}"#), 400),
@@ -749,6 +762,7 @@ async fn openapi_describes_every_route() {
         "/api/v1/accounts/{name}/strikes/clear",
         "/api/v1/accounts/{name}/suspend",
         "/api/v1/accounts/{name}/unsuspend",
+        "/api/v1/accounts/{name}/unlock",
         "/api/v1/events",
         "/api/v1/reload",
         "/api/v1/openapi.json",

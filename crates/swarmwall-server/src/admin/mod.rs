@@ -16,6 +16,7 @@
 //! Routes: `GET /` (dashboard), `GET /metrics`, `GET /openapi.json`, `GET /healthz` and the
 //! API (`/api/v1/status`, `/api/v1/accounts`, `/api/v1/accounts/{name}/strikes/clear`,
 //! `/api/v1/accounts/{name}/suspend`, `/api/v1/accounts/{name}/unsuspend`,
+//! `/api/v1/accounts/{name}/unlock`,
 //! `/api/v1/events`, `/api/v1/reload`, `/api/v1/openapi.json`). Every `/api/` path, known or
 //! not, answers 401 without the right `Authorization: Bearer` token.
 
@@ -188,6 +189,7 @@ pub fn router(context: AdminContext) -> Router {
         )
         .route("/accounts/{name}/suspend", post(handlers::suspend))
         .route("/accounts/{name}/unsuspend", post(handlers::unsuspend))
+        .route("/accounts/{name}/unlock", post(handlers::unlock))
         .route("/events", get(handlers::events))
         .route("/reload", post(handlers::reload))
         .route("/openapi.json", get(handlers::openapi));
