@@ -54,7 +54,7 @@ function launch(work) {
   return chromium.launchPersistentContext(path.join(work, 'profile'), {
     executablePath: CHROMIUM,
     headless: true,
-    viewport: { width: 1440, height: 1000 },
+    viewport: { width: 1366, height: 768 },
     args: [
       '--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
       '--disable-component-update', '--no-first-run', '--disable-sync',
@@ -190,6 +190,15 @@ test('dashboard shows live activity that matches the API', { timeout: 120000 }, 
     assert.equal(await page.isVisible('#error'), false, 'error banner: ' + (await page.textContent('#error')));
     assert.deepEqual(await context.cookies(), []);
     assert.equal(await page.evaluate(() => localStorage.length), 0);
+
+    // The Unlock button lifts bob's lockout: his row leaves the table and the action is audited.
+    await page.click('#restricted tr[data-account="bob"] button[data-action="unlock"]');
+    await waitFor(async () => (await page.$$eval('#restricted tbody tr', (rows) => rows.map((r) => r.dataset.account)))
+      .join(',') === 'alice', 10000, 'bob to leave the restricted table');
+    const bob = (await api(demo.admin, '/api/v1/accounts')).accounts.find((a) => a.name === 'bob');
+    assert.equal(bob.locked_out, false);
+    await waitFor(async () => (await page.textContent('#events li:first-child .details')).includes('action=unlock'),
+      10000, 'unlock in the feed');
 
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true });

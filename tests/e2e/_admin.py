@@ -47,7 +47,7 @@ def start_with_admin(start_swarmwall, token_file, *extra):
 
 
 def http(address, path, token=None, method="GET", body=None):
-    """One request; returns (status, headers, body text)."""
+    """One request; returns (status, headers with lower-case names, body text)."""
     headers = {}
     if token is not None:
         headers["Authorization"] = "Bearer " + token
@@ -58,9 +58,9 @@ def http(address, path, token=None, method="GET", body=None):
     request = urllib.request.Request("http://" + address + path, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read().decode()
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read().decode()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read().decode()
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read().decode()
 
 
 def parse_metrics(text):

@@ -1,6 +1,9 @@
 """The admin surface of the real `swarmwall serve`: /metrics, the token-guarded API, the token
-file checks and the TLS rule for non-loopback admin addresses."""
+file checks and the TLS rule for non-loopback admin addresses; plus the packaging (hardened
+systemd unit, sample configuration)."""
 import json
+import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -11,8 +14,9 @@ from _admin import (http, metric_sum, parse_metrics, serve_supports_admin, socks
                     start_with_admin, write_token)
 from conftest import swarmwall_bin
 
-pytestmark = pytest.mark.skipif(not serve_supports_admin(),
-                                reason="this build's `swarmwall serve` has no --admin-listen yet")
+needs_admin = pytest.mark.skipif(not serve_supports_admin(),
+                                 reason="this build's `swarmwall serve` has no --admin-listen yet")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 TOKEN = "e2e-admin-token-0123456789abcdef"
 
@@ -23,11 +27,12 @@ def workdir():
         yield d
 
 
+@needs_admin
 def test_metrics_and_status_agree_after_a_real_request(start_swarmwall, workdir):
     node, admin = start_with_admin(start_swarmwall, write_token(workdir, TOKEN))
     status, headers, body = http(admin, "/metrics")
     assert status == 200
-    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert headers["content-type"].startswith("application/openmetrics-text")
     before = parse_metrics(body)
     # A real SOCKS5 request to a closed loopback port (refused by policy or by the target).
     closed = socket.socket()
@@ -49,6 +54,7 @@ def test_metrics_and_status_agree_after_a_real_request(start_swarmwall, workdir)
     assert totals["blocks"]["total"] == metric_sum(final, "swarmwall_blocks_total")
 
 
+@needs_admin
 def test_every_api_path_needs_the_token(start_swarmwall, workdir):
     _, admin = start_with_admin(start_swarmwall, write_token(workdir, TOKEN))
     for path in ["/api/v1/status", "/api/v1/accounts", "/api/v1/events", "/api/v1/nope", "/api/"]:
@@ -63,12 +69,14 @@ def test_every_api_path_needs_the_token(start_swarmwall, workdir):
     assert http(admin, "/")[0] == 200
 
 
+@needs_admin
 def test_loose_token_file_permissions_are_warned_about(start_swarmwall, workdir):
     node, admin = start_with_admin(start_swarmwall, write_token(workdir, TOKEN, mode=0o644))
     assert http(admin, "/api/v1/status", TOKEN)[0] == 200
     assert "admin token file is accessible by group or others" in node.output()
 
 
+@needs_admin
 def test_non_loopback_admin_without_tls_is_refused(workdir):
     token = write_token(workdir, TOKEN)
     result = subprocess.run(
@@ -77,3 +85,20 @@ def test_non_loopback_admin_without_tls_is_refused(workdir):
         capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "tls_cert" in result.stderr + result.stdout
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_unit_is_hardened():
+    unit = os.path.join(ROOT, "packaging", "swarmwall.service")
+    # Exposure 2.0 or lower ("OK"); the command fails above the threshold.
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", unit],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "Overall exposure level" in result.stdout
+
+
+def test_sample_config_passes_check_config():
+    sample = os.path.join(ROOT, "packaging", "swarmwall.example.toml")
+    result = subprocess.run([swarmwall_bin(), "check-config", sample], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr

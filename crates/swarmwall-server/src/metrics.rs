@@ -89,7 +89,7 @@ pub struct OperationLabels {
 /// Admin action labels.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AdminActionLabels {
-    /// `clear_strikes`, `suspend`, `unsuspend` or `reload`.
+    /// `clear_strikes`, `suspend`, `unsuspend`, `unlock` or `reload`.
     pub action: &'static str,
     /// `ok` or `error`.
     pub result: &'static str,
@@ -143,7 +143,7 @@ pub struct Metrics {
     /// Admin API requests refused for a missing or wrong bearer token.
     pub admin_auth_failures: Counter,
     /// Admin actions performed through the API, by `action` (`clear_strikes`, `suspend`,
-    /// `unsuspend`, `reload`) and `result` (`ok`, `error`).
+    /// `unsuspend`, `unlock`, `reload`) and `result` (`ok`, `error`).
     pub admin_actions: Family<AdminActionLabels, Counter>,
 }
 

@@ -335,6 +335,7 @@ async fn every_api_path_needs_the_token() {
         ("POST", "/api/v1/accounts/alice/suspend"),
         ("POST", "/api/v1/accounts/alice/unsuspend"),
         ("POST", "/api/v1/accounts/alice/strikes/clear"),
+        ("POST", "/api/v1/accounts/alice/unlock"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/no-such-thing"),
         ("GET", "/api/"),
@@ -613,9 +614,19 @@ async fn account_actions_change_state_and_are_audited() {
         .await
         .unwrap();
 
+    admin
+        .store
+        .set_until(
+            swarmwall_server::store::Namespace::LockoutAccount,
+            "alice",
+            now + 60_000,
+        )
+        .await
+        .unwrap();
     for path in [
         "/api/v1/accounts/alice/unsuspend",
         "/api/v1/accounts/alice/strikes/clear",
+        "/api/v1/accounts/alice/unlock",
     ] {
         let answer = request(admin.address, "POST", path, Some(TOKEN), None).await;
         assert_eq!(answer.status, 200, "{path}: {}", answer.body);
@@ -626,6 +637,7 @@ async fn account_actions_change_state_and_are_audited() {
         .json();
     assert_eq!(accounts["accounts"][0]["suspended"], false);
     assert_eq!(accounts["accounts"][0]["strikes"], 0);
+    assert_eq!(accounts["accounts"][0]["locked_out"], false);
 
     // Every action is in the security events, in order.
     let events = request(
@@ -644,13 +656,13 @@ async fn account_actions_change_state_and_are_audited() {
         .filter(|e| e["kind"] == "admin_action")
         .map(|e| e["details"]["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["suspend", "unsuspend", "clear_strikes"]);
+    assert_eq!(actions, ["suspend", "unsuspend", "clear_strikes", "unlock"]);
     assert_eq!(admin.events.recent(1)[0]["account"], "alice");
     assert_eq!(
         scrape(&admin)
             .await
             .sum("swarmwall_admin_actions_total", &[("result", "ok")]),
-        3.0
+        4.0
     );
 }
 
@@ -658,7 +670,7 @@ async fn account_actions_change_state_and_are_audited() {
 async fn bad_input_is_a_4xx_json_error() {
     let admin = start(Options::default()).await;
     let suspend = "/api/v1/accounts/alice/suspend";
-    let cases: [(&str, &str, Option<&str>, u16); 14] = [
+    let cases: [(&str, &str, Option<&str>, u16); 15] = [
         (
             "POST",
             "/api/v1/accounts/mallory/suspend",
@@ -667,6 +679,7 @@ async fn bad_input_is_a_4xx_json_error() {
         ),
         ("POST", "/api/v1/accounts/mallory/unsuspend", None, 404),
         ("POST", "/api/v1/accounts/mallory/strikes/clear", None, 404),
+        ("POST", "/api/v1/accounts/mallory/unlock", None, 404),
         ("POST", suspend, Some(r#"{"duration":"soon"}"#), 400),
         ("POST", suspend, Some(r#"{"duration":"0s"}"#), 400),
         ("POST", suspend, Some(r#"{"duration":"900d"}"#), 400),
@@ -749,6 +762,7 @@ async fn openapi_describes_every_route() {
         "/api/v1/accounts/{name}/strikes/clear",
         "/api/v1/accounts/{name}/suspend",
         "/api/v1/accounts/{name}/unsuspend",
+        "/api/v1/accounts/{name}/unlock",
         "/api/v1/events",
         "/api/v1/reload",
         "/api/v1/openapi.json",
@@ -966,6 +980,22 @@ async fn start_follows_the_admin_config() {
         .unwrap_err();
     assert!(error.to_string().contains("tls_cert"), "{error}");
 
+    // The implicit default address is best effort; an explicit one must bind.
+    let holder = std::net::TcpListener::bind(AdminConfig::DEFAULT_LISTEN).ok();
+    let (context, _) = context_pair();
+    let skipped =
+        swarmwall_server::admin::start(&AdminConfig::default(), context, std::future::pending())
+            .await
+            .unwrap();
+    assert!(skipped.is_none(), "default address busy: started anyway");
+    let explicit = AdminConfig::default().with_overrides(Some(AdminConfig::DEFAULT_LISTEN), None);
+    let (context, _) = context_pair();
+    let error = swarmwall_server::admin::start(&explicit, context, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("cannot bind"), "{error}");
+    drop(holder);
+
     let missing = AdminConfig::default().with_overrides(
         Some("127.0.0.1:0".parse().unwrap()),
         Some(dir.path().join("absent")),
@@ -982,4 +1012,33 @@ async fn start_follows_the_admin_config() {
 
 fn context_pair() -> (AdminContext, Store) {
     context(Arc::new(Metrics::new()))
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_counted_against_the_limit() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (context, _) = context_pair();
+    let context = context.with_connection_limits(1, Duration::from_millis(300));
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, context, async move {
+        let _ = stopped.await;
+    }));
+    // A silent client holds the only slot until its idle timeout closes it.
+    let started = std::time::Instant::now();
+    // Connected first, so accepted first (the backlog is FIFO).
+    let mut silent = TcpStream::connect(address).await.unwrap();
+    let answer = request(address, "GET", "/healthz", None, None).await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "the second connection waited for the slot: {:?}",
+        started.elapsed()
+    );
+    // The server closed the silent connection without a byte.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut rest))
+        .await
+        .expect("idle connection closed by the server");
+    assert!(rest.is_empty());
 }

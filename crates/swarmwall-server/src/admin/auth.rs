@@ -57,10 +57,18 @@ impl AdminToken {
     /// Load the token from `path` (plain text; surrounding whitespace is ignored). Logs a
     /// warning when the file is readable or writable by group or others (it should be 0600).
     pub fn from_file(path: &Path) -> Result<Self, AdminTokenError> {
-        let bytes = std::fs::read(path).map_err(|source| AdminTokenError::Read {
+        let read_error = |source| AdminTokenError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let mut bytes = Vec::new();
+        // Read one byte past the limit to tell a long file from a full one.
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, (MAX_TOKEN_BYTES + 64) as u64),
+            &mut bytes,
+        )
+        .map_err(read_error)?;
         let bytes = zeroize::Zeroizing::new(bytes);
         if let Some(mode) = loose_mode(path) {
             tracing::warn!(
@@ -188,5 +196,10 @@ mod tests {
         assert_eq!(loose_mode(&path), Some(0o644));
         let missing = AdminToken::from_file(&dir.path().join("absent")).unwrap_err();
         assert!(missing.to_string().contains("cannot read"), "{missing}");
+        let directory = AdminToken::from_file(dir.path()).unwrap_err();
+        assert!(directory.to_string().contains("cannot read"), "{directory}");
+        std::fs::write(&path, vec![b'x'; 1 << 20]).unwrap();
+        let long = AdminToken::from_file(&path).unwrap_err();
+        assert!(long.to_string().contains("longer than"), "{long}");
     }
 }

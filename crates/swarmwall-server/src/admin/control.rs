@@ -59,6 +59,9 @@ pub trait AccountControl: Send + Sync + 'static {
     /// End any suspension of `account`.
     fn unsuspend<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Lift the brute-force lockout of `account` and forget its failed logins.
+    fn unlock<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+
     /// Subjects (account names, or `client:<hash>` for unauthenticated clients) that are
     /// suspended or locked out at `now_ms`, found without visiting every account.
     fn restricted(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
@@ -156,6 +159,15 @@ impl AccountControl for StoreAccountControl {
 
     fn unsuspend<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(self.store.clear(Namespace::Suspension, account))
+    }
+
+    fn unlock<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.store.clear(Namespace::LockoutAccount, account).await?;
+            self.store
+                .clear(Namespace::AuthFailuresAccount, account)
+                .await
+        })
     }
 
     fn restricted(&self, now_ms: u64) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
@@ -303,6 +315,8 @@ mod tests {
         assert_eq!(control.restricted(now).await.unwrap(), ["alice", "bob"]);
         control.unsuspend("alice").await.unwrap();
         assert_eq!(control.restricted(now).await.unwrap(), ["bob"]);
+        control.unlock("bob").await.unwrap();
+        assert!(control.restricted(now).await.unwrap().is_empty());
         control.clear_strikes("alice").await.unwrap();
         assert_eq!(
             control.state("alice", now).await.unwrap(),

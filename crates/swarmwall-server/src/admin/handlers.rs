@@ -433,6 +433,27 @@ pub(crate) async fn unsuspend(
     )
 }
 
+/// `POST /api/v1/accounts/{name}/unlock`: lift a brute-force lockout.
+pub(crate) async fn unlock(
+    State(context): State<Arc<AdminContext>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let account = account_from_path(&context, path)?;
+    let result = context.control.unlock(&account.name).await;
+    count_action(&context, "unlock", result.is_ok());
+    context.events.record(
+        "admin_action",
+        Some(&account.name),
+        None,
+        json!({ "action": "unlock", "result": if result.is_ok() { "ok" } else { "error" } }),
+    );
+    result.map_err(|e| store_error(&e))?;
+    Ok(
+        Json(json!({ "account": account.name, "action": "unlock", "result": "ok" }))
+            .into_response(),
+    )
+}
+
 /// Query of `GET /api/v1/events`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct EventsQuery {

@@ -16,10 +16,12 @@
 //! Routes: `GET /` (dashboard), `GET /metrics`, `GET /openapi.json`, `GET /healthz` and the
 //! API (`/api/v1/status`, `/api/v1/accounts`, `/api/v1/accounts/{name}/strikes/clear`,
 //! `/api/v1/accounts/{name}/suspend`, `/api/v1/accounts/{name}/unsuspend`,
+//! `/api/v1/accounts/{name}/unlock`,
 //! `/api/v1/events`, `/api/v1/reload`, `/api/v1/openapi.json`). Every `/api/` path, known or
 //! not, answers 401 without the right `Authorization: Bearer` token.
 
 mod auth;
+mod conn;
 mod control;
 mod handlers;
 pub mod logging;
@@ -31,7 +33,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -74,6 +76,8 @@ pub struct AdminContext {
     pub(crate) started_at: SystemTime,
     pub(crate) version: String,
     pub(crate) tls: Option<AdminTls>,
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for AdminContext {
@@ -111,6 +115,8 @@ impl AdminContext {
             started_at: SystemTime::now(),
             version: version.into(),
             tls: None,
+            max_connections: conn::MAX_CONNECTIONS,
+            idle_timeout: conn::IDLE_TIMEOUT,
         }
     }
 
@@ -152,6 +158,18 @@ impl AdminContext {
         self
     }
 
+    /// Serve at most `max_connections` admin connections at once (default 64; more wait in
+    /// the kernel backlog) and close a connection idle for `idle_timeout` (default 60 s).
+    pub fn with_connection_limits(
+        mut self,
+        max_connections: usize,
+        idle_timeout: Duration,
+    ) -> Self {
+        self.max_connections = max_connections;
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
     /// Serve over TLS (required for a non-loopback address).
     pub fn with_tls(mut self, tls: AdminTls) -> Self {
         self.tls = Some(tls);
@@ -171,6 +189,7 @@ pub fn router(context: AdminContext) -> Router {
         )
         .route("/accounts/{name}/suspend", post(handlers::suspend))
         .route("/accounts/{name}/unsuspend", post(handlers::unsuspend))
+        .route("/accounts/{name}/unlock", post(handlers::unlock))
         .route("/events", get(handlers::events))
         .route("/reload", post(handlers::reload))
         .route("/openapi.json", get(handlers::openapi));
@@ -204,15 +223,18 @@ pub async fn serve(
     let local = listener.local_addr()?;
     check_listen_address(local, context.tls.is_some())?;
     let tls = context.tls.clone();
+    let (max, idle) = (context.max_connections, context.idle_timeout);
     let app = router(context);
     match tls {
         None => {
+            let listener = conn::GuardedListener::new(listener, max, idle);
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
         }
         Some(tls) => {
-            axum::serve(tls.listener(listener), app)
+            let listener = conn::GuardedListener::new(tls.listener(listener), max, idle);
+            axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
         }
@@ -252,8 +274,9 @@ pub enum AdminStartError {
 }
 
 /// Start the admin listener as `config` says (token file, `metrics_require_token`, TLS,
-/// address) on a spawned task; `None` when `[admin] enabled = false`. The caller prints
-/// [`startup_line`] with the returned address.
+/// address) on a spawned task. `None` when `[admin] enabled = false`, or when no address was
+/// configured and the default one (127.0.0.1:9090) is taken (a warning is logged). The caller
+/// prints [`startup_line`] with the returned address.
 pub async fn start(
     config: &crate::config::AdminConfig,
     mut context: AdminContext,
@@ -269,19 +292,26 @@ pub async fn start(
     if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
         context = context.with_tls(AdminTls::from_pem_files(cert, key)?);
     }
-    check_listen_address(config.listen, context.tls.is_some()).map_err(AdminStartError::Refused)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| AdminStartError::Bind {
-            address: config.listen,
-            source,
-        })?;
-    let address = listener
-        .local_addr()
-        .map_err(|source| AdminStartError::Bind {
-            address: config.listen,
-            source,
-        })?;
+    let wanted = config.listen_address();
+    check_listen_address(wanted, context.tls.is_some()).map_err(AdminStartError::Refused)?;
+    let bind_error = |source| AdminStartError::Bind {
+        address: wanted,
+        source,
+    };
+    let listener = match tokio::net::TcpListener::bind(wanted).await {
+        Ok(listener) => listener,
+        // Only the implicit default may be skipped: an address the operator chose must bind.
+        Err(error) if config.listen.is_none() && error.kind() == io::ErrorKind::AddrInUse => {
+            tracing::warn!(
+                address = %wanted,
+                "default admin address is in use; running without the admin listener \
+                 (set [admin] listen or --admin-listen)"
+            );
+            return Ok(None);
+        }
+        Err(error) => return Err(bind_error(error)),
+    };
+    let address = listener.local_addr().map_err(bind_error)?;
     let task = tokio::spawn(serve(listener, context, shutdown));
     Ok(Some(RunningAdmin { address, task }))
 }

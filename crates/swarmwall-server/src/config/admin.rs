@@ -16,7 +16,10 @@ pub struct AdminConfig {
     /// Run the admin listener at all.
     pub enabled: bool,
     /// Address of the admin listener (metrics, API, dashboard). Loopback unless TLS is set.
-    pub listen: SocketAddr,
+    /// `None` means [`AdminConfig::DEFAULT_LISTEN`] on a best-effort basis: if that port is
+    /// taken, the proxy starts without its admin listener and logs a warning; an address set
+    /// here or with `--admin-listen` must bind or the start fails.
+    pub listen: Option<SocketAddr>,
     /// File holding the API bearer token (plain text, mode 0600). Without one the API answers
     /// 401 to everything. `--admin-token-file` overrides it.
     pub token_file: Option<PathBuf>,
@@ -34,7 +37,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9090)),
+            listen: None,
             token_file: None,
             metrics_require_token: false,
             tls_cert: None,
@@ -45,13 +48,22 @@ impl Default for AdminConfig {
 }
 
 impl AdminConfig {
+    /// The admin address when none is configured.
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9090);
+
+    /// The address to bind: the configured one or [`Self::DEFAULT_LISTEN`].
+    pub fn listen_address(&self) -> SocketAddr {
+        self.listen.unwrap_or(Self::DEFAULT_LISTEN)
+    }
+
     /// Apply the command-line overrides (`--admin-listen`, `--admin-token-file`).
     pub fn with_overrides(
         mut self,
         listen: Option<SocketAddr>,
         token_file: Option<PathBuf>,
     ) -> Self {
-        if let Some(listen) = listen {
+        if listen.is_some() {
             self.listen = listen;
         }
         if token_file.is_some() {
@@ -79,7 +91,7 @@ impl AdminConfig {
         if !self.enabled {
             return Ok(());
         }
-        if crate::admin::check_listen_address(self.listen, self.tls()).is_err() {
+        if crate::admin::check_listen_address(self.listen_address(), self.tls()).is_err() {
             return Err(invalid(
                 "listen",
                 "a non-loopback admin address needs tls_cert and tls_key (the token would \
@@ -116,7 +128,8 @@ mod tests {
     fn defaults_are_loopback_without_token() {
         let admin = parse("").unwrap();
         assert!(admin.enabled);
-        assert_eq!(admin.listen, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(admin.listen, None);
+        assert_eq!(admin.listen_address(), "127.0.0.1:9090".parse().unwrap());
         assert!(admin.token_file.is_none());
         assert!(!admin.metrics_require_token);
         assert_eq!(admin.log_format, LogFormat::Human);
@@ -156,7 +169,7 @@ mod tests {
     fn the_sample_config_is_valid() {
         let text = include_str!("../../../../packaging/swarmwall.example.toml");
         let admin = parse(text).unwrap();
-        assert_eq!(admin.listen, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(admin.listen, Some("127.0.0.1:9090".parse().unwrap()));
         assert!(!admin.metrics_require_token);
     }
 
@@ -166,7 +179,7 @@ mod tests {
             Some("127.0.0.1:0".parse().unwrap()),
             Some(PathBuf::from("/run/token")),
         );
-        assert_eq!(admin.listen.port(), 0);
+        assert_eq!(admin.listen_address().port(), 0);
         assert_eq!(admin.token_file.as_deref(), Some(Path::new("/run/token")));
     }
 }

@@ -26,8 +26,9 @@
 
   class Unauthorized extends Error {}
 
-  async function api(path) {
+  async function api(path, method) {
     const response = await fetch(path, {
+      method: method || 'GET',
       headers: { Authorization: 'Bearer ' + (sessionStorage.getItem(TOKEN_KEY) || '') },
       cache: 'no-store',
     });
@@ -97,8 +98,18 @@
 
   // ---- polling ------------------------------------------------------------------------------
 
+  let polling = false;
+  let pollAgain = false;
+
+  // One poll at a time: a poll asked for while one runs (a button, the timer) follows it.
   async function poll() {
+    if (polling) {
+      pollAgain = true;
+      return;
+    }
+    polling = true;
     stop();
+    let signedOut = false;
     try {
       const [status, accounts, events] = await Promise.all([
         api('/api/v1/status'),
@@ -113,14 +124,27 @@
       $('live').textContent = 'live';
     } catch (error) {
       if (error instanceof Unauthorized) {
-        showLogin('The admin token is no longer accepted; sign in again.');
-        return;
+        signedOut = true;
+      } else {
+        showError('Cannot update: ' + error.message);
+        $('live').className = 'badge stale';
+        $('live').textContent = 'stale';
       }
-      showError('Cannot update: ' + error.message);
-      $('live').className = 'badge stale';
-      $('live').textContent = 'stale';
+    } finally {
+      polling = false;
     }
-    if (document.body.dataset.state === 'dashboard') timer = setTimeout(poll, POLL_MS);
+    if (signedOut) {
+      pollAgain = false;
+      showLogin('The admin token is no longer accepted; sign in again.');
+      return;
+    }
+    if (document.body.dataset.state !== 'dashboard') return;
+    if (pollAgain) {
+      pollAgain = false;
+      poll();
+    } else {
+      timer = setTimeout(poll, POLL_MS);
+    }
   }
 
   function showError(message) {
@@ -280,9 +304,11 @@
     }
     g.textAlign = 'center';
     g.textBaseline = 'alphabetic';
-    for (let minute = 5; minute >= 0; minute -= 1) {
-      g.fillText(minute === 0 ? 'now' : '−' + minute + 'm', x(end - minute * 60), height - 4);
+    for (let minute = 5; minute >= 1; minute -= 1) {
+      g.fillText('−' + minute + 'm', x(end - minute * 60), height - 4);
     }
+    g.textAlign = 'right';
+    g.fillText('now', right, height - 4);
 
     if (options.bars) {
       const barWidth = Math.max(2, (right - left) / MAX_POINTS - 1);
@@ -346,11 +372,40 @@
         cell.textContent = text;
         row.append(cell);
       }
+      const actions = document.createElement('td');
+      if (account.configured !== false) {
+        if (account.suspended) actions.append(actionButton(account.name, 'unsuspend', 'Unsuspend'));
+        if (account.locked_out) actions.append(actionButton(account.name, 'unlock', 'Unlock'));
+      }
+      row.append(actions);
       return row;
     });
     $('restricted').tBodies[0].replaceChildren(...rows);
     $('restricted-count').textContent = String(restricted.length);
     $('restricted-empty').hidden = restricted.length > 0;
+  }
+
+  // A button that runs one admin action on an account, then refreshes at once.
+  function actionButton(name, action, label) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'action';
+    button.dataset.action = action;
+    button.textContent = label;
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      try {
+        await api('/api/v1/accounts/' + encodeURIComponent(name) + '/' + action, 'POST');
+      } catch (error) {
+        if (error instanceof Unauthorized) {
+          showLogin('The admin token is no longer accepted; sign in again.');
+          return;
+        }
+        showError(label + ' ' + name + ' failed: ' + error.message);
+      }
+      poll();
+    });
+    return button;
   }
 
   function renderEvents(events) {
