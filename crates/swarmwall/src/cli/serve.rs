@@ -167,8 +167,8 @@ struct AdminRunning {
 }
 
 /// Start the admin listener (`[admin]`, overridden by `--admin-listen` and
-/// `--admin-token-file`). A failure to bind the *default* address (another node on the same
-/// machine) is a warning; an explicitly configured address that cannot be used is fatal.
+/// `--admin-token-file`). `admin::start` treats a busy *default* address as a warning and an
+/// explicitly configured address that cannot be used as fatal.
 async fn start_admin(
     server: &Server,
     metrics: &Arc<Metrics>,
@@ -178,16 +178,11 @@ async fn start_admin(
     let handle = server.handle();
     let runtime = handle.runtime();
     let options = handle.options().clone();
-    let mut config = runtime.config.admin.clone();
-    let explicit = options.admin_listen.is_some()
-        || config.listen != swarmwall_server::config::AdminConfig::default().listen;
-    if let Some(listen) = options.admin_listen {
-        config.listen = listen;
-        config.enabled = true;
-    }
-    if let Some(token_file) = &options.admin_token_file {
-        config.token_file = Some(token_file.clone());
-    }
+    let config = runtime
+        .config
+        .admin
+        .clone()
+        .with_overrides(options.admin_listen, options.admin_token_file.clone());
     let strikes = handle.strikes();
     let accounts_handle = handle.clone();
     let reload_handle = handle.clone();
@@ -219,10 +214,6 @@ async fn start_admin(
             Ok(Some(AdminRunning { running, shutdown }))
         }
         Ok(None) => Ok(None),
-        Err(error) if !explicit && matches!(error, admin::AdminStartError::Bind { .. }) => {
-            tracing::warn!(%error, "admin listener not started (default address in use)");
-            Ok(None)
-        }
         Err(error) => Err(anyhow::anyhow!(error)),
     }
 }
