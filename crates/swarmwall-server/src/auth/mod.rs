@@ -112,6 +112,8 @@ struct Inner {
     audit: AuditLog,
     metrics: Arc<Metrics>,
     key: PseudonymKey,
+    /// Accounts files the watcher could not load (kept the old accounts).
+    reload_failures: std::sync::atomic::AtomicU64,
 }
 
 /// The reloadable part: settings and the GeoIP database.
@@ -252,6 +254,7 @@ impl Authenticator {
                 audit,
                 metrics,
                 key,
+                reload_failures: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -326,12 +329,22 @@ impl Authenticator {
                         tracing::info!(accounts = count, "accounts file reloaded");
                     }
                     Ok(Err(error)) => {
+                        this.inner
+                            .reload_failures
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::warn!(%error, "accounts file not reloaded; keeping the old one");
                     }
                     Err(_) => {}
                 }
             }
         })
+    }
+
+    /// How many times the watcher found an accounts file it could not load.
+    pub fn accounts_reload_failures(&self) -> u64 {
+        self.inner
+            .reload_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Lift the lockouts of `account` (admin "unlock").

@@ -520,7 +520,11 @@ async fn watcher_picks_up_a_changed_file() {
     );
     // A broken file keeps the old accounts.
     std::fs::write(&path, "[[account]]\nname = ").unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while auth.accounts_reload_failures() == 0 {
+        assert!(std::time::Instant::now() < deadline, "broken file not seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(auth.has_accounts());
     assert_eq!(
         auth.authenticate(b"alice", b"alice-pw", client).await,
