@@ -26,9 +26,18 @@ def target():
     server.close()
 
 
+def _serve_is_stub():
+    """The pre-integration `serve` takes no options (its --help has no --listen)."""
+    out = run_cli("serve", "--help", timeout=30)
+    return "--listen" not in out.stdout
+
+
 @pytest.fixture
 def setup(tmp_path, start_swarmwall):
     """Returns start(security_toml) -> (node, paths) with two accounts (alice, bob)."""
+
+    if _serve_is_stub():
+        pytest.skip("`swarmwall serve` is not implemented in this build")
 
     def start(security="", users=(("alice", "alice-secret-pw"), ("bob", "bob-secret-pw"))):
         config = write_config(str(tmp_path / "config.toml"), security)
@@ -135,6 +144,10 @@ def test_accounts_file_changes_apply_without_restart(setup, target):
     out = run_cli("user", "disable", "carol", "--accounts", paths["accounts"])
     assert out.returncode == 0, out.stderr
     assert wait_until(lambda: not socks5_login(node, "carol", "carol-secret-pw"), 15, 0.2)
+    # The proxy recorded both edits as admin actions (names only, no secrets).
+    changes = [e["details"] for e in audit_events(paths["audit"], "admin_action")]
+    assert any(c.get("added") == ["carol"] for c in changes), changes
+    assert any(c.get("disabled") == ["carol"] for c in changes), changes
     # And through curl, the new account reaches a real target.
     add_user(paths["accounts"], paths["config"], "dave", "dave-secret-pw")
     assert wait_until(lambda: socks5_login(node, "dave", "dave-secret-pw"), 15, 0.2)

@@ -563,6 +563,28 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_writers_keep_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, Some(PseudonymKey::random())).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for n in 0..50 {
+                        log.record("lockout", None, Some(client()), json!({ "t": t, "n": n }));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(verify(&path).unwrap().records, 400);
+        assert_eq!(log.write_failures(), 0);
+    }
+
+    #[test]
     fn recent_ring_is_bounded_and_ordered() {
         let log = AuditLog::memory(None, 3);
         for n in 0..5u64 {

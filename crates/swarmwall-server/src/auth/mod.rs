@@ -112,6 +112,8 @@ struct Inner {
     audit: AuditLog,
     metrics: Arc<Metrics>,
     key: PseudonymKey,
+    /// Accounts files the watcher could not load (kept the old accounts).
+    reload_failures: std::sync::atomic::AtomicU64,
 }
 
 /// The reloadable part: settings and the GeoIP database.
@@ -252,6 +254,7 @@ impl Authenticator {
                 audit,
                 metrics,
                 key,
+                reload_failures: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -283,10 +286,15 @@ impl Authenticator {
     }
 
     /// Swap in new accounts (used by the watcher; also callable on SIGHUP).
+    /// Records an `admin_action` event naming the accounts that changed (never their secrets).
     pub async fn reload_accounts(&self, accounts: AccountsFile) {
         let loaded = tokio::task::spawn_blocking(move || Loaded::new(accounts)).await;
         if let Ok(loaded) = loaded {
-            self.inner.accounts.store(Arc::new(loaded));
+            let previous = self.inner.accounts.swap(Arc::new(loaded));
+            let current = self.inner.accounts.load();
+            if let Some(changes) = account_changes(&previous.file, &current.file) {
+                self.inner.audit.record("admin_action", None, None, changes);
+            }
         }
     }
 
@@ -326,12 +334,22 @@ impl Authenticator {
                         tracing::info!(accounts = count, "accounts file reloaded");
                     }
                     Ok(Err(error)) => {
+                        this.inner
+                            .reload_failures
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::warn!(%error, "accounts file not reloaded; keeping the old one");
                     }
                     Err(_) => {}
                 }
             }
         })
+    }
+
+    /// How many times the watcher found an accounts file it could not load.
+    pub fn accounts_reload_failures(&self) -> u64 {
+        self.inner
+            .reload_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Lift the lockouts of `account` (admin "unlock").
@@ -776,6 +794,57 @@ fn check_credentials(
         None if !in_window && verify(input) => Credentials::Password,
         None => Credentials::Bad,
     }
+}
+
+/// What changed between two accounts files, as event details; `None` when nothing did.
+fn account_changes(old: &AccountsFile, new: &AccountsFile) -> Option<serde_json::Value> {
+    let names = |file: &AccountsFile, keep: &dyn Fn(&Account) -> bool| -> Vec<String> {
+        file.accounts
+            .iter()
+            .filter(|account| keep(account))
+            .map(|account| account.name.clone())
+            .collect()
+    };
+    let added = names(new, &|a| old.find(&a.name).is_none());
+    let removed = names(old, &|a| new.find(&a.name).is_none());
+    let changed = |test: &dyn Fn(&Account, &Account) -> bool| {
+        names(new, &|a| {
+            old.find(&a.name).is_some_and(|before| test(before, a))
+        })
+    };
+    let password_changed = changed(&|before, after| before.password != after.password);
+    let disabled = changed(&|before, after| !before.disabled && after.disabled);
+    let enabled = changed(&|before, after| before.disabled && !after.disabled);
+    let totp_enrolled = changed(&|before, after| {
+        after.totp_secret.is_some() && before.totp_secret != after.totp_secret
+    });
+    let totp_removed =
+        changed(&|before, after| before.totp_secret.is_some() && after.totp_secret.is_none());
+    let countries_changed = changed(&|before, after| {
+        before.allow_countries != after.allow_countries
+            || before.deny_countries != after.deny_countries
+    });
+    let fields = [
+        ("added", added),
+        ("removed", removed),
+        ("password_changed", password_changed),
+        ("disabled", disabled),
+        ("enabled", enabled),
+        ("totp_enrolled", totp_enrolled),
+        ("totp_removed", totp_removed),
+        ("countries_changed", countries_changed),
+    ];
+    if fields.iter().all(|(_, names)| names.is_empty()) {
+        return None;
+    }
+    let mut details = serde_json::Map::new();
+    details.insert("action".to_owned(), json!("accounts_changed"));
+    for (key, names) in fields {
+        if !names.is_empty() {
+            details.insert(key.to_owned(), json!(names));
+        }
+    }
+    Some(serde_json::Value::Object(details))
 }
 
 /// File identity for the watcher: modification time, size, inode.

@@ -520,7 +520,11 @@ async fn watcher_picks_up_a_changed_file() {
     );
     // A broken file keeps the old accounts.
     std::fs::write(&path, "[[account]]\nname = ").unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while auth.accounts_reload_failures() == 0 {
+        assert!(std::time::Instant::now() < deadline, "broken file not seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(auth.has_accounts());
     assert_eq!(
         auth.authenticate(b"alice", b"alice-pw", client).await,
@@ -590,5 +594,47 @@ async fn unknown_names_reach_the_store_only_hashed() {
     assert!(
         clients.iter().all(|s| !s.contains("192.0.2.77")),
         "{clients:?}"
+    );
+}
+
+#[tokio::test]
+async fn account_changes_are_recorded_without_secrets() {
+    let rig = rig();
+    // Start from a known file (its hashes differ from the rig's: fresh salts).
+    let base = accounts();
+    rig.auth.reload_accounts(base.clone()).await;
+    let before = rig.events("admin_action").len();
+    let mut changed = base;
+    changed.add("zoe", b"zoe-pw", &FAST).unwrap();
+    changed.remove("eve").unwrap();
+    changed
+        .set_password("alice", b"new-alice-pw", &FAST)
+        .unwrap();
+    changed.set_disabled("carol", false).unwrap();
+    changed
+        .set_totp_secret("alice", Some("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".to_owned()))
+        .unwrap();
+    rig.auth.reload_accounts(changed.clone()).await;
+    let events = rig.events("admin_action");
+    assert_eq!(events.len(), before + 1);
+    let event = events.last().unwrap();
+    let details = &event["details"];
+    assert_eq!(details["action"], "accounts_changed");
+    assert_eq!(details["added"], serde_json::json!(["zoe"]));
+    assert_eq!(details["removed"], serde_json::json!(["eve"]));
+    assert_eq!(details["password_changed"], serde_json::json!(["alice"]));
+    assert_eq!(details["enabled"], serde_json::json!(["carol"]));
+    assert_eq!(details["totp_enrolled"], serde_json::json!(["alice"]));
+    let text = event.to_string();
+    assert!(
+        !text.contains("argon2") && !text.contains("JBSWY3DP"),
+        "{text}"
+    );
+    // Reloading the same file records nothing.
+    rig.auth.reload_accounts(changed).await;
+    assert_eq!(rig.events("admin_action").len(), before + 1);
+    assert_eq!(
+        rig.login("zoe", "zoe-pw", "192.0.2.9", T0).await,
+        accepted("zoe")
     );
 }
