@@ -174,6 +174,28 @@ mod tests {
     }
 
     #[test]
+    fn bep44_and_bep51_messages() {
+        // Built from the message layouts in BEP 44 (get/put, immutable item) and BEP 51.
+        for message in [
+            &b"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz123456e1:q3:get1:t2:aa1:y1:qe"[..],
+            b"d1:ad2:id20:abcdefghij01234567895:token8:aoeusnth1:v12:Hello World!e1:q3:put1:t2:aa1:y1:qe",
+            b"d1:rd2:id20:0123456789abcdefghij5:token8:aoeusnth1:v12:Hello World!e1:t2:aa1:y1:re",
+            b"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz123456e1:q17:sample_infohashes1:t2:aa1:y1:qe",
+            b"d1:rd2:id20:0123456789abcdefghij8:intervali21600e3:numi2e7:samples40:0123456789abcdefghijklmnopqrstuvwxyz0123e1:t2:aa1:y1:re",
+            b"d1:rd2:id20:0123456789abcdefghij6:nodes638:abcdefghijklmnopqrstuvwxyz0123456789ABe1:t2:aa1:y1:r2:roi1ee",
+        ] {
+            assert!(is_krpc(message), "{}", String::from_utf8_lossy(message));
+        }
+        // put without a token, get without a target.
+        assert!(!is_krpc(
+            b"d1:ad2:id20:abcdefghij01234567891:v12:Hello World!e1:q3:put1:t2:aa1:y1:qe"
+        ));
+        assert!(!is_krpc(
+            b"d1:ad2:id20:abcdefghij0123456789e1:q3:get1:t2:aa1:y1:qe"
+        ));
+    }
+
+    #[test]
     fn keys_in_any_order_and_bep42_ip() {
         // BEP 42 puts `ip` first, which breaks `d1:r` prefix matchers.
         let reply =
