@@ -19,7 +19,13 @@
 //!
 //! Budget (docs §0.4 "give up early"): a flow gives up after 4 datagrams that matched nothing
 //! while no candidate is pending ([`UNMATCHED_BUDGET`]), or after 16 datagrams in all
-//! ([`TOTAL_BUDGET`]). A verdict other than `NeedMore` is final and the flow is not examined any more.
+//! ([`TOTAL_BUDGET`]). A verdict other than `NeedMore` is final and the flow is not examined
+//! any more. A capture that ends while a flow is still `NeedMore` should report it as unknown.
+//!
+//! [`Mode`](super::Mode) changes nothing here: the proxy sees an association from its first
+//! datagram, but the association may start inside a uTP connection the client opened through
+//! an earlier one, so the mid-flow rule runs in both modes. Real clients send DHT and uTP from
+//! one socket, so one flow may show both; whichever decides first gives the form.
 //!
 //! The uTP SYN trade-off: in the proxy a SYN to a peer that the operator blocks elsewhere (or
 //! that is offline) is never answered, so waiting for the STATE would let a client probe peers
@@ -45,7 +51,8 @@ const UNMATCHED_BUDGET: u8 = 4;
 const TOTAL_BUDGET: u8 = 16;
 
 /// Classifier state for the datagrams exchanged with one remote endpoint (one UDP "flow": an
-/// association × remote endpoint in the proxy, a 5-tuple in a capture). About 56 bytes.
+/// association × remote endpoint in the proxy, a 5-tuple in a capture). At most 64 bytes (a
+/// test holds it to that).
 #[derive(Debug, Clone)]
 pub struct UdpFlow {
     context: FlowContext,

@@ -225,7 +225,7 @@ async fn handshake(
         }
         match machine.poll_event() {
             Some(Event::Authenticate(credentials)) => {
-                account = authenticate(shared, runtime, &credentials, client).await;
+                account = authenticate(runtime, &credentials, client).await;
                 machine.handle_auth_result(account.is_some());
                 continue;
             }
@@ -263,48 +263,21 @@ fn failure_reason(error: &Socks5Error) -> Refusal {
     }
 }
 
-/// Check credentials; `Some(account)` on success. Counts and audits failures.
+/// Check credentials; `Some(account)` on success. The authenticator counts
+/// `auth_results`, applies lockout/TOTP/geo/travel and writes the security events itself
+/// (without raw usernames that are not accounts), so nothing is counted twice here.
 async fn authenticate(
-    shared: &Shared,
     runtime: &Runtime,
     credentials: &swarmwall_core::socks5::PasswordRequest,
     client: IpAddr,
 ) -> Option<String> {
     let authenticator = runtime.authenticator.as_ref()?;
-    let outcome = authenticator
+    match authenticator
         .authenticate(&credentials.username, &credentials.password, client)
-        .await;
-    match outcome {
-        AuthOutcome::Accepted { account } => {
-            shared
-                .metrics
-                .auth_results
-                .get_or_create(&AuthLabels {
-                    result: "success",
-                    reason: "ok",
-                })
-                .inc();
-            Some(account)
-        }
-        AuthOutcome::Rejected(reason) => {
-            shared
-                .metrics
-                .auth_results
-                .get_or_create(&AuthLabels {
-                    result: "failure",
-                    reason: reason.as_str(),
-                })
-                .inc();
-            let username = String::from_utf8_lossy(&credentials.username);
-            let username: String = username.chars().take(64).collect();
-            shared.audit.record(
-                "auth_failure",
-                Some(&username),
-                Some(client),
-                serde_json::json!({ "reason": reason.as_str() }),
-            );
-            None
-        }
+        .await
+    {
+        AuthOutcome::Accepted { account } => Some(account),
+        AuthOutcome::Rejected(_) => None,
     }
 }
 

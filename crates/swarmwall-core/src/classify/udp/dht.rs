@@ -33,8 +33,8 @@ pub(super) fn is_krpc(datagram: &[u8]) -> bool {
     let Ok(message) = parse_exact(datagram, KRPC_LIMITS) else {
         return false;
     };
-    let mut kind = None;
-    let mut transaction = false;
+    // One pass over the top level (each `get` would re-walk the dictionary).
+    let (mut kind, mut transaction, mut method, mut body) = (None, false, None, None);
     for (key, value) in message.dict_entries() {
         let ok = match key {
             b"t" => {
@@ -45,6 +45,14 @@ pub(super) fn is_krpc(datagram: &[u8]) -> bool {
             }
             b"y" => {
                 kind = value.as_bytes();
+                kind.is_some()
+            }
+            b"q" => {
+                method = value.as_bytes();
+                method.is_some()
+            }
+            b"a" | b"r" | b"e" => {
+                body = Some((key, value));
                 true
             }
             b"v" => value.as_bytes().is_some(),
@@ -61,45 +69,46 @@ pub(super) fn is_krpc(datagram: &[u8]) -> bool {
     if !transaction {
         return false;
     }
-    match kind {
-        Some(b"q") => is_query(&message),
-        Some(b"r") => message.get(b"r").is_some_and(|r| is_response_body(&r)),
-        Some(b"e") => message.get(b"e").is_some_and(|e| is_error_body(&e)),
+    match (kind, body) {
+        (Some(b"q"), Some((b"a", args))) => method.is_some_and(|m| is_query(m, &args)),
+        (Some(b"r"), Some((b"r", response))) => is_response_body(&response),
+        (Some(b"e"), Some((b"e", error))) => is_error_body(&error),
         _ => false,
     }
 }
 
-/// `q` names a method and `a` holds its arguments (BEP 5 "Queries").
-fn is_query(message: &Value<'_>) -> bool {
-    let Some(method) = message.get(b"q").and_then(|q| q.as_bytes()) else {
-        return false;
-    };
+/// `method` names a KRPC method and `args` holds its arguments (BEP 5 "Queries").
+fn is_query(method: &[u8], args: &Value<'_>) -> bool {
     let method_ok = !method.is_empty()
         && method.len() <= 32
         && method
             .iter()
             .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    let Some(args) = message.get(b"a").filter(|a| matches!(a, Value::Dict(_))) else {
-        return false;
-    };
-    if !method_ok || !has_id(&args, b"id") {
+    if !method_ok || !matches!(args, Value::Dict(_)) {
         return false;
     }
-    match method {
-        b"find_node" => has_id(&args, b"target"),
-        b"get_peers" => has_id(&args, b"info_hash"),
-        b"announce_peer" => {
-            has_id(&args, b"info_hash")
-                && args.get(b"token").and_then(|t| t.as_bytes()).is_some()
-                && (args.get(b"port").and_then(|p| p.as_int()).is_some()
-                    || args.get(b"implied_port").and_then(|p| p.as_int()).is_some())
+    let (mut id, mut target, mut info_hash, mut token, mut port, mut value) =
+        (false, false, false, false, false, false);
+    for (key, v) in args.dict_entries() {
+        let is_id = v.as_bytes().is_some_and(|b| b.len() == ID_LEN);
+        match key {
+            b"id" => id = is_id,
+            b"target" => target = is_id,
+            b"info_hash" => info_hash = is_id,
+            b"token" => token = v.as_bytes().is_some(),
+            b"port" | b"implied_port" => port |= v.as_int().is_some(),
+            b"v" => value = true,
+            _ => {}
         }
+    }
+    id && match method {
+        b"find_node" => target,
+        b"get_peers" => info_hash,
+        b"announce_peer" => info_hash && token && port,
         // BEP 44 `get` and BEP 51 `sample_infohashes` name a 20-byte target.
-        b"get" | b"sample_infohashes" => has_id(&args, b"target"),
+        b"get" | b"sample_infohashes" => target,
         // BEP 44 `put` carries a value `v` and a write token.
-        b"put" => {
-            args.get(b"v").is_some() && args.get(b"token").and_then(|t| t.as_bytes()).is_some()
-        }
+        b"put" => value && token,
         // `ping` and any other method: a 20-byte id is what makes it KRPC.
         _ => true,
     }
@@ -107,10 +116,15 @@ fn is_query(message: &Value<'_>) -> bool {
 
 /// A response dictionary: a 20-byte `id`, and well-formed compact node/peer lists.
 fn is_response_body(body: &Value<'_>) -> bool {
-    if !matches!(body, Value::Dict(_)) || !has_id(body, b"id") {
+    if !matches!(body, Value::Dict(_)) {
         return false;
     }
-    body.dict_entries().all(|(key, value)| match key {
+    let mut id = false;
+    let entries_ok = body.dict_entries().all(|(key, value)| match key {
+        b"id" => {
+            id = value.as_bytes().is_some_and(|b| b.len() == ID_LEN);
+            true
+        }
         b"nodes" => value.as_bytes().is_some_and(|n| n.len().is_multiple_of(26)),
         b"nodes6" => value.as_bytes().is_some_and(|n| n.len().is_multiple_of(38)),
         b"token" => value.as_bytes().is_some(),
@@ -121,7 +135,8 @@ fn is_response_body(body: &Value<'_>) -> bool {
                     .all(|peer| peer.as_bytes().is_some_and(|p| matches!(p.len(), 6 | 18)))
         }
         _ => true,
-    })
+    });
+    entries_ok && id
 }
 
 /// An error list: exactly an integer code then a byte-string message (BEP 5 "Errors").
@@ -134,12 +149,6 @@ fn is_error_body(body: &Value<'_>) -> bool {
         (items.next(), items.next(), items.next()),
         (Some(Value::Int(_)), Some(Value::Bytes(_)), None)
     )
-}
-
-fn has_id(dict: &Value<'_>, key: &[u8]) -> bool {
-    dict.get(key)
-        .and_then(|v| v.as_bytes())
-        .is_some_and(|id| id.len() == ID_LEN)
 }
 
 #[cfg(test)]
@@ -162,6 +171,28 @@ mod tests {
             let expected = !message.windows(9).any(|w| w == b"def456...");
             assert_eq!(is_krpc(message), expected, "{}", String::from_utf8_lossy(message));
         }
+    }
+
+    #[test]
+    fn bep44_and_bep51_messages() {
+        // Built from the message layouts in BEP 44 (get/put, immutable item) and BEP 51.
+        for message in [
+            &b"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz123456e1:q3:get1:t2:aa1:y1:qe"[..],
+            b"d1:ad2:id20:abcdefghij01234567895:token8:aoeusnth1:v12:Hello World!e1:q3:put1:t2:aa1:y1:qe",
+            b"d1:rd2:id20:0123456789abcdefghij5:token8:aoeusnth1:v12:Hello World!e1:t2:aa1:y1:re",
+            b"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz123456e1:q17:sample_infohashes1:t2:aa1:y1:qe",
+            b"d1:rd2:id20:0123456789abcdefghij8:intervali21600e3:numi2e7:samples40:0123456789abcdefghijklmnopqrstuvwxyz0123e1:t2:aa1:y1:re",
+            b"d1:rd2:id20:0123456789abcdefghij6:nodes638:abcdefghijklmnopqrstuvwxyz0123456789ABe1:t2:aa1:y1:r2:roi1ee",
+        ] {
+            assert!(is_krpc(message), "{}", String::from_utf8_lossy(message));
+        }
+        // put without a token, get without a target.
+        assert!(!is_krpc(
+            b"d1:ad2:id20:abcdefghij01234567891:v12:Hello World!e1:q3:put1:t2:aa1:y1:qe"
+        ));
+        assert!(!is_krpc(
+            b"d1:ad2:id20:abcdefghij0123456789e1:q3:get1:t2:aa1:y1:qe"
+        ));
     }
 
     #[test]

@@ -237,9 +237,11 @@ pub(super) fn is_wireguard(datagram: &[u8]) -> bool {
 }
 
 /// OpenVPN over UDP: a hard-reset control packet (opcode 7 client v2, 8 server v2, 10 client
-/// v3; key id 0) followed by an 8-byte session id, at one of the lengths OpenVPN produces:
-/// 14 bytes without `tls-auth`, 42/54 with a SHA-1/SHA-256 `tls-auth` HMAC, ≥ 56 with
-/// `tls-crypt` (v2 appends the wrapped client key).
+/// v3; key id 0) with an 8-byte session id, in one of the layouts OpenVPN produces: 14 bytes
+/// without `tls-auth` (empty ack array, packet id 0); `tls-auth` with an HMAC of 16..=64 bytes,
+/// then packet id and a net time (seconds since 1970) that must be plausible (2009..2038, a
+/// range check, not a clock comparison); or `tls-crypt` (≥ 56 bytes) with the net time right
+/// after the session id and packet id. The time check keeps RPC/NFS (random xid) out.
 pub(super) fn is_openvpn(datagram: &[u8]) -> bool {
     let Some(&first) = datagram.first() else {
         return false;
@@ -247,12 +249,18 @@ pub(super) fn is_openvpn(datagram: &[u8]) -> bool {
     if !matches!(first, 0x38 | 0x40 | 0x50) {
         return false;
     }
-    match datagram.len() {
-        // No HMAC: session id, empty ack array, message packet id 0.
-        14 => datagram.get(9..14) == Some(&[0, 0, 0, 0, 0][..]),
-        42 | 54 => true,
-        len => (56..=1500).contains(&len),
+    let plausible_time = |offset: usize| {
+        be32(datagram, offset).is_some_and(|t| (0x4B00_0000..0x8000_0000).contains(&t))
+    };
+    let len = datagram.len();
+    if len == 14 {
+        return datagram.get(9..14) == Some(&[0, 0, 0, 0, 0][..]);
     }
+    // tls-auth: 1 + 8 + HMAC + 4 (packet id) + 4 (time) + 1 (ack count 0) + 4 (message id).
+    let tls_auth =
+        matches!(len.checked_sub(22), Some(16 | 20 | 28 | 32 | 48 | 64)) && plausible_time(len - 9);
+    let tls_crypt = (56..=1500).contains(&len) && plausible_time(13);
+    tls_auth || tls_crypt
 }
 
 /// NTP (RFC 5905 §7.3): 48 bytes (plus extension fields or a MAC, in 4-byte steps), version
@@ -288,7 +296,8 @@ pub(super) fn is_ssdp(datagram: &[u8]) -> bool {
 }
 
 /// RTP/RTCP (RFC 3550): version 2; RTCP packet types 192..=223 with a length that fits; RTP
-/// with a payload type outside the RTCP range and room for the CSRC list.
+/// with a static (0..=34) or dynamic (96..=127) payload type, room for the CSRC list, and a
+/// padding count (P bit) that fits.
 pub(super) fn is_rtp(datagram: &[u8]) -> bool {
     let (Some(&first), Some(&second)) = (datagram.first(), datagram.get(1)) else {
         return false;
@@ -301,8 +310,12 @@ pub(super) fn is_rtp(datagram: &[u8]) -> bool {
             .is_some_and(|words| (usize::from(words) + 1) * 4 <= datagram.len());
     }
     let payload_type = second & 0x7F;
-    let csrc = usize::from(first & 0x0F);
-    !(72..=76).contains(&payload_type) && datagram.len() >= 12 + 4 * csrc
+    let header = 12 + 4 * usize::from(first & 0x0F);
+    let padding_ok = first & 0x20 == 0
+        || datagram
+            .last()
+            .is_some_and(|&pad| pad > 0 && header + usize::from(pad) <= datagram.len());
+    (payload_type <= 34 || payload_type >= 96) && datagram.len() >= header && padding_ok
 }
 
 fn be16(bytes: &[u8], offset: usize) -> Option<u16> {
