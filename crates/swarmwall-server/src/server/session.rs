@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use super::limits::AccountSlot;
 use super::{Runtime, Shared, bind, connect, udp};
 use crate::auth::AuthOutcome;
-use crate::metrics::{AuthLabels, CommandLabels, ReasonLabels};
+use crate::metrics::{CommandLabels, ReasonLabels};
 use crate::strikes::StrikeSubject;
 
 /// Longest PROXY protocol header accepted (v2 with TLVs is bounded well below this).
@@ -75,7 +75,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut stream: TcpStream, peer: Socket
     let started = Instant::now();
     let handshake = tokio::time::timeout(
         runtime.server.handshake_timeout,
-        handshake(&shared, &runtime, &mut stream, peer),
+        handshake(&runtime, &mut stream, peer),
     )
     .await;
     let handshaken = match handshake {
@@ -197,7 +197,6 @@ fn refused(shared: &Shared, reason: &'static str) {
 
 /// Read the PROXY header (trusted peers only), then run the SOCKS5 handshake to a request.
 async fn handshake(
-    shared: &Shared,
     runtime: &Runtime,
     stream: &mut TcpStream,
     peer: SocketAddr,
