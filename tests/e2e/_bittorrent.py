@@ -52,7 +52,8 @@ def base_settings(port, **extra):
         "dht_prefer_verified_node_ids": False,
         "dht_enforce_node_id": False,
         "dht_extended_routing_table": False,
-        "alert_mask": int(lt.alert.category_t.error_notification | lt.alert.category_t.status_notification),
+        "alert_mask": int(lt.alert.category_t.error_notification | lt.alert.category_t.status_notification
+                          | lt.alert.category_t.tracker_notification | lt.alert.category_t.dht_notification),
         "user_agent": "swarmwall-e2e/1.0 libtorrent/2.0",
         "announce_to_all_trackers": True,
         "announce_to_all_tiers": True,
@@ -102,6 +103,16 @@ class Peer:
         handle = self.session.add_torrent(params)
         self.handles.append(handle)
         return handle
+
+    def wait_alert(self, name, timeout):
+        """Wait for an alert of type `name` (e.g. `tracker_reply_alert`); True when seen."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.session.wait_for_alert(200)
+            for alert in self.session.pop_alerts():
+                if type(alert).__name__ == name:
+                    return True
+        return False
 
     def drain_alerts(self):
         return [(type(a).__name__, a.message()) for a in self.session.pop_alerts()]
