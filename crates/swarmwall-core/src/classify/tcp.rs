@@ -110,8 +110,7 @@ impl TcpFlow {
         };
         match step {
             Step::Final(verdict) => self.finish(verdict),
-            Step::Wait(wait) if wait.all_done(done) => self.finish_now(),
-            Step::Wait(_) => {
+            Step::Wait(wait) => {
                 if !buffered_before && !take.is_empty() {
                     let side = match direction {
                         Direction::ClientToServer => &mut self.c2s,
@@ -120,7 +119,11 @@ impl TcpFlow {
                     side.buf.reserve_exact(budget);
                     side.buf.extend_from_slice(take);
                 }
-                self.verdict
+                if wait.all_done(done) {
+                    self.finish_now()
+                } else {
+                    self.verdict
+                }
             }
         }
     }
@@ -268,6 +271,11 @@ impl TcpFlow {
             Match::Partial => return Step::Wait(Wait::C2S),
             Match::No => {}
         }
+        match rule_out::tls_record(c2s).resolve(done.c2s) {
+            Match::Yes => return benign(Benign::Tls),
+            Match::Partial => return Step::Wait(Wait::C2S),
+            Match::No => {}
+        }
         if self.context.mode == Mode::Offline
             && let Some(step) = self.mid_stream(c2s, s2c, done)
         {
@@ -277,6 +285,13 @@ impl TcpFlow {
         if excluded && self.context.mode == Mode::Proxy {
             // Fast path: nothing else is looked for on well-known ports.
             return Step::Final(Verdict::GaveUp);
+        }
+        let flight1_over = (self.flights.count >= 2 || done.idle).then_some(self.flights.len[0]);
+        match rule_out::rlpx_auth(c2s, flight1_over).resolve(done.c2s) {
+            // Ethereum devp2p: no benign label of its own, but certainly not MSE.
+            Match::Yes => return Step::Final(Verdict::GaveUp),
+            Match::Partial => return Step::Wait(Wait::ANY),
+            Match::No => {}
         }
         // T1 in the reply only (the client side was not a plain handshake).
         match peer_wire::handshake_at_start(s2c).resolve(done.s2c) {
