@@ -31,6 +31,8 @@ mod websocket;
 #[cfg(test)]
 mod tests;
 
+use std::cell::Cell;
+
 use super::{Benign, BtForm, Direction, FlowContext, Mode, MseStrictness, Verdict};
 
 /// Most client→server bytes ever inspected (spec §5.2).
@@ -53,6 +55,9 @@ pub struct TcpFlow {
     c2s: Side,
     s2c: Side,
     flights: Flights,
+    /// Set once the flow showed the complete MSE shape with no rule-out (spec §2.3), whatever
+    /// the verdict: feeds the correlator's fan-out counter (E4).
+    mse_shaped: Cell<bool>,
 }
 
 impl TcpFlow {
@@ -64,6 +69,7 @@ impl TcpFlow {
             c2s: Side::default(),
             s2c: Side::default(),
             flights: Flights::default(),
+            mse_shaped: Cell::new(false),
         }
     }
 
@@ -146,6 +152,13 @@ impl TcpFlow {
     /// The current verdict.
     pub fn verdict(&self) -> Verdict {
         self.verdict
+    }
+
+    /// True when the flow had the complete MSE/PE shape (three random-looking flights of the
+    /// right sizes, no rule-out matched), whether or not it was blocked for it. The proxy
+    /// reports such flows to [`crate::classify::Correlator::record_candidate`] (E4 fan-out).
+    pub fn is_mse_candidate(&self) -> bool {
+        self.mse_shaped.get()
     }
 
     /// Bytes inspected so far per direction (client→server, server→client): the decision
@@ -306,6 +319,7 @@ impl TcpFlow {
             mse::Shape::Failed => Step::Final(Verdict::GaveUp),
             mse::Shape::Pending => Step::Wait(Wait::ANY),
             mse::Shape::Complete => {
+                self.mse_shaped.set(true);
                 let strictness = self.context.mse_strictness;
                 if strictness == MseStrictness::Aggressive
                     || (strictness == MseStrictness::Corroborated && self.context.corroborated)

@@ -554,7 +554,8 @@ fn context() -> impl Strategy<Value = FlowContext> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    // 256 cases by default; PROPTEST_CASES raises it.
+    #![proptest_config(ProptestConfig::default())]
 
     #[test]
     fn chunking_does_not_change_the_verdict(
