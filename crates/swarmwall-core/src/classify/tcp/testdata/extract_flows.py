@@ -47,7 +47,10 @@ for pcap in sys.argv[2:]:
         if d in st["dead"]:
             continue
         seq = int(seq)
-        data = bytes.fromhex(payload.replace(":", ""))
+        try:
+            data = bytes.fromhex(payload.replace(":", "").split(",")[0])
+        except ValueError:
+            continue
         expected = st["next"].get(src, seq)
         if seq != expected:
             if ((seq - expected) & 0xFFFFFFFF) < 0x80000000:
