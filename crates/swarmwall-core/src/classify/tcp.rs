@@ -79,7 +79,8 @@ impl TcpFlow {
             return self.verdict;
         }
         if self.flights.last != Some(direction) {
-            let cap = if mse::shape(&self.flights, false) == mse::Shape::Complete {
+            let shape = mse::shape(&self.flights, &self.c2s.buf, &self.s2c.buf, false);
+            let cap = if shape == mse::Shape::Complete {
                 MAX_FLIGHTS_I6
             } else {
                 MAX_FLIGHTS
@@ -97,7 +98,7 @@ impl TcpFlow {
         let room = budget.saturating_sub(side.seen);
         let take = bytes.get(..room.min(bytes.len())).unwrap_or_default();
         side.seen += take.len();
-        self.flights.record(bytes.len(), take);
+        self.flights.record(bytes.len());
 
         // Zero-copy fast path: a direction's first chunk is evaluated in place and copied only
         // when the flow stays undecided.
@@ -315,7 +316,7 @@ impl TcpFlow {
         if excluded {
             return Step::Final(Verdict::GaveUp);
         }
-        match mse::shape(&self.flights, done.idle) {
+        match mse::shape(&self.flights, c2s, s2c, done.idle) {
             mse::Shape::Failed => Step::Final(Verdict::GaveUp),
             mse::Shape::Pending => Step::Wait(Wait::ANY),
             mse::Shape::Complete => {
@@ -442,8 +443,8 @@ struct Side {
     buf: Vec<u8>,
 }
 
-/// Flight bookkeeping: who spoke first, how many alternations, per-flight sizes and
-/// randomness (the MSE shape, spec §2.3).
+/// Flight bookkeeping: who spoke first, how many alternations, per-flight sizes (the MSE
+/// shape, spec §2.3).
 #[derive(Debug, Default)]
 struct Flights {
     first: Option<Direction>,
@@ -452,8 +453,6 @@ struct Flights {
     count: u8,
     /// Raw byte count of each of the first four flights.
     len: [u32; MAX_FLIGHTS as usize],
-    /// Randomness of the inspected bytes of flights 1..3.
-    stats: [mse::Randomness; 3],
 }
 
 impl Flights {
@@ -463,14 +462,11 @@ impl Flights {
         self.count += 1;
     }
 
-    /// Account for `raw` bytes of the current flight, of which `inspected` fell in budget.
-    fn record(&mut self, raw: usize, inspected: &[u8]) {
+    /// Account for `raw` bytes of the current flight.
+    fn record(&mut self, raw: usize) {
         let index = usize::from(self.count.saturating_sub(1));
         if let Some(len) = self.len.get_mut(index) {
             *len = len.saturating_add(u32::try_from(raw).unwrap_or(u32::MAX));
-        }
-        if let Some(stats) = self.stats.get_mut(index) {
-            stats.push(inspected, mse::stats_cap(index));
         }
     }
 }

@@ -685,6 +685,6 @@ fn corpus_flows() {
 #[test]
 fn per_flow_state_is_small() {
     // Fixed state without the prefix buffers' heap part (released at the verdict).
-    let size = std::mem::size_of::<TcpFlow>();
-    assert!(size <= 192, "{size} bytes");
+    let size = size_of::<TcpFlow>();
+    assert!(size <= 128, "{size} bytes");
 }
