@@ -79,13 +79,12 @@ impl TcpFlow {
             return self.verdict;
         }
         if self.flights.last != Some(direction) {
-            let shape = mse::shape(&self.flights, &self.c2s.buf, &self.s2c.buf, false);
-            let cap = if shape == mse::Shape::Complete {
-                MAX_FLIGHTS_I6
-            } else {
-                MAX_FLIGHTS
-            };
-            if self.flights.count >= cap {
+            // Past four flights only an MSE-shaped flow (awaiting I6) is still inspected.
+            if self.flights.count >= MAX_FLIGHTS
+                && (self.flights.count >= MAX_FLIGHTS_I6
+                    || mse::shape(&self.flights, &self.c2s.buf, &self.s2c.buf, false)
+                        != mse::Shape::Complete)
+            {
                 // A fifth flight: decide on what the first four showed, without looking at it.
                 return self.finish_now();
             }
