@@ -10,6 +10,8 @@
 //!   UDP; a later TCP flow to one of them is corroborated for
 //!   [`CorrelatorConfig::endpoint_ttl`]. At most
 //!   [`CorrelatorConfig::max_endpoints_per_client`] per client, oldest dropped first.
+//! - E3: remote endpoints (any client's) that spoke decisive BitTorrent recently
+//!   ([`Correlator::record_bt_endpoint`]; high ports only, at most 65,536, 30 min).
 //! - E4: distinct destination IPs of the client's MSE-shaped candidate flows in the last 120 s
 //!   ([`Correlator::record_candidate`]); six or more corroborate.
 //!
@@ -30,6 +32,12 @@ const FAN_OUT_WINDOW: Duration = Duration::from_secs(120);
 const FAN_OUT_THRESHOLD: usize = 6;
 /// Candidate destinations remembered per client (a small set is enough, spec §2.4).
 const FAN_OUT_SLOTS: usize = 16;
+/// E3: most endpoints in the global cache of peers that spoke decisive BitTorrent.
+const GLOBAL_ENDPOINTS: usize = 65_536;
+/// E3: how long such an endpoint stays suspicious (spec §2.4: 30 min).
+const GLOBAL_ENDPOINT_TTL: Duration = Duration::from_secs(30 * 60);
+/// E3 holds high ports only: low ports are shared services (spec §2.4).
+const GLOBAL_MIN_PORT: u16 = 1024;
 
 /// Opaque identity of a client (account or address), already hashed by the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,6 +74,8 @@ pub struct Correlator {
     /// Recency index: touch stamp → client; the first entry is the least recently touched.
     recency: BTreeMap<u64, ClientKey>,
     next_stamp: u64,
+    /// E3, shared by all clients.
+    global: Endpoints,
 }
 
 impl fmt::Debug for Correlator {
@@ -74,6 +84,7 @@ impl fmt::Debug for Correlator {
         f.debug_struct("Correlator")
             .field("config", &self.config)
             .field("clients", &self.clients.len())
+            .field("bt_endpoints", &self.global.latest.len())
             .finish_non_exhaustive()
     }
 }
@@ -86,6 +97,7 @@ impl Correlator {
             clients: HashMap::new(),
             recency: BTreeMap::new(),
             next_stamp: 0,
+            global: Endpoints::default(),
         }
     }
 
@@ -118,6 +130,15 @@ impl Correlator {
         evidence.fan_out.insert(destination.ip(), now);
     }
 
+    /// Record a remote endpoint that spoke decisive BitTorrent (T1, T2, uTP, DHT) so that
+    /// any client's later flow to it is corroborated (E3). Ports below 1024 are ignored.
+    pub fn record_bt_endpoint(&mut self, endpoint: SocketAddr, now: Instant) {
+        if endpoint.port() < GLOBAL_MIN_PORT {
+            return;
+        }
+        self.global.insert(endpoint, now, &Self::global_limits());
+    }
+
     /// True when a new flow from `client` to `destination` has corroborating evidence.
     pub fn is_corroborated(
         &mut self,
@@ -125,6 +146,12 @@ impl Correlator {
         destination: SocketAddr,
         now: Instant,
     ) -> bool {
+        if self
+            .global
+            .contains(destination, now, &Self::global_limits())
+        {
+            return true;
+        }
         let config = self.config;
         let Some(evidence) = self.clients.get_mut(&client) else {
             return false;
@@ -150,6 +177,7 @@ impl Correlator {
     /// Drop clients whose evidence has all expired (call now and then; the store stays
     /// bounded without it, this only frees memory earlier).
     pub fn purge(&mut self, now: Instant) {
+        self.global.expire(now, &Self::global_limits());
         let config = self.config;
         let stale: Vec<ClientKey> = self
             .clients
@@ -159,6 +187,15 @@ impl Correlator {
             .collect();
         for key in stale {
             self.remove(key);
+        }
+    }
+
+    /// Limits of the E3 cache, in the shape the endpoint set expects.
+    fn global_limits() -> CorrelatorConfig {
+        CorrelatorConfig {
+            max_endpoints_per_client: GLOBAL_ENDPOINTS,
+            endpoint_ttl: GLOBAL_ENDPOINT_TTL,
+            ..CorrelatorConfig::default()
         }
     }
 
@@ -442,6 +479,25 @@ mod tests {
         c.record_candidate(client, addr(5, 40_000), t0);
         assert!(c.is_corroborated(client, dest, t0 + Duration::from_secs(119)));
         assert!(!c.is_corroborated(client, dest, t0 + Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn global_bt_endpoints() {
+        let t0 = start();
+        let mut c = Correlator::new(small());
+        let peer = addr(3, 51_413);
+        c.record_bt_endpoint(peer, t0);
+        c.record_bt_endpoint(addr(4, 80), t0);
+        // Any client, even one never seen.
+        assert!(c.is_corroborated(ClientKey(42), peer, t0 + Duration::from_secs(1799)));
+        assert!(!c.is_corroborated(ClientKey(42), addr(4, 80), t0));
+        assert!(!c.is_corroborated(ClientKey(42), peer, t0 + Duration::from_secs(1800)));
+        for i in 0..(GLOBAL_ENDPOINTS as u32 + 10) {
+            c.record_bt_endpoint(addr(i, 6881), t0);
+        }
+        assert_eq!(c.global.latest.len(), GLOBAL_ENDPOINTS);
+        assert!(!c.is_corroborated(ClientKey(1), addr(0, 6881), t0));
+        assert!(c.is_corroborated(ClientKey(1), addr(GLOBAL_ENDPOINTS as u32 + 9, 6881), t0));
     }
 
     #[test]

@@ -31,6 +31,8 @@ mod websocket;
 #[cfg(test)]
 mod tests;
 
+use std::cell::Cell;
+
 use super::{Benign, BtForm, Direction, FlowContext, Mode, MseStrictness, Verdict};
 
 /// Most client→server bytes ever inspected (spec §5.2).
@@ -53,6 +55,9 @@ pub struct TcpFlow {
     c2s: Side,
     s2c: Side,
     flights: Flights,
+    /// Set once the flow showed the complete MSE shape with no rule-out (spec §2.3), whatever
+    /// the verdict: feeds the correlator's fan-out counter (E4).
+    mse_shaped: Cell<bool>,
 }
 
 impl TcpFlow {
@@ -64,6 +69,7 @@ impl TcpFlow {
             c2s: Side::default(),
             s2c: Side::default(),
             flights: Flights::default(),
+            mse_shaped: Cell::new(false),
         }
     }
 
@@ -73,13 +79,13 @@ impl TcpFlow {
             return self.verdict;
         }
         if self.flights.last != Some(direction) {
-            let cap = if mse::shape(&self.flights, false) == mse::Shape::Complete {
-                MAX_FLIGHTS_I6
-            } else {
-                MAX_FLIGHTS
-            };
-            if self.flights.count >= cap {
-                // A fifth flight: decide on what the first four showed, without looking at it.
+            // Past four flights only an MSE-shaped flow (awaiting I6) is still inspected.
+            if self.flights.count >= MAX_FLIGHTS
+                && (self.flights.count >= MAX_FLIGHTS_I6
+                    || mse::shape(&self.flights, &self.c2s.buf, &self.s2c.buf, false)
+                        != mse::Shape::Complete)
+            {
+                // Over the cap: decide on the flights seen, without looking at this one.
                 return self.finish_now();
             }
             self.flights.start(direction);
@@ -91,7 +97,7 @@ impl TcpFlow {
         let room = budget.saturating_sub(side.seen);
         let take = bytes.get(..room.min(bytes.len())).unwrap_or_default();
         side.seen += take.len();
-        self.flights.record(bytes.len(), take);
+        self.flights.record(bytes.len());
 
         // Zero-copy fast path: a direction's first chunk is evaluated in place and copied only
         // when the flow stays undecided.
@@ -110,8 +116,7 @@ impl TcpFlow {
         };
         match step {
             Step::Final(verdict) => self.finish(verdict),
-            Step::Wait(wait) if wait.all_done(done) => self.finish_now(),
-            Step::Wait(_) => {
+            Step::Wait(wait) => {
                 if !buffered_before && !take.is_empty() {
                     let side = match direction {
                         Direction::ClientToServer => &mut self.c2s,
@@ -120,7 +125,11 @@ impl TcpFlow {
                     side.buf.reserve_exact(budget);
                     side.buf.extend_from_slice(take);
                 }
-                self.verdict
+                if wait.all_done(done) {
+                    self.finish_now()
+                } else {
+                    self.verdict
+                }
             }
         }
     }
@@ -143,6 +152,13 @@ impl TcpFlow {
     /// The current verdict.
     pub fn verdict(&self) -> Verdict {
         self.verdict
+    }
+
+    /// True when the flow had the complete MSE/PE shape (three random-looking flights of the
+    /// right sizes, no rule-out matched), whether or not it was blocked for it. The proxy
+    /// reports such flows to [`crate::classify::Correlator::record_candidate`] (E4 fan-out).
+    pub fn is_mse_candidate(&self) -> bool {
+        self.mse_shaped.get()
     }
 
     /// Bytes inspected so far per direction (client→server, server→client): the decision
@@ -268,6 +284,11 @@ impl TcpFlow {
             Match::Partial => return Step::Wait(Wait::C2S),
             Match::No => {}
         }
+        match rule_out::tls_record(c2s).resolve(done.c2s) {
+            Match::Yes => return benign(Benign::Tls),
+            Match::Partial => return Step::Wait(Wait::C2S),
+            Match::No => {}
+        }
         if self.context.mode == Mode::Offline
             && let Some(step) = self.mid_stream(c2s, s2c, done)
         {
@@ -278,6 +299,13 @@ impl TcpFlow {
             // Fast path: nothing else is looked for on well-known ports.
             return Step::Final(Verdict::GaveUp);
         }
+        let flight1_over = (self.flights.count >= 2 || done.idle).then_some(self.flights.len[0]);
+        match rule_out::rlpx_auth(c2s, flight1_over).resolve(done.c2s) {
+            // Ethereum devp2p: no benign label of its own, but certainly not MSE.
+            Match::Yes => return Step::Final(Verdict::GaveUp),
+            Match::Partial => return Step::Wait(Wait::ANY),
+            Match::No => {}
+        }
         // T1 in the reply only (the client side was not a plain handshake).
         match peer_wire::handshake_at_start(s2c).resolve(done.s2c) {
             Match::Yes => return bittorrent(BtForm::PeerWire),
@@ -287,10 +315,11 @@ impl TcpFlow {
         if excluded {
             return Step::Final(Verdict::GaveUp);
         }
-        match mse::shape(&self.flights, done.idle) {
+        match mse::shape(&self.flights, c2s, s2c, done.idle) {
             mse::Shape::Failed => Step::Final(Verdict::GaveUp),
             mse::Shape::Pending => Step::Wait(Wait::ANY),
             mse::Shape::Complete => {
+                self.mse_shaped.set(true);
                 let strictness = self.context.mse_strictness;
                 if strictness == MseStrictness::Aggressive
                     || (strictness == MseStrictness::Corroborated && self.context.corroborated)
@@ -413,8 +442,8 @@ struct Side {
     buf: Vec<u8>,
 }
 
-/// Flight bookkeeping: who spoke first, how many alternations, per-flight sizes and
-/// randomness (the MSE shape, spec §2.3).
+/// Flight bookkeeping: who spoke first, how many alternations, per-flight sizes (the MSE
+/// shape, spec §2.3).
 #[derive(Debug, Default)]
 struct Flights {
     first: Option<Direction>,
@@ -423,8 +452,6 @@ struct Flights {
     count: u8,
     /// Raw byte count of each of the first four flights.
     len: [u32; MAX_FLIGHTS as usize],
-    /// Randomness of the inspected bytes of flights 1..3.
-    stats: [mse::Randomness; 3],
 }
 
 impl Flights {
@@ -434,14 +461,11 @@ impl Flights {
         self.count += 1;
     }
 
-    /// Account for `raw` bytes of the current flight, of which `inspected` fell in budget.
-    fn record(&mut self, raw: usize, inspected: &[u8]) {
+    /// Account for `raw` bytes of the current flight.
+    fn record(&mut self, raw: usize) {
         let index = usize::from(self.count.saturating_sub(1));
         if let Some(len) = self.len.get_mut(index) {
             *len = len.saturating_add(u32::try_from(raw).unwrap_or(u32::MAX));
-        }
-        if let Some(stats) = self.stats.get_mut(index) {
-            stats.push(inspected, mse::stats_cap(index));
         }
     }
 }

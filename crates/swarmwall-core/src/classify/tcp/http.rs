@@ -72,8 +72,12 @@ pub(super) fn classify(context: &FlowContext, c2s: &[u8], s2c: &[u8], done: Done
             Step::Wait(Wait::C2S)
         };
     };
-    let headers = RequestHeaders::parse(c2s.get(request.line_end..header_end).unwrap_or_default());
     let is_get = request.method == b"GET";
+    // The User-Agent only matters for a corroborated client (BEP 19 is class C).
+    let headers = RequestHeaders::parse(
+        c2s.get(request.line_end..header_end).unwrap_or_default(),
+        is_get && context.corroborated,
+    );
     if headers.websocket && headers.webtorrent_host {
         return bittorrent(BtForm::WebTorrent);
     }
@@ -195,7 +199,7 @@ struct RequestHeaders {
 }
 
 impl RequestHeaders {
-    fn parse(block: &[u8]) -> Self {
+    fn parse(block: &[u8], want_user_agent: bool) -> Self {
         let mut out = Self::default();
         for (name, value) in header_lines(block) {
             if name.eq_ignore_ascii_case(b"upgrade") {
@@ -205,7 +209,7 @@ impl RequestHeaders {
                 out.webtorrent_host = super::tls::WEBTORRENT_TRACKERS
                     .iter()
                     .any(|t| t.as_bytes().eq_ignore_ascii_case(host));
-            } else if name.eq_ignore_ascii_case(b"user-agent") {
+            } else if want_user_agent && name.eq_ignore_ascii_case(b"user-agent") {
                 out.bt_user_agent = BT_USER_AGENTS
                     .iter()
                     .any(|ua| memmem::find(value, ua).is_some());
@@ -230,12 +234,12 @@ fn host_without_port(host: &[u8]) -> &[u8] {
 /// T4/T5 from the request target alone.
 fn classify_target(target: &[u8]) -> Option<BtForm> {
     // Absolute form (a request to a proxy): drop `scheme://authority`.
-    let target = match memmem::find(target, b"://") {
-        Some(i) if !target.starts_with(b"/") => {
-            let rest = target.get(i + 3..)?;
-            rest.get(memchr::memchr(b'/', rest)?..)?
-        }
-        _ => target,
+    let target = if target.starts_with(b"/") {
+        target
+    } else {
+        let i = memmem::find(target, b"://")?;
+        let rest = target.get(i + 3..)?;
+        rest.get(memchr::memchr(b'/', rest)?..)?
     };
     let target = target
         .get(..memchr::memchr(b'#', target).unwrap_or(target.len()))

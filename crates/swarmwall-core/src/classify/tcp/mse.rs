@@ -28,18 +28,21 @@ pub(super) fn port_excluded(port: u16) -> bool {
     EXCLUDED_PORTS.contains(&port)
 }
 
-/// How many leading bytes of flight `index` (0-based) the randomness statistics cover.
-pub(super) fn stats_cap(index: usize) -> u16 {
-    match index {
-        // One more than the ceiling: a longer flight fails on length anyway.
-        0 | 1 => DH_MAX as u16 + 1,
-        _ => STEP3_SAMPLE,
-    }
+/// Randomness of `bytes[start..start + min(len, cap)]`: the judged part of one flight.
+fn flight_stats(bytes: &[u8], start: u32, len: u32, cap: u16) -> Randomness {
+    let start = start as usize;
+    let end = start.saturating_add(len.min(u32::from(cap)) as usize);
+    let mut stats = Randomness::default();
+    stats.push(
+        bytes.get(start..end.min(bytes.len())).unwrap_or_default(),
+        cap,
+    );
+    stats
 }
 
 /// Streaming randomness statistics over the first bytes of one flight.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Randomness {
+struct Randomness {
     /// Bytes counted.
     n: u16,
     /// Sum of popcounts.
@@ -56,7 +59,7 @@ pub(super) struct Randomness {
 
 impl Randomness {
     /// Count the bytes of `bytes` that still fall under `cap`.
-    pub(super) fn push(&mut self, bytes: &[u8], cap: u16) {
+    fn push(&mut self, bytes: &[u8], cap: u16) {
         let room = usize::from(cap.saturating_sub(self.n));
         for &byte in bytes.iter().take(room) {
             let printable = (0x20..=0x7e).contains(&byte);
@@ -103,15 +106,20 @@ pub(super) enum Shape {
     Complete,
 }
 
-/// Judge the first three flights; `finished` means no further bytes will come.
-pub(super) fn shape(flights: &Flights, finished: bool) -> Shape {
+/// Judge the first three flights from the inspected prefixes (`c2s` holds flights 1 and 3,
+/// `s2c` flight 2); `finished` means no further bytes will come. Randomness is computed here,
+/// on demand, so that flows taking other paths (TLS, HTTP) pay nothing per byte for it.
+pub(super) fn shape(flights: &Flights, c2s: &[u8], s2c: &[u8], finished: bool) -> Shape {
     if flights.first != Some(Direction::ClientToServer) {
         return Shape::Failed;
     }
     let [l1, l2, l3, _] = flights.len;
-    let [s1, s2, s3] = &flights.stats;
     // Flight 1 (I1): Ya + PadA.
-    if s1.early_fail() || l1 > DH_MAX {
+    if l1 > DH_MAX {
+        return Shape::Failed;
+    }
+    let s1 = flight_stats(c2s, 0, l1, DH_MAX as u16 + 1);
+    if s1.early_fail() {
         return Shape::Failed;
     }
     if flights.count < 2 {
@@ -125,7 +133,11 @@ pub(super) fn shape(flights: &Flights, finished: bool) -> Shape {
         return Shape::Failed;
     }
     // Flight 2 (I2): Yb + PadB.
-    if s2.early_fail() || l2 > DH_MAX {
+    if l2 > DH_MAX {
+        return Shape::Failed;
+    }
+    let s2 = flight_stats(s2c, 0, l2, DH_MAX as u16 + 1);
+    if s2.early_fail() {
         return Shape::Failed;
     }
     if flights.count < 3 {
@@ -139,6 +151,7 @@ pub(super) fn shape(flights: &Flights, finished: bool) -> Shape {
         return Shape::Failed;
     }
     // Flight 3 (I3): hashes, RC4(VC, provide, PadC, IA), judged on its first 128 bytes.
+    let s3 = flight_stats(c2s, l1, l3, STEP3_SAMPLE);
     if s3.early_fail() {
         return Shape::Failed;
     }
@@ -202,12 +215,13 @@ mod tests {
     fn stats_are_chunking_independent() {
         let data = random_bytes(9, 700);
         let mut whole = Randomness::default();
-        whole.push(&data, stats_cap(0));
+        whole.push(&data, 609);
         let mut pieces = Randomness::default();
         for chunk in data.chunks(7) {
-            pieces.push(chunk, stats_cap(0));
+            pieces.push(chunk, 609);
         }
         assert_eq!(whole, pieces);
         assert_eq!(whole.n, 609);
+        assert_eq!(flight_stats(&data, 0, 700, 609), whole);
     }
 }

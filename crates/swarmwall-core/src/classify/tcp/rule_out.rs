@@ -95,6 +95,59 @@ pub(super) fn openvpn_reset(bytes: &[u8]) -> Match {
     }
 }
 
+/// A TLS record of any content type (change_cipher_spec, alert, handshake, application_data)
+/// at the start of a stream that did not open with a ClientHello: TLS seen mid-stream in a
+/// capture, or a resumed session (RFC 8446 §5.1: type, legacy version 03 0x, length ≤ 2^14 +
+/// 256).
+pub(super) fn tls_record(bytes: &[u8]) -> Match {
+    let checks: [fn(u8) -> bool; 3] =
+        [|b| (0x14..=0x17).contains(&b), |b| b == 0x03, |b| b <= 0x04];
+    for (byte, ok) in bytes.iter().zip(checks) {
+        if !ok(*byte) {
+            return Match::No;
+        }
+    }
+    match (bytes.get(3), bytes.get(4)) {
+        (Some(&hi), Some(&lo)) if (1..=16_640).contains(&u16::from_be_bytes([hi, lo])) => {
+            Match::Yes
+        }
+        (Some(_), Some(_)) => Match::No,
+        _ => Match::Partial,
+    }
+}
+
+/// Ethereum devp2p RLPx auth message, which has the MSE shape (an ECIES blob from the client,
+/// another back): EIP-8 form = u16 size, then the ephemeral public key starting 0x04, and the
+/// flight is exactly size + 2 bytes; the pre-EIP-8 form is exactly 307 bytes starting 0x04.
+/// `flight1` is the client's first flight length once it is over.
+pub(super) fn rlpx_auth(bytes: &[u8], flight1: Option<u32>) -> Match {
+    const ECIES_OVERHEAD: u16 = 65 + 16 + 32;
+    const LEGACY_AUTH: u32 = 307;
+    let eip8_size = match (bytes.first(), bytes.get(1), bytes.get(2)) {
+        (Some(&hi), Some(&lo), Some(&0x04)) => {
+            Some(u16::from_be_bytes([hi, lo])).filter(|&size| size >= ECIES_OVERHEAD)
+        }
+        (Some(_), Some(_), Some(_)) => None,
+        _ => return Match::Partial,
+    };
+    let legacy = bytes.first() == Some(&0x04);
+    if eip8_size.is_none() && !legacy {
+        return Match::No;
+    }
+    let Some(length) = flight1 else {
+        let too_long = eip8_size.is_none_or(|size| bytes.len() > usize::from(size) + 2)
+            && (!legacy || bytes.len() > LEGACY_AUTH as usize);
+        return if too_long { Match::No } else { Match::Partial };
+    };
+    if eip8_size.is_some_and(|size| u32::from(size) + 2 == length)
+        || (legacy && length == LEGACY_AUTH)
+    {
+        Match::Yes
+    } else {
+        Match::No
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +186,29 @@ mod tests {
         );
         assert_eq!(http2_preface(b"PRI * HT"), Match::Partial);
         assert_eq!(http2_preface(b"POST /"), Match::No);
+    }
+
+    #[test]
+    fn tls_records() {
+        assert_eq!(tls_record(&[0x17, 0x03, 0x03, 0x00, 0x69]), Match::Yes);
+        assert_eq!(tls_record(&[0x17, 0x03, 0x03]), Match::Partial);
+        assert_eq!(tls_record(&[0x17, 0x03, 0x03, 0xFF, 0xFF]), Match::No);
+        assert_eq!(tls_record(&[0x18, 0x03]), Match::No);
+    }
+
+    #[test]
+    fn rlpx() {
+        // EIP-8 auth of 471 bytes: size 0x01d5 = 469, then 0x04.
+        let mut auth = vec![0x01, 0xD5, 0x04];
+        auth.resize(471, 0xAB);
+        assert_eq!(rlpx_auth(&auth, None), Match::Partial);
+        assert_eq!(rlpx_auth(&auth, Some(471)), Match::Yes);
+        assert_eq!(rlpx_auth(&auth, Some(472)), Match::No);
+        let mut longer = auth.clone();
+        longer.push(0);
+        assert_eq!(rlpx_auth(&longer, None), Match::No);
+        assert_eq!(rlpx_auth(&[0x04; 307], Some(307)), Match::Yes);
+        assert_eq!(rlpx_auth(&[0x33, 0x01, 0x02], None), Match::No);
     }
 
     #[test]

@@ -554,7 +554,8 @@ fn context() -> impl Strategy<Value = FlowContext> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    // 256 cases by default; PROPTEST_CASES raises it.
+    #![proptest_config(ProptestConfig::default())]
 
     #[test]
     fn chunking_does_not_change_the_verdict(
@@ -623,6 +624,8 @@ fn corpus_flows() {
         return;
     };
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    // Per verdict: (flows, bytes inspected c2s, s2c).
+    let mut depth = std::collections::BTreeMap::<String, (usize, usize, usize)>::new();
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
@@ -646,7 +649,14 @@ fn corpus_flows() {
             corroborated: false,
         };
         let script = recorded(&std::fs::read(&path).unwrap());
-        let verdict = run(context, &script);
+        let mut flow = TcpFlow::new(context);
+        for (direction, bytes) in &script {
+            flow.handle_data(*direction, bytes);
+        }
+        let verdict = flow.handle_idle(true);
+        let (c2s, s2c) = flow.bytes_inspected();
+        let entry = depth.entry(verdict.label()).or_default();
+        *entry = (entry.0 + 1, entry.1 + c2s, entry.2 + s2c);
         let aggressive = run(
             FlowContext {
                 mse_strictness: MseStrictness::Aggressive,
@@ -663,4 +673,18 @@ fn corpus_flows() {
         }
     }
     println!("{counts:#?}");
+    for (label, (n, c2s, s2c)) in depth {
+        println!(
+            "{label}: mean bytes inspected c2s {} s2c {}",
+            c2s / n,
+            s2c / n
+        );
+    }
+}
+
+#[test]
+fn per_flow_state_is_small() {
+    // Fixed state without the prefix buffers' heap part (released at the verdict).
+    let size = size_of::<TcpFlow>();
+    assert!(size <= 128, "{size} bytes");
 }

@@ -28,7 +28,7 @@ for pcap in sys.argv[2:]:
         if len(parts) != len(fields):
             continue
         stream, src4, src6, sport, dport, syn, ack, seq, length, payload = parts
-        if not stream or not sport:
+        if not stream or not sport or not seq or not seq.isdigit():
             continue
         st = streams.setdefault(stream, {"client": None, "syn": False, "next": {}, "segs": [], "count": {}, "dead": set(), "server_port": None})
         src = (src4 or src6, sport)
@@ -47,7 +47,10 @@ for pcap in sys.argv[2:]:
         if d in st["dead"]:
             continue
         seq = int(seq)
-        data = bytes.fromhex(payload.replace(":", ""))
+        try:
+            data = bytes.fromhex(payload.replace(":", "").split(",")[0])
+        except ValueError:
+            continue
         expected = st["next"].get(src, seq)
         if seq != expected:
             if ((seq - expected) & 0xFFFFFFFF) < 0x80000000:
