@@ -190,7 +190,6 @@ async fn inspect(
         return Ok(Inspected::Ended);
     }
     let (to_server, to_client) = flow.bytes_inspected();
-    drop(flow);
     record_verdict(context, verdict, (to_server + to_client) as f64);
     let Verdict::BitTorrent(form) = verdict else {
         return Ok(Inspected::Pass {
