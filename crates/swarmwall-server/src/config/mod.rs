@@ -18,7 +18,7 @@ use serde::Deserialize;
 pub use admin::AdminConfig;
 pub use policy::PolicyConfig;
 pub use security::SecurityConfig;
-pub use server::ServerConfig;
+pub use server::{FastPath, ServerConfig};
 pub use store::StoreConfig;
 
 /// The whole configuration file. Every section and key is optional; defaults are secure.

@@ -22,6 +22,7 @@ mod listener;
 mod relay;
 mod session;
 pub mod signals;
+mod splice;
 mod udp;
 
 use std::net::{IpAddr, SocketAddr};
