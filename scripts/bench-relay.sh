@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Relay benchmark: direct loopback vs swarmwall (and microsocks / danted when installed), side by
 # side in one run. Each proxy is pinned to core 0 with taskset; the client and sink run on core 1.
-# Bounded: about 20 s per target plus the idle-session phase.
+# Bounded: about 20 s per target plus the idle-session phase (about 2 minutes in all).
 #
 #   scripts/bench-relay.sh                 # release build, 10,000 idle sessions
 #   SECONDS_PER_TEST=2 IDLE=2000 scripts/bench-relay.sh
@@ -29,18 +29,21 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 targets=("--target" "direct=direct")
 
-# swarmwall
-cat > "$work/swarmwall.toml" <<EOF
-[server]
-max_sessions = 30000
-EOF
-RUST_LOG=warn taskset -c "$PROXY_CORE" "$BIN" serve --listen 127.0.0.1:0 \
-    --config "$work/swarmwall.toml" --allow-destination 127.0.0.0/8 2> "$work/swarmwall.log" &
-pids+=($!)
-sw_pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$work/swarmwall.log" && break; sleep 0.1; done
-sw_addr=$(grep -o 'listening on [0-9.:]*' "$work/swarmwall.log" | awk '{print $3}')
-targets+=("--target" "swarmwall=${sw_addr}:${sw_pid}")
+# swarmwall, once per fast path (copy, splice); a short inspect phase so bulk runs on the fast path
+start_swarmwall() { # NAME FAST_PATH
+    printf '[server]\nmax_sessions = 30000\nfast_path = "%s"\ninspect_timeout = "200ms"\n' "$2" \
+        > "$work/$1.toml"
+    RUST_LOG=warn taskset -c "$PROXY_CORE" "$BIN" serve --listen 127.0.0.1:0 \
+        --config "$work/$1.toml" --allow-destination 127.0.0.0/8 2> "$work/$1.log" &
+    local pid=$!
+    pids+=("$pid")
+    for _ in $(seq 100); do grep -q "listening on" "$work/$1.log" && break; sleep 0.1; done
+    local addr
+    addr=$(grep -o 'listening on [0-9.:]*' "$work/$1.log" | awk '{print $3}')
+    targets+=("--target" "$1=${addr}:${pid}")
+}
+start_swarmwall swarmwall copy
+start_swarmwall swarmwall-splice splice
 
 # microsocks
 if command -v microsocks >/dev/null; then
