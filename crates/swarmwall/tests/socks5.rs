@@ -454,3 +454,38 @@ fn sighup_reloads_accounts_and_keeps_live_sessions() {
     live.read_exact(&mut reply).unwrap();
     assert_eq!(&reply, b"live");
 }
+
+#[test]
+fn splice_fast_path_relays_bulk_and_half_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    // A short inspect phase so the bulk transfer runs on the splice fast path.
+    std::fs::write(
+        &config,
+        "[server]\nfast_path = \"splice\"\ninspect_timeout = \"50ms\"\n",
+    )
+    .unwrap();
+    let echo = echo_server("127.0.0.1:0");
+    let proxy = Proxy::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        ALLOW_LOOPBACK[0],
+        ALLOW_LOOPBACK[1],
+    ]);
+    let (code, mut stream) = socks_connect(proxy.address, echo);
+    assert_eq!(code, 0);
+    // 4 MiB both ways: the inspect deadline passes during the transfer, so the stream moves
+    // from the inspect phase to the splice fast path in the middle of it.
+    let payload: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let mut writer = stream.try_clone().unwrap();
+    let sent = payload.clone();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).unwrap();
+    sender.join().unwrap();
+    assert_eq!(received.len(), payload.len());
+    assert!(received == payload);
+}

@@ -21,7 +21,7 @@ pub use policy::{
     RuleAction, StrikesSettings,
 };
 pub use security::SecurityConfig;
-pub use server::ServerConfig;
+pub use server::{FastPath, ServerConfig};
 pub use store::{StoreBackend, StoreConfig};
 
 /// The whole configuration file. Every section and key is optional; defaults are secure.

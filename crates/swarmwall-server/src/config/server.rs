@@ -55,6 +55,19 @@ pub struct ServerConfig {
     pub relay_buffer_bytes: u32,
     /// Peers allowed to send a PROXY protocol v1/v2 header (load balancers), as CIDRs.
     pub proxy_protocol_trusted: Vec<ipnet::IpNet>,
+    /// How relayed bytes are moved after the inspect phase.
+    pub fast_path: FastPath,
+}
+
+/// The fast-path implementation (`server.fast_path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FastPath {
+    /// Readiness-driven copy through a user-space buffer held only while data flows.
+    #[default]
+    Copy,
+    /// Linux `splice(2)` through a pipe per direction (created on the first byte).
+    Splice,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +89,7 @@ impl Default for ServerConfig {
             udp_teardown_after_blocks: 0,
             relay_buffer_bytes: 32 * 1024,
             proxy_protocol_trusted: Vec::new(),
+            fast_path: FastPath::Copy,
         }
     }
 }

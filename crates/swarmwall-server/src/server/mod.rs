@@ -22,6 +22,7 @@ mod listener;
 mod relay;
 mod session;
 pub mod signals;
+mod splice;
 mod udp;
 
 use std::net::{IpAddr, SocketAddr};
@@ -317,7 +318,9 @@ impl Server {
     /// open sessions up to `shutdown_grace`. Returns the number of sessions still open when
     /// the grace period ended (they are dropped with the runtime).
     pub async fn run(self) -> usize {
-        listener::run(self.listener, Arc::clone(&self.shared)).await;
+        // The accept loop runs as a task on the worker threads (next to the sessions and the
+        // I/O driver) rather than on the thread that called `run`.
+        let _ = tokio::spawn(listener::run(self.listener, Arc::clone(&self.shared))).await;
         let grace = self.shared.runtime.load().server.shutdown_grace;
         self.shared.tracker.close();
         if tokio::time::timeout(grace, self.shared.tracker.wait())

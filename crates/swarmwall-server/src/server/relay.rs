@@ -24,6 +24,8 @@ use swarmwall_core::classify::{Direction, FlowContext, TcpFlow, Verdict};
 use tokio::net::TcpStream;
 
 use super::session::SessionContext;
+use super::splice;
+use crate::config::FastPath;
 use crate::metrics::{BlockLabels, DirectionLabels, VerdictLabels};
 use crate::policy::TrafficAction;
 use crate::strikes::StrikeOutcome;
@@ -73,18 +75,19 @@ pub(super) async fn run(
         return;
     };
     let buffer = server.relay_buffer_bytes as usize;
+    let use_splice = server.fast_path == FastPath::Splice;
     let to_target = async {
-        if client_open {
-            copy(&client, &target, buffer, &counters.to_target, &activity).await
-        } else {
-            Ok(())
+        match (client_open, use_splice) {
+            (false, _) => Ok(()),
+            (true, true) => splice::copy(&client, &target, &counters.to_target, &activity).await,
+            (true, false) => copy(&client, &target, buffer, &counters.to_target, &activity).await,
         }
     };
     let to_client = async {
-        if target_open {
-            copy(&target, &client, buffer, &counters.to_client, &activity).await
-        } else {
-            Ok(())
+        match (target_open, use_splice) {
+            (false, _) => Ok(()),
+            (true, true) => splice::copy(&target, &client, &counters.to_client, &activity).await,
+            (true, false) => copy(&target, &client, buffer, &counters.to_client, &activity).await,
         }
     };
     tokio::select! {
@@ -195,7 +198,6 @@ async fn inspect(
         return Ok(Inspected::Ended);
     }
     let (to_server, to_client) = flow.bytes_inspected();
-    drop(flow);
     record_verdict(context, verdict, (to_server + to_client) as f64);
     let Verdict::BitTorrent(form) = verdict else {
         return Ok(Inspected::Pass {

@@ -68,9 +68,8 @@ pub(super) async fn run(shared: Arc<Shared>, mut stream: TcpStream, peer: Socket
     });
     let runtime = shared.runtime.load_full();
     let _ = stream.set_nodelay(true);
-    let local = match stream.local_addr() {
-        Ok(local) => local,
-        Err(_) => return,
+    let Ok(local) = stream.local_addr() else {
+        return;
     };
     let started = Instant::now();
     let handshake = tokio::time::timeout(

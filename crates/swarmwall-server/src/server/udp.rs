@@ -118,7 +118,7 @@ impl Association<'_> {
                     Ok(()) => match self.relay.try_recv_from(&mut buffer) {
                         Ok((len, source)) => {
                             let datagram = buffer.get(..len).unwrap_or_default();
-                            self.from_client(datagram, source).await
+                            self.handle_client_datagram(datagram, source).await
                         }
                         Err(_) => Next::Continue,
                     },
@@ -128,7 +128,7 @@ impl Association<'_> {
                     Ok(()) => match self.outbound.try_recv_from(&mut buffer) {
                         Ok((len, source)) => {
                             let datagram = buffer.get(..len).unwrap_or_default();
-                            self.from_target(datagram, source).await
+                            self.handle_target_datagram(datagram, source).await
                         }
                         Err(_) => Next::Continue,
                     },
@@ -152,7 +152,7 @@ impl Association<'_> {
             .inc();
     }
 
-    async fn from_client(&mut self, datagram: &[u8], source: SocketAddr) -> Next {
+    async fn handle_client_datagram(&mut self, datagram: &[u8], source: SocketAddr) -> Next {
         const DIRECTION: &str = "client_to_target";
         if source.ip().to_canonical() != self.client_ip
             || self.client_port.is_some_and(|port| port != source.port())
@@ -160,12 +160,9 @@ impl Association<'_> {
             self.count(DIRECTION, "dropped_foreign_source");
             return Next::Continue;
         }
-        let (header, offset) = match UdpHeader::decode(datagram) {
-            Ok(parsed) => parsed,
-            Err(_) => {
-                self.count(DIRECTION, "dropped_malformed");
-                return Next::Continue;
-            }
+        let Ok((header, offset)) = UdpHeader::decode(datagram) else {
+            self.count(DIRECTION, "dropped_malformed");
+            return Next::Continue;
         };
         if header.frag != 0 {
             self.count(DIRECTION, "dropped_fragment");
@@ -191,7 +188,7 @@ impl Association<'_> {
         Next::Continue
     }
 
-    async fn from_target(&mut self, datagram: &[u8], source: SocketAddr) -> Next {
+    async fn handle_target_datagram(&mut self, datagram: &[u8], source: SocketAddr) -> Next {
         const DIRECTION: &str = "target_to_client";
         let source = SocketAddr::new(source.ip().to_canonical(), source.port());
         let (Some(port), true) = (self.client_port, self.flows.contains_key(&source)) else {

@@ -27,6 +27,18 @@ pub(crate) struct ServeArgs {
     /// Allow destinations in this network despite the lateral-movement guard (repeatable).
     #[arg(long = "allow-destination", value_name = "CIDR", value_parser = parse_cidr)]
     allow_destination: Vec<ipnet::IpNet>,
+    /// Options handed on to the admin, store and audit parts (boxed: keeps the command enum
+    /// small).
+    #[command(flatten)]
+    wiring: Box<WiringArgs>,
+    /// Log format: `human` (default) or `json`.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+/// `serve` options the server core only carries to other parts of the system.
+#[derive(Debug, clap::Args)]
+struct WiringArgs {
     /// Admin listener address (metrics, API, dashboard).
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<SocketAddr>,
@@ -42,9 +54,6 @@ pub(crate) struct ServeArgs {
     /// Security event log (hash-chained JSON lines).
     #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
-    /// Log format: `human` (default) or `json`.
-    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
-    log_format: LogFormat,
 }
 
 /// Log output format.
@@ -71,11 +80,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         accounts: args.accounts,
         allow_destination: args.allow_destination,
-        admin_listen: args.admin_listen,
-        admin_token_file: args.admin_token_file,
-        store: args.store,
-        data_dir: args.data_dir,
-        audit_log: args.audit_log,
+        admin_listen: args.wiring.admin_listen,
+        admin_token_file: args.wiring.admin_token_file,
+        store: args.wiring.store,
+        data_dir: args.wiring.data_dir,
+        audit_log: args.wiring.audit_log,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""Relay benchmark driver (called by scripts/bench-relay.sh): direct loopback vs SOCKS5 proxies.
+
+For each target (direct, swarmwall, and microsocks/danted when installed) it measures, in one run:
+bulk throughput (1 and 16 streams), new connections per second (handshake + 1-byte echo +
+close), request/response latency p50/p99 (1-byte ping-pong on one session), proxy CPU seconds
+per GB forwarded (utime+stime from /proc/PID/stat over the whole process tree), and memory per
+idle session (RSS delta over N idle CONNECT sessions / N). Prints a Markdown table.
+
+The proxy runs pinned to one core (the shell script starts it with taskset); this driver (client
+and sink) pins itself to the other core.
+"""
+import argparse
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import threading
+import time
+
+CHUNK = 256 * 1024
+
+
+def pin(core):
+    try:
+        os.sched_setaffinity(0, {core})
+    except (AttributeError, OSError):
+        pass
+
+
+# ---------------------------------------------------------------- servers (sink + echo)
+
+class Sink:
+    """Counts bytes received on every connection; for idle sessions it just holds sockets."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4096)
+        self.address = self.listener.getsockname()
+        self.received = 0
+        self.lock = threading.Lock()
+        self.held = []
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.drain, args=(conn,), daemon=True).start()
+
+    def drain(self, conn):
+        total = 0
+        buffer = bytearray(CHUNK)
+        try:
+            while True:
+                n = conn.recv_into(buffer)
+                if n == 0:
+                    break
+                total += n
+        except OSError:
+            pass
+        with self.lock:
+            self.received += total
+        conn.close()
+
+
+class Holder:
+    """Accepts and keeps connections open (idle-session targets), with one accept thread."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(65535)
+        self.address = self.listener.getsockname()
+        self.held = []
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self):
+        for conn in self.held:
+            conn.close()
+        self.held.clear()
+
+
+class Echo:
+    """Echoes every byte back; closes when the client does."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4096)
+        self.address = self.listener.getsockname()
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def serve(conn):
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                conn.sendall(data)
+        except OSError:
+            pass
+        conn.close()
+
+
+# ---------------------------------------------------------------- clients
+
+def open_session(proxy, target):
+    """A TCP connection to `target`, through the SOCKS5 `proxy` when given."""
+    if proxy is None:
+        sock = socket.create_connection(target)
+    else:
+        sock = socket.create_connection(proxy)
+        sock.sendall(b"\x05\x01\x00")
+        if recv_exact(sock, 2) != b"\x05\x00":
+            raise RuntimeError("greeting refused")
+        sock.sendall(b"\x05\x01\x00\x01" + socket.inet_aton(target[0]) + struct.pack(">H", target[1]))
+        reply = recv_exact(sock, 10)
+        if reply[1] != 0:
+            raise RuntimeError("CONNECT refused: %d" % reply[1])
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        part = sock.recv(n - len(data))
+        if not part:
+            raise RuntimeError("closed early")
+        data += part
+    return data
+
+
+def throughput(proxy, sink, streams, seconds):
+    """Bytes per second delivered to the sink with `streams` parallel senders."""
+    payload = b"\x00" * CHUNK
+    start_received = sink.received
+    stop = time.monotonic() + seconds
+    sent = [0] * streams
+
+    def sender(index):
+        sock = open_session(proxy, sink.address)
+        while time.monotonic() < stop:
+            sock.sendall(payload)
+            sent[index] += len(payload)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(30)
+        try:
+            sock.recv(1)
+        except OSError:
+            pass
+        sock.close()
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=sender, args=(i,)) for i in range(streams)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    deadline = time.monotonic() + 30
+    while sink.received - start_received < sum(sent) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    elapsed = time.monotonic() - started
+    return (sink.received - start_received) / elapsed, sink.received - start_received
+
+
+def connections_per_second(proxy, echo, seconds, workers=4):
+    count = [0] * workers
+    stop = time.monotonic() + seconds
+
+    def worker(index):
+        while time.monotonic() < stop:
+            sock = open_session(proxy, echo.address)
+            sock.sendall(b"x")
+            recv_exact(sock, 1)
+            sock.close()
+            count[index] += 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(count) / (time.monotonic() - started)
+
+
+def latency(proxy, echo, rounds):
+    sock = open_session(proxy, echo.address)
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter_ns()
+        sock.sendall(b"x")
+        recv_exact(sock, 1)
+        samples.append((time.perf_counter_ns() - started) / 1000.0)
+    sock.close()
+    samples.sort()
+    return samples[len(samples) // 2], samples[int(len(samples) * 0.99) - 1]
+
+
+# ---------------------------------------------------------------- /proc accounting
+
+def tree(pid):
+    pids = [pid]
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    except OSError:
+        out = ""
+    for child in out.split():
+        pids.extend(tree(int(child)))
+    return pids
+
+
+def cpu_seconds(pid):
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in tree(pid):
+        try:
+            fields = open("/proc/%d/stat" % p).read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / ticks
+
+
+def rss_bytes(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            for line in open("/proc/%d/status" % p):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def idle_memory(proxy, pid, holder, sessions):
+    """RSS delta per idle CONNECT session (sessions held open with no traffic)."""
+    before = rss_bytes(pid)
+    socks = []
+    try:
+        for _ in range(sessions):
+            socks.append(open_session(proxy, holder.address))
+        time.sleep(1.0)  # let the proxy settle (not synchronisation: a measurement window)
+        after = rss_bytes(pid)
+    finally:
+        for sock in socks:
+            sock.close()
+        holder.close()
+    return (after - before) / max(1, len(socks)), len(socks)
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--target", action="append", default=[],
+                        help="NAME=HOST:PORT:PID of a SOCKS5 proxy, or direct")
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--idle-sessions", type=int, default=10000)
+    parser.add_argument("--latency-rounds", type=int, default=3000)
+    parser.add_argument("--core", type=int, default=1)
+    args = parser.parse_args()
+    pin(args.core)
+    sink, echo = Sink(), Echo()
+    rows = []
+    for spec in args.target:
+        name, _, rest = spec.partition("=")
+        if rest == "direct":
+            proxy, pid = None, None
+        else:
+            host, port, pid = rest.rsplit(":", 2)
+            proxy, pid = (host, int(port)), int(pid)
+        row = {"name": name}
+        cpu0 = cpu_seconds(pid) if pid else 0.0
+        row["tp1"], moved1 = throughput(proxy, sink, 1, args.seconds)
+        row["tp16"], moved16 = throughput(proxy, sink, 16, args.seconds)
+        cpu1 = cpu_seconds(pid) if pid else 0.0
+        moved = moved1 + moved16
+        row["cpu_per_gb"] = (cpu1 - cpu0) / (moved / 1e9) if pid and moved else None
+        row["cps"] = connections_per_second(proxy, echo, args.seconds / 2)
+        row["p50"], row["p99"] = latency(proxy, echo, args.latency_rounds)
+        if pid:
+            row["idle"], row["idle_n"] = idle_memory(proxy, pid, Holder(), args.idle_sessions)
+        else:
+            row["idle"], row["idle_n"] = None, 0
+        rows.append(row)
+        print("measured %s" % name, flush=True)
+
+    direct = next((r for r in rows if r["name"] == "direct"), None)
+    print()
+    print("| target | 1 stream MB/s | 16 streams MB/s | new conn/s | p50 µs | p99 µs | CPU s/GB | idle session bytes |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = ""
+        if direct and r is not direct and direct["tp1"]:
+            ratio = " (%.2f×)" % (r["tp1"] / direct["tp1"])
+        cpu = "%.2f" % r["cpu_per_gb"] if r["cpu_per_gb"] is not None else "–"
+        idle = "%.0f (n=%d)" % (r["idle"], r["idle_n"]) if r["idle"] is not None else "–"
+        print("| %s | %.0f%s | %.0f | %.0f | %.0f | %.0f | %s | %s |" % (
+            r["name"], r["tp1"] / 1e6, ratio, r["tp16"] / 1e6, r["cps"], r["p50"], r["p99"], cpu, idle))
+
+
+if __name__ == "__main__":
+    main()
