@@ -92,7 +92,7 @@ impl<'a> Value<'a> {
     }
 
     /// Look a key up in a dictionary (linear scan; dictionaries here are small).
-    pub fn get(&self, key: &[u8]) -> Option<Value<'a>> {
+    pub fn get(&self, key: &[u8]) -> Option<Self> {
         self.dict_entries().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 }

@@ -1,0 +1,100 @@
+//! Cost of classifying one TCP flow to its verdict, per opening: a real TLS ClientHello (curl,
+//! and Chromium's ~2 KB post-quantum one in two segments), a plain HTTP GET with its response,
+//! an HTTP tracker announce, a peer-wire handshake, and an MSE exchange (three flights).
+//!
+//! `cargo bench -p swarmwall-core --bench classify_tcp`
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use swarmwall_core::classify::{Direction, FlowContext, MseStrictness, TcpFlow, Verdict};
+
+const C: Direction = Direction::ClientToServer;
+const S: Direction = Direction::ServerToClient;
+
+const CURL_HELLO: &[u8] = include_bytes!("../src/classify/tcp/testdata/curl_client_hello.bin");
+const CHROMIUM_HELLO: &[u8] =
+    include_bytes!("../src/classify/tcp/testdata/chromium_client_hello.bin");
+const LT_ANNOUNCE: &[u8] = include_bytes!("../src/classify/tcp/testdata/libtorrent_announce.bin");
+
+fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+fn classify(context: FlowContext, script: &[(Direction, &[u8])]) -> Verdict {
+    let mut flow = TcpFlow::new(context);
+    for (direction, bytes) in script {
+        let verdict = flow.handle_data(*direction, black_box(bytes));
+        if verdict.is_final() {
+            return verdict;
+        }
+    }
+    flow.handle_idle(true)
+}
+
+fn benches(c: &mut Criterion) {
+    let mut handshake = b"\x13BitTorrent protocol".to_vec();
+    handshake.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x05]);
+    handshake.extend([7u8; 20]);
+    handshake.extend_from_slice(b"-lt2080-abcdefghijkl");
+    let get = b"GET /index.html HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
+    let response = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=UTF-8\r\nContent-Length: 1256\r\n\r\n<!doctype html><html>";
+    let (hello_a, hello_b) = CHROMIUM_HELLO.split_at(1200);
+    let mse = [
+        random_bytes(1, 300),
+        random_bytes(2, 250),
+        random_bytes(3, 124),
+    ];
+    let aggressive = FlowContext {
+        mse_strictness: MseStrictness::Aggressive,
+        ..FlowContext::proxy(51_413)
+    };
+
+    type Case<'a> = (&'a str, FlowContext, Vec<(Direction, &'a [u8])>);
+    let cases: [Case<'_>; 6] = [
+        ("tls_curl", FlowContext::proxy(443), vec![(C, CURL_HELLO)]),
+        (
+            "tls_chromium_pq_2_segments",
+            FlowContext::proxy(443),
+            vec![(C, hello_a), (C, hello_b)],
+        ),
+        (
+            "http_get_and_response",
+            FlowContext::proxy(80),
+            vec![(C, &get[..]), (S, &response[..])],
+        ),
+        (
+            "http_tracker_announce",
+            FlowContext::proxy(80),
+            vec![(C, LT_ANNOUNCE)],
+        ),
+        (
+            "peer_wire_handshake",
+            FlowContext::proxy(6881),
+            vec![(C, &handshake[..])],
+        ),
+        (
+            "mse_three_flights",
+            aggressive,
+            vec![(C, &mse[0][..]), (S, &mse[1][..]), (C, &mse[2][..])],
+        ),
+    ];
+    let mut group = c.benchmark_group("classify_tcp");
+    group.throughput(Throughput::Elements(1));
+    for (name, context, script) in &cases {
+        assert!(classify(*context, script).is_final(), "{name}");
+        group.bench_function(*name, |b| b.iter(|| classify(*context, script)));
+    }
+    group.finish();
+}
+
+criterion_group!(classify_tcp, benches);
+criterion_main!(classify_tcp);

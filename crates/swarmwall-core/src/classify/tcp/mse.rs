@@ -1,0 +1,227 @@
+//! T3: the MSE/PE shape heuristic (spec §2.3). Class C: never decisive alone.
+//!
+//! Message Stream Encryption has no fixed byte, so the flow is judged by its first three
+//! flights: the initiator's DH value plus padding (96..=608 bytes, I1), the responder's
+//! (96..=608, I2), the initiator's second flight (≥ 56 bytes, I3), all random-looking (I4).
+//! Randomness uses the exemptions the GFW applies to fully encrypted first payloads (Wu et al.,
+//! USENIX Security 2023): mean popcount per byte in [3.4, 4.6], under half printable, no
+//! printable run longer than 20 bytes, first six bytes not all printable.
+
+use super::{Direction, Flights};
+
+/// Smallest DH flight: the 96-byte public value (768-bit group).
+const DH_LEN: u32 = 96;
+/// Largest DH flight: public value plus at most 512 bytes of padding.
+const DH_MAX: u32 = 608;
+/// Smallest third flight: two 20-byte hashes, VC, crypto_provide, len(PadC), len(IA).
+const STEP3_MIN: u32 = 56;
+/// Bytes of the third flight judged for randomness (the decision point when it is longer).
+const STEP3_SAMPLE: u16 = 128;
+
+/// Destination ports where the MSE shape is never evaluated (spec §2.3 rule 1).
+const EXCLUDED_PORTS: [u16; 16] = [
+    22, 25, 53, 80, 110, 143, 443, 465, 587, 853, 993, 995, 3389, 5222, 5228, 8443,
+];
+
+/// True when the MSE shape is not evaluated for flows to `port`.
+pub(super) fn port_excluded(port: u16) -> bool {
+    EXCLUDED_PORTS.contains(&port)
+}
+
+/// Randomness of `bytes[start..start + min(len, cap)]`: the judged part of one flight.
+fn flight_stats(bytes: &[u8], start: u32, len: u32, cap: u16) -> Randomness {
+    let start = start as usize;
+    let end = start.saturating_add(len.min(u32::from(cap)) as usize);
+    let mut stats = Randomness::default();
+    stats.push(
+        bytes.get(start..end.min(bytes.len())).unwrap_or_default(),
+        cap,
+    );
+    stats
+}
+
+/// Streaming randomness statistics over the first bytes of one flight.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Randomness {
+    /// Bytes counted.
+    n: u16,
+    /// Sum of popcounts.
+    ones: u32,
+    /// Printable bytes (0x20..=0x7e).
+    printable: u16,
+    /// Current run of printable bytes.
+    run: u16,
+    /// Longest run of printable bytes.
+    max_run: u16,
+    /// Printable bytes at the very start (saturates at 6).
+    leading: u8,
+}
+
+impl Randomness {
+    /// Count the bytes of `bytes` that still fall under `cap`.
+    fn push(&mut self, bytes: &[u8], cap: u16) {
+        let room = usize::from(cap.saturating_sub(self.n));
+        for &byte in bytes.iter().take(room) {
+            let printable = (0x20..=0x7e).contains(&byte);
+            if printable {
+                self.printable += 1;
+                self.run += 1;
+                self.max_run = self.max_run.max(self.run);
+                if usize::from(self.n) == usize::from(self.leading) && self.leading < 6 {
+                    self.leading += 1;
+                }
+            } else {
+                self.run = 0;
+            }
+            self.ones += byte.count_ones();
+            self.n += 1;
+        }
+    }
+
+    /// Already excluded whatever follows: a long printable run, or six printable first bytes.
+    fn early_fail(&self) -> bool {
+        self.max_run > 20 || self.leading >= 6
+    }
+
+    /// The complete randomness test (I4).
+    fn looks_random(&self) -> bool {
+        if self.n == 0 || self.early_fail() {
+            return false;
+        }
+        let n = u32::from(self.n);
+        // Mean popcount in [3.4, 4.6], in integers: 34 n <= 10 ones <= 46 n.
+        let ones = self.ones * 10;
+        (34 * n..=46 * n).contains(&ones) && u32::from(self.printable) * 2 < n
+    }
+}
+
+/// Where the shape test stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shape {
+    /// Not MSE-shaped.
+    Failed,
+    /// Consistent so far.
+    Pending,
+    /// Three flights with the MSE shape.
+    Complete,
+}
+
+/// Judge the first three flights from the inspected prefixes (`c2s` holds flights 1 and 3,
+/// `s2c` flight 2); `finished` means no further bytes will come. Randomness is computed here,
+/// on demand, so that flows taking other paths (TLS, HTTP) pay nothing per byte for it.
+pub(super) fn shape(flights: &Flights, c2s: &[u8], s2c: &[u8], finished: bool) -> Shape {
+    if flights.first != Some(Direction::ClientToServer) {
+        return Shape::Failed;
+    }
+    let [l1, l2, l3, _] = flights.len;
+    // Flight 1 (I1): Ya + PadA.
+    if l1 > DH_MAX {
+        return Shape::Failed;
+    }
+    let s1 = flight_stats(c2s, 0, l1, DH_MAX as u16 + 1);
+    if s1.early_fail() {
+        return Shape::Failed;
+    }
+    if flights.count < 2 {
+        return if finished {
+            Shape::Failed
+        } else {
+            Shape::Pending
+        };
+    }
+    if l1 < DH_LEN || !s1.looks_random() {
+        return Shape::Failed;
+    }
+    // Flight 2 (I2): Yb + PadB.
+    if l2 > DH_MAX {
+        return Shape::Failed;
+    }
+    let s2 = flight_stats(s2c, 0, l2, DH_MAX as u16 + 1);
+    if s2.early_fail() {
+        return Shape::Failed;
+    }
+    if flights.count < 3 {
+        return if finished {
+            Shape::Failed
+        } else {
+            Shape::Pending
+        };
+    }
+    if l2 < DH_LEN || !s2.looks_random() {
+        return Shape::Failed;
+    }
+    // Flight 3 (I3): hashes, RC4(VC, provide, PadC, IA), judged on its first 128 bytes.
+    let s3 = flight_stats(c2s, l1, l3, STEP3_SAMPLE);
+    if s3.early_fail() {
+        return Shape::Failed;
+    }
+    let flight3_over = flights.count >= 4 || finished;
+    if s3.n < STEP3_SAMPLE && !flight3_over {
+        return Shape::Pending;
+    }
+    if l3 < STEP3_MIN || !s3.looks_random() {
+        return Shape::Failed;
+    }
+    Shape::Complete
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random bytes (xorshift64*), standing in for DH values and RC4.
+    pub(crate) fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+            })
+            .collect()
+    }
+
+    fn stats(bytes: &[u8]) -> Randomness {
+        let mut r = Randomness::default();
+        r.push(bytes, 4096);
+        r
+    }
+
+    #[test]
+    fn random_data_looks_random() {
+        let mut rejected = 0;
+        for seed in 0..2000 {
+            if !stats(&random_bytes(seed, 96)).looks_random() {
+                rejected += 1;
+            }
+        }
+        // Spec §2.3: roughly 0.3–0.8 % of genuine short flights are rejected.
+        assert!(rejected < 40, "{rejected} of 2000 rejected");
+    }
+
+    #[test]
+    fn text_and_zeros_do_not() {
+        assert!(!stats(&[0u8; 200]).looks_random());
+        assert!(!stats(&[0xFFu8; 200]).looks_random());
+        let text = b"GET / HTTP/1.1\r\nHost: example.com\r\nUser-Agent: x\r\n\r\n".repeat(3);
+        assert!(!stats(&text).looks_random());
+        let mut prefixed = b"abcdef".to_vec();
+        prefixed.extend(random_bytes(1, 120));
+        assert!(stats(&prefixed).early_fail());
+    }
+
+    #[test]
+    fn stats_are_chunking_independent() {
+        let data = random_bytes(9, 700);
+        let mut whole = Randomness::default();
+        whole.push(&data, 609);
+        let mut pieces = Randomness::default();
+        for chunk in data.chunks(7) {
+            pieces.push(chunk, 609);
+        }
+        assert_eq!(whole, pieces);
+        assert_eq!(whole.n, 609);
+        assert_eq!(flight_stats(&data, 0, 700, 609), whole);
+    }
+}
