@@ -5,7 +5,8 @@
 //! LINKTYPE_IPV4/IPV6 228/229), BSD loopback (DLT_NULL 0, DLT_LOOP 108), PPP (9, 50), Cisco
 //! HDLC (104) and PPI (192). IPv4/IPv6 (with extension headers) is decoded with `etherparse`'s
 //! lax slicer so snap-length-truncated packets still yield their first payload bytes. IP-in-IP
-//! (4in4, 6in4, 4in6, 6in6) and plain GRE tunnels are unwrapped. IP fragments are not
+//! (4in4, 6in4, 4in6, 6in6), plain GRE, GTP-U (UDP 2152) and VXLAN (UDP 4789) tunnels are
+//! unwrapped. IP fragments are not
 //! reassembled: they are reported as [`Decoded::Fragment`] and counted, except the first
 //! fragment of an IPv4 UDP datagram, whose UDP header and first payload bytes are decoded.
 //!
@@ -257,6 +258,20 @@ fn decode_ip(packet: &[u8], depth: u8) -> Decoded<'_> {
             Err(_) => Decoded::Malformed,
         },
         IpNumber::UDP => match UdpSlice::from_slice_lax(data) {
+            Ok(udp) if !payload.fragmented && depth < MAX_DEPTH => {
+                match decode_udp_tunnel(&udp, depth + 1) {
+                    Some(inner) => inner,
+                    None => Decoded::Segment(Segment {
+                        src: ip.source_addr(),
+                        dst: ip.destination_addr(),
+                        src_port: udp.source_port(),
+                        dst_port: udp.destination_port(),
+                        transport: Transport::Udp,
+                        payload: udp.payload(),
+                        truncated: payload.incomplete,
+                    }),
+                }
+            }
             Ok(udp) => Decoded::Segment(Segment {
                 src: ip.source_addr(),
                 dst: ip.destination_addr(),
@@ -273,6 +288,46 @@ fn decode_ip(packet: &[u8], depth: u8) -> Decoded<'_> {
         IpNumber::GRE => decode_gre(data, depth + 1),
         _ => Decoded::Other,
     }
+}
+
+/// GTP-U (UDP 2152, G-PDU) and VXLAN (UDP 4789) tunnels: the inner packet when the outer
+/// datagram is one and its inner packet decodes to TCP/UDP, else `None` (classify the outer).
+fn decode_udp_tunnel<'a>(udp: &UdpSlice<'a>, depth: u8) -> Option<Decoded<'a>> {
+    let ports = [udp.source_port(), udp.destination_port()];
+    let data = udp.payload();
+    let inner = if ports.contains(&2152) {
+        // GTPv1-U: flags (version 1, PT 1), type 0xff (G-PDU), length, TEID; 4 more bytes when
+        // E, S or PN is set, then extension headers while the next-type byte is non-zero.
+        let (&flags, rest) = data.split_first()?;
+        if flags >> 5 != 1 || flags & 0x10 == 0 || rest.first() != Some(&0xff) {
+            return None;
+        }
+        let mut offset = 8;
+        if flags & 0x07 != 0 {
+            offset = 12;
+            let mut next = *data.get(11)?;
+            let mut hops = 0;
+            while flags & 0x04 != 0 && next != 0 && hops < 8 {
+                let words = usize::from(*data.get(offset)?);
+                if words == 0 {
+                    return None;
+                }
+                offset += words * 4;
+                next = *data.get(offset.checked_sub(1)?)?;
+                hops += 1;
+            }
+        }
+        decode_ip(data.get(offset..)?, depth)
+    } else if ports.contains(&4789) {
+        // VXLAN: flags with the I bit, 3 reserved, VNI, 1 reserved; then an Ethernet frame.
+        if data.first() != Some(&0x08) {
+            return None;
+        }
+        decode_link(1, data.get(8..)?, depth)
+    } else {
+        return None;
+    };
+    matches!(inner, Decoded::Segment(_) | Decoded::Fragment).then_some(inner)
 }
 
 /// Plain GRE (RFC 2784/2890): optional checksum, key and sequence words, then an ethertype.
@@ -359,6 +414,42 @@ mod tests {
             Decoded::Segment(segment) => assert_eq!(segment.src, IpAddr::from([10, 0, 0, 1])),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn gtp_u_and_vxlan_are_unwrapped() {
+        let inner = ipv4_udp(b"inner");
+        let mut gtp = vec![0x30, 0xff, 0, inner.len() as u8, 0, 0, 0, 1];
+        gtp.extend_from_slice(&inner);
+        let mut outer = Vec::new();
+        etherparse::PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64)
+            .udp(2152, 2152)
+            .write(&mut outer, &gtp)
+            .unwrap();
+        match decode(101, &outer) {
+            Decoded::Segment(segment) => assert_eq!(segment.payload, b"inner"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+        vxlan.extend_from_slice(&[0u8; 12]);
+        vxlan.extend_from_slice(&[0x08, 0x00]);
+        vxlan.extend_from_slice(&inner);
+        let mut outer = Vec::new();
+        etherparse::PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64)
+            .udp(40000, 4789)
+            .write(&mut outer, &vxlan)
+            .unwrap();
+        match decode(101, &outer) {
+            Decoded::Segment(segment) => assert_eq!(segment.dst_port, 53),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Not a G-PDU: the outer datagram is what gets classified.
+        let mut outer = Vec::new();
+        etherparse::PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64)
+            .udp(2152, 2152)
+            .write(&mut outer, b"\x30\x01\x00\x00")
+            .unwrap();
+        assert!(matches!(decode(101, &outer), Decoded::Segment(s) if s.dst_port == 2152));
     }
 
     #[test]
