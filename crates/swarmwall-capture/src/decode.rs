@@ -5,8 +5,8 @@
 //! LINKTYPE_IPV4/IPV6 228/229), BSD loopback (DLT_NULL 0, DLT_LOOP 108), PPP (9, 50), Cisco
 //! HDLC (104) and PPI (192). IPv4/IPv6 (with extension headers) is decoded with `etherparse`'s
 //! lax slicer so snap-length-truncated packets still yield their first payload bytes. IP-in-IP
-//! (4in4, 6in4, 4in6, 6in6), plain GRE, GTP-U (UDP 2152) and VXLAN (UDP 4789) tunnels are
-//! unwrapped. IP fragments are not
+//! (4in4, 6in4, 4in6, 6in6), GRE (plain and PPTP's enhanced GRE), GTP-U (UDP 2152) and VXLAN
+//! (UDP 4789) tunnels are unwrapped. IP fragments are not
 //! reassembled: they are reported as [`Decoded::Fragment`] and counted, except the first
 //! fragment of an IPv4 UDP datagram, whose UDP header and first payload bytes are decoded.
 //!
@@ -132,13 +132,14 @@ fn decode_link(linktype: i32, frame: &[u8], depth: u8) -> Decoded<'_> {
             None => Decoded::Malformed,
         },
         // LINKTYPE_PPP, LINKTYPE_PPP_HDLC: optional ff 03, then a 1- or 2-byte protocol.
-        9 | 50 => {
-            let rest = match frame {
-                [0xff, 0x03, rest @ ..] => rest,
-                _ => frame,
-            };
-            decode_ppp(rest, depth)
-        }
+        // Cisco HDLC framing (address 0x0f or 0x8f) also appears under these link types.
+        9 | 50 => match frame {
+            [0x0f | 0x8f, _, hi, lo, rest @ ..] => {
+                decode_ethertype(u16::from_be_bytes([*hi, *lo]), rest, depth)
+            }
+            [0xff, 0x03, rest @ ..] => decode_ppp(rest, depth),
+            _ => decode_ppp(frame, depth),
+        },
         // LINKTYPE_C_HDLC: address, control, ethertype.
         104 => match frame.get(2..4).zip(frame.get(4..)) {
             Some((protocol, rest)) => {
@@ -337,11 +338,28 @@ fn decode_gre(data: &[u8], depth: u8) -> Decoded<'_> {
     };
     let flags = header[0];
     let version = header[1] & 0x07;
+    let protocol = u16::from_be_bytes([header[2], header[3]]);
+    if version == 1 {
+        // Enhanced GRE (PPTP, RFC 2637): key always present, optional sequence and ack
+        // numbers, PPP inside.
+        if protocol != 0x880b {
+            return Decoded::Other;
+        }
+        let mut offset = 8;
+        if flags & 0x10 != 0 {
+            offset += 4;
+        }
+        if header[1] & 0x80 != 0 {
+            offset += 4;
+        }
+        return match data.get(offset..) {
+            Some([0xff, 0x03, rest @ ..]) | Some(rest) => decode_ppp(rest, depth),
+            None => Decoded::Malformed,
+        };
+    }
     if version != 0 {
-        // Enhanced GRE (PPTP) carries PPP; not unwrapped.
         return Decoded::Other;
     }
-    let protocol = u16::from_be_bytes([header[2], header[3]]);
     let mut offset = 4;
     if flags & 0x80 != 0 {
         offset += 4;
