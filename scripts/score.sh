@@ -5,6 +5,7 @@
 #   CORPUS=/path/to/corpus scripts/score.sh
 #   SWARMWALL_BIN=target/debug/swarmwall scripts/score.sh
 #   NDPI=0 scripts/score.sh          # skip the ndpiReader column (takes ~40 s)
+#   INSPECT_ARGS="--mse-strictness aggressive" scripts/score.sh
 #
 # Prints score.py's miss/false-positive lists for swarmwall, then one summary line per
 # scorer and label set. The swarmwall predictions are kept in target/score/swarmwall.jsonl.
@@ -30,7 +31,8 @@ mapfile -t caps < <(find "$CORPUS/ndpi" -maxdepth 1 -type f \
   \( -name '*.pcap' -o -name '*.pcapng' -o -name '*.cap' \) | sort)
 # Warnings (truncated/malformed captures) go to a log; exit status 1 means a file was unreadable.
 status=0
-"$BIN" inspect --json --quiet "${caps[@]}" > "$pred" 2> "$out/inspect.stderr" || status=$?
+# shellcheck disable=SC2086 # INSPECT_ARGS is a list of options
+"$BIN" inspect --json --quiet ${INSPECT_ARGS:-} "${caps[@]}" > "$pred" 2> "$out/inspect.stderr" || status=$?
 if [ "$status" -gt 1 ]; then
   cat "$out/inspect.stderr" >&2
   exit "$status"

@@ -5,7 +5,8 @@
 //! LINKTYPE_IPV4/IPV6 228/229), BSD loopback (DLT_NULL 0, DLT_LOOP 108), PPP (9, 50), Cisco
 //! HDLC (104) and PPI (192). IPv4/IPv6 (with extension headers) is decoded with `etherparse`'s
 //! lax slicer so snap-length-truncated packets still yield their first payload bytes. IP-in-IP
-//! (4in4, 6in4, 4in6, 6in6) and plain GRE tunnels are unwrapped. IP fragments are not
+//! (4in4, 6in4, 4in6, 6in6), GRE (plain and PPTP's enhanced GRE), GTP-U (UDP 2152) and VXLAN
+//! (UDP 4789) tunnels are unwrapped. IP fragments are not
 //! reassembled: they are reported as [`Decoded::Fragment`] and counted, except the first
 //! fragment of an IPv4 UDP datagram, whose UDP header and first payload bytes are decoded.
 //!
@@ -131,13 +132,14 @@ fn decode_link(linktype: i32, frame: &[u8], depth: u8) -> Decoded<'_> {
             None => Decoded::Malformed,
         },
         // LINKTYPE_PPP, LINKTYPE_PPP_HDLC: optional ff 03, then a 1- or 2-byte protocol.
-        9 | 50 => {
-            let rest = match frame {
-                [0xff, 0x03, rest @ ..] => rest,
-                _ => frame,
-            };
-            decode_ppp(rest, depth)
-        }
+        // Cisco HDLC framing (address 0x0f or 0x8f) also appears under these link types.
+        9 | 50 => match frame {
+            [0x0f | 0x8f, _, hi, lo, rest @ ..] => {
+                decode_ethertype(u16::from_be_bytes([*hi, *lo]), rest, depth)
+            }
+            [0xff, 0x03, rest @ ..] => decode_ppp(rest, depth),
+            _ => decode_ppp(frame, depth),
+        },
         // LINKTYPE_C_HDLC: address, control, ethertype.
         104 => match frame.get(2..4).zip(frame.get(4..)) {
             Some((protocol, rest)) => {
@@ -257,6 +259,20 @@ fn decode_ip(packet: &[u8], depth: u8) -> Decoded<'_> {
             Err(_) => Decoded::Malformed,
         },
         IpNumber::UDP => match UdpSlice::from_slice_lax(data) {
+            Ok(udp) if !payload.fragmented && depth < MAX_DEPTH => {
+                match decode_udp_tunnel(&udp, depth + 1) {
+                    Some(inner) => inner,
+                    None => Decoded::Segment(Segment {
+                        src: ip.source_addr(),
+                        dst: ip.destination_addr(),
+                        src_port: udp.source_port(),
+                        dst_port: udp.destination_port(),
+                        transport: Transport::Udp,
+                        payload: udp.payload(),
+                        truncated: payload.incomplete,
+                    }),
+                }
+            }
             Ok(udp) => Decoded::Segment(Segment {
                 src: ip.source_addr(),
                 dst: ip.destination_addr(),
@@ -275,6 +291,46 @@ fn decode_ip(packet: &[u8], depth: u8) -> Decoded<'_> {
     }
 }
 
+/// GTP-U (UDP 2152, G-PDU) and VXLAN (UDP 4789) tunnels: the inner packet when the outer
+/// datagram is one and its inner packet decodes to TCP/UDP, else `None` (classify the outer).
+fn decode_udp_tunnel<'a>(udp: &UdpSlice<'a>, depth: u8) -> Option<Decoded<'a>> {
+    let ports = [udp.source_port(), udp.destination_port()];
+    let data = udp.payload();
+    let inner = if ports.contains(&2152) {
+        // GTPv1-U: flags (version 1, PT 1), type 0xff (G-PDU), length, TEID; 4 more bytes when
+        // E, S or PN is set, then extension headers while the next-type byte is non-zero.
+        let (&flags, rest) = data.split_first()?;
+        if flags >> 5 != 1 || flags & 0x10 == 0 || rest.first() != Some(&0xff) {
+            return None;
+        }
+        let mut offset = 8;
+        if flags & 0x07 != 0 {
+            offset = 12;
+            let mut next = *data.get(11)?;
+            let mut hops = 0;
+            while flags & 0x04 != 0 && next != 0 && hops < 8 {
+                let words = usize::from(*data.get(offset)?);
+                if words == 0 {
+                    return None;
+                }
+                offset += words * 4;
+                next = *data.get(offset.checked_sub(1)?)?;
+                hops += 1;
+            }
+        }
+        decode_ip(data.get(offset..)?, depth)
+    } else if ports.contains(&4789) {
+        // VXLAN: flags with the I bit, 3 reserved, VNI, 1 reserved; then an Ethernet frame.
+        if data.first() != Some(&0x08) {
+            return None;
+        }
+        decode_link(1, data.get(8..)?, depth)
+    } else {
+        return None;
+    };
+    matches!(inner, Decoded::Segment(_) | Decoded::Fragment).then_some(inner)
+}
+
 /// Plain GRE (RFC 2784/2890): optional checksum, key and sequence words, then an ethertype.
 fn decode_gre(data: &[u8], depth: u8) -> Decoded<'_> {
     let Some(header) = data.get(0..4) else {
@@ -282,11 +338,28 @@ fn decode_gre(data: &[u8], depth: u8) -> Decoded<'_> {
     };
     let flags = header[0];
     let version = header[1] & 0x07;
+    let protocol = u16::from_be_bytes([header[2], header[3]]);
+    if version == 1 {
+        // Enhanced GRE (PPTP, RFC 2637): key always present, optional sequence and ack
+        // numbers, PPP inside.
+        if protocol != 0x880b {
+            return Decoded::Other;
+        }
+        let mut offset = 8;
+        if flags & 0x10 != 0 {
+            offset += 4;
+        }
+        if header[1] & 0x80 != 0 {
+            offset += 4;
+        }
+        return match data.get(offset..) {
+            Some([0xff, 0x03, rest @ ..]) | Some(rest) => decode_ppp(rest, depth),
+            None => Decoded::Malformed,
+        };
+    }
     if version != 0 {
-        // Enhanced GRE (PPTP) carries PPP; not unwrapped.
         return Decoded::Other;
     }
-    let protocol = u16::from_be_bytes([header[2], header[3]]);
     let mut offset = 4;
     if flags & 0x80 != 0 {
         offset += 4;
@@ -359,6 +432,42 @@ mod tests {
             Decoded::Segment(segment) => assert_eq!(segment.src, IpAddr::from([10, 0, 0, 1])),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn gtp_u_and_vxlan_are_unwrapped() {
+        let inner = ipv4_udp(b"inner");
+        let mut gtp = vec![0x30, 0xff, 0, inner.len() as u8, 0, 0, 0, 1];
+        gtp.extend_from_slice(&inner);
+        let mut outer = Vec::new();
+        etherparse::PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64)
+            .udp(2152, 2152)
+            .write(&mut outer, &gtp)
+            .unwrap();
+        match decode(101, &outer) {
+            Decoded::Segment(segment) => assert_eq!(segment.payload, b"inner"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+        vxlan.extend_from_slice(&[0u8; 12]);
+        vxlan.extend_from_slice(&[0x08, 0x00]);
+        vxlan.extend_from_slice(&inner);
+        let mut outer = Vec::new();
+        etherparse::PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64)
+            .udp(40000, 4789)
+            .write(&mut outer, &vxlan)
+            .unwrap();
+        match decode(101, &outer) {
+            Decoded::Segment(segment) => assert_eq!(segment.dst_port, 53),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Not a G-PDU: the outer datagram is what gets classified.
+        let mut outer = Vec::new();
+        etherparse::PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64)
+            .udp(2152, 2152)
+            .write(&mut outer, b"\x30\x01\x00\x00")
+            .unwrap();
+        assert!(matches!(decode(101, &outer), Decoded::Segment(s) if s.dst_port == 2152));
     }
 
     #[test]

@@ -143,9 +143,11 @@ fn own_captures_flag_every_bittorrent_flow_by_form_and_no_benign_flow() {
                     && rule["port"]
                         .as_u64()
                         .is_some_and(|p| ports.contains(&(p as u16)))
-                    && rule["max_packets"]
-                        .as_u64()
-                        .is_none_or(|max| packets <= max)
+                    && rule["client"].as_str().is_none_or(|ip| {
+                        flow["a"]
+                            .as_str()
+                            .is_some_and(|a| a.starts_with(&format!("{ip}:")))
+                    })
             });
             let Some(rule) = rule else {
                 failures.push(format!("{file}: no rule for {flow}"));
