@@ -63,7 +63,10 @@ class Redis:
 
 def serve_available():
     """True when this build's `swarmwall serve` runs (it is written in parallel)."""
-    out = run_cli("serve", "--help")
+    try:
+        out = run_cli("serve", "--help")
+    except OSError:
+        return False  # no binary at SWARMWALL_BIN
     return out.returncode == 0 and "--store" in out.stdout
 
 

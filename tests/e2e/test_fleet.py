@@ -7,7 +7,7 @@
 Skips cleanly when redis-server is missing or this build's `serve` is not implemented yet.
 """
 import json
-import os
+import time
 
 import pytest
 
@@ -50,7 +50,6 @@ def fleet(tmp_path, redis, start_swarmwall):
 
 def strike_out(node, user, password, port, incidents=3):
     """Produce `incidents` separate incidents (the test config's burst window is 100 ms)."""
-    import time
     for i in range(incidents):
         assert send_bittorrent(node, user, password, port) is True, f"incident {i} not blocked"
         # Burst-window spacing is part of the behaviour under test, not synchronisation.

@@ -12,12 +12,12 @@ use serde::{Deserialize, Deserializer};
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// Backend: `embedded` (default, a file in the data directory), `embedded:DIR`,
-    /// `redis://HOST:PORT/DB` (`rediss://` for TLS) or `memory` (tests; lost on exit).
+    /// `redis://HOST:PORT/DB` or `memory` (tests; lost on exit).
     /// `swarmwall serve --store URL` overrides it.
     pub url: StoreBackend,
     /// Key prefix in Redis (`PREFIX:namespace:subject`).
     pub redis_prefix: String,
-    /// Longest a single store call may take before it counts as failed.
+    /// Longest a single Redis call (or connection attempt) may take before it counts as failed.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// How often the embedded store deletes expired entries (they are ignored on read anyway).

@@ -426,9 +426,13 @@ impl Store {
     }
 }
 
-/// The default data directory: `/var/lib/swarmwall` when it exists and is writable or can be
-/// created, else `$XDG_STATE_HOME/swarmwall`, else `~/.local/state/swarmwall`.
+/// The default data directory: `$SWARMWALL_DATA_DIR` when set, else `/var/lib/swarmwall` when
+/// it exists and is writable or can be created, else `$XDG_STATE_HOME/swarmwall`, else
+/// `~/.local/state/swarmwall`.
 pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SWARMWALL_DATA_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
     let system = Path::new("/var/lib/swarmwall");
     if dir_is_writable(system) {
         return system.to_owned();

@@ -41,9 +41,12 @@ enum StoreCommand {
     Bench {
         #[command(flatten)]
         location: StoreLocation,
-        /// Logins to simulate (sequentially).
+        /// Logins to simulate.
         #[arg(long, default_value_t = 2_000)]
         iterations: u32,
+        /// Logins in flight at once (1 = one after another).
+        #[arg(long, default_value_t = 1)]
+        concurrency: u32,
     },
 }
 
@@ -136,66 +139,52 @@ pub(crate) fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
         StoreCommand::Bench {
             location,
             iterations,
+            concurrency,
         } => runtime()?.block_on(async {
             let config = location.config()?;
             let store = location.open(&config).await?;
-            bench(&store, iterations.max(1)).await
+            bench(&store, iterations.max(1), concurrency).await
         }),
     }
 }
 
 /// The auth-path sequence, `iterations` times; prints one JSON line.
-async fn bench(store: &Store, iterations: u32) -> anyhow::Result<ExitCode> {
+async fn bench(store: &Store, iterations: u32, concurrency: u32) -> anyhow::Result<ExitCode> {
     use std::time::{Duration, Instant};
 
-    use swarmwall_server::store::Namespace;
-
     let run = format!("{:08x}", rand_suffix());
+    let concurrency = concurrency.clamp(1, iterations);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let store = store.clone();
+        let run = run.clone();
+        let count = iterations / concurrency + u32::from(worker < iterations % concurrency);
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(count as usize);
+            for n in 0..count {
+                let i = n * concurrency + worker;
+                samples.push(bench_login(&store, &run, i).await?);
+            }
+            anyhow::Ok(samples)
+        }));
+    }
     let mut login = Vec::with_capacity(iterations as usize);
     let mut per_op: [Vec<Duration>; 4] = Default::default();
-    for i in 0..iterations {
-        let account = format!("bench-{run}-{}", i % 64);
-        let client = format!("benchclient-{run}-{}", i % 256);
-        let now = store::unix_now_ms();
-        let started = Instant::now();
-        let mut lap = Instant::now();
-        let mut mark = |slot: usize, lap: &mut Instant| {
-            per_op[slot].push(lap.elapsed());
-            *lap = Instant::now();
-        };
-        store
-            .active_until(Namespace::LockoutAccount, &account, now)
-            .await?;
-        mark(0, &mut lap);
-        store
-            .active_until(Namespace::LockoutClient, &client, now)
-            .await?;
-        mark(1, &mut lap);
-        store
-            .record_event(
-                Namespace::AuthFailuresAccount,
-                &account,
-                now,
-                Duration::from_secs(900),
-            )
-            .await?;
-        mark(2, &mut lap);
-        store
-            .claim_once(
-                Namespace::TotpReplay,
-                &format!("{account}:{i:06}:{}", now / 30_000),
-                Duration::from_secs(90),
-                now,
-            )
-            .await?;
-        mark(3, &mut lap);
-        login.push(started.elapsed());
+    for task in tasks {
+        for (total, ops) in task.await?? {
+            login.push(total);
+            for (slot, op) in per_op.iter_mut().zip(ops) {
+                slot.push(op);
+            }
+        }
     }
+    let elapsed = started.elapsed();
     // Leave no bench state behind.
     for i in 0..64 {
         let account = format!("bench-{run}-{i}");
         store
-            .clear(Namespace::AuthFailuresAccount, &account)
+            .clear(store::Namespace::AuthFailuresAccount, &account)
             .await?;
     }
     let micros = |samples: &mut Vec<Duration>, q: f64| -> f64 {
@@ -223,12 +212,62 @@ async fn bench(store: &Store, iterations: u32) -> anyhow::Result<ExitCode> {
         serde_json::json!({
             "store": store.describe(),
             "iterations": iterations,
+            "concurrency": concurrency,
+            "logins_per_second": f64::from(iterations) / elapsed.as_secs_f64(),
             "login_p50_us": micros(&mut login, 0.5),
             "login_p99_us": micros(&mut login, 0.99),
             "operations": ops,
         })
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One login's store calls; returns its total time and each call's time.
+async fn bench_login(
+    store: &Store,
+    run: &str,
+    i: u32,
+) -> anyhow::Result<(std::time::Duration, [std::time::Duration; 4])> {
+    use std::time::{Duration, Instant};
+
+    use swarmwall_server::store::Namespace;
+
+    let account = format!("bench-{run}-{}", i % 64);
+    let client = format!("benchclient-{run}-{}", i % 256);
+    let now = store::unix_now_ms();
+    let started = Instant::now();
+    let mut laps = [Duration::ZERO; 4];
+    let mut lap = Instant::now();
+    store
+        .active_until(Namespace::LockoutAccount, &account, now)
+        .await?;
+    laps[0] = lap.elapsed();
+    lap = Instant::now();
+    store
+        .active_until(Namespace::LockoutClient, &client, now)
+        .await?;
+    laps[1] = lap.elapsed();
+    lap = Instant::now();
+    store
+        .record_event(
+            Namespace::AuthFailuresAccount,
+            &account,
+            now,
+            Duration::from_secs(900),
+        )
+        .await?;
+    laps[2] = lap.elapsed();
+    lap = Instant::now();
+    store
+        .claim_once(
+            Namespace::TotpReplay,
+            &format!("{account}:{i:06}:{}", now / 30_000),
+            Duration::from_secs(90),
+            now,
+        )
+        .await?;
+    laps[3] = lap.elapsed();
+    Ok((started.elapsed(), laps))
 }
 
 /// A per-run tag so concurrent or repeated runs never share subjects.
