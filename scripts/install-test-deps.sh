@@ -21,5 +21,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "installing playwright-core (npm)"
-  (cd tests/browser && npm install --no-audit --no-fund --silent)
+  (cd tests/browser && npm ci --no-audit --no-fund --silent)
 fi

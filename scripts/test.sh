@@ -19,8 +19,7 @@ export SWARMWALL_BIN="$root/target/debug/swarmwall"
 echo "== end-to-end suites (pytest, /usr/bin/python3 with python3-libtorrent)"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
 
-if [ -x tests/browser/run.sh ]; then
-  echo "== dashboard in headless Chromium"
-  tests/browser/run.sh
-fi
+echo "== dashboard in headless Chromium (playwright-core, /usr/bin/chromium)"
+cargo build -p swarmwall-server --example admin_demo --locked
+(cd tests/browser && ADMIN_DEMO_BIN="$root/target/debug/examples/admin_demo" npm test)
 echo "== all suites passed"

@@ -294,6 +294,7 @@ fn swarmwall_serve(args: &[&str]) -> Option<(Guard, SocketAddr)> {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
+        .args(["--data-dir", &scratch_data_dir()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -364,4 +365,17 @@ fn swarmwall_with_blocking_off_lets_everything_pass() {
     for (form, _, outcome, detail) in results(&json) {
         assert_eq!(outcome, "passed", "{form}: {detail}");
     }
+}
+
+/// A fresh data directory per server, so parallel tests never share the embedded store, the
+/// audit log or the secret key file.
+fn scratch_data_dir() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "swarmwall-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    dir.to_string_lossy().into_owned()
 }

@@ -128,6 +128,15 @@ impl PseudonymKey {
         self.hash_address(address)
     }
 
+    /// A 32-byte subkey for `purpose` (HMAC of the label): lets other modules key their own
+    /// hashes from the same secret file without ever seeing the key itself.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = self.mac();
+        mac.update(b"derive:");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Keyed hash of arbitrary bytes (e.g. a login name that is not an account), 16 hex.
     pub fn hash_bytes(&self, data: &[u8]) -> String {
         let mut mac = self.mac();

@@ -163,8 +163,9 @@ impl Runtime {
     /// Use the long-lived authenticator of `security` (lockouts, TOTP windows, GeoIP, travel,
     /// audit) whenever accounts are configured.
     pub fn attach_authenticator(&mut self, security: &SecuritySetup) {
-        self.authenticator = (self.authenticator.is_some() || security.authenticator.has_accounts())
-            .then(|| security.authenticator.clone());
+        self.authenticator = (self.authenticator.is_some()
+            || security.authenticator.has_accounts())
+        .then(|| security.authenticator.clone());
     }
 
     /// Refuse an open proxy: a non-loopback listener without authentication, unless the
@@ -267,16 +268,34 @@ impl Server {
             .map_err(|error| ServerError::Setup(format!("state store: {error}")))?;
         tracing::info!(store = %store.describe(), "state store ready");
         // ---- ACCOUNT SECURITY AND AUDIT LOG (single place) -------------------------------
+        // The audit log (and the secret key file beside it) default to the data directory;
+        // `--audit-log` or an explicit `[security] audit_log` win.
+        let audit_path = options.audit_log.clone().unwrap_or_else(|| {
+            let configured = &runtime.config.security.audit_log;
+            if *configured == crate::config::SecurityConfig::default().audit_log {
+                data_dir.join("audit.jsonl")
+            } else {
+                configured.clone()
+            }
+        });
+        if let Some(parent) = audit_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                ServerError::Setup(format!("cannot create {}: {error}", parent.display()))
+            })?;
+        }
         let security = SecuritySetup::load(
             &runtime.config.security,
             runtime.server.accounts.as_deref(),
-            options.audit_log.as_deref(),
+            Some(&audit_path),
             store.clone(),
             Arc::clone(&metrics),
         )
         .map_err(|error| ServerError::Setup(format!("account security: {error}")))?;
         security.spawn_accounts_watcher();
         let audit = security.audit.clone();
+        // From the persistent secret file, so that strike subjects of unauthenticated clients
+        // survive restarts and agree across nodes that share the key file.
+        let pseudonym_key = security.key.derive("session-pseudonym");
         let mut runtime = runtime;
         runtime.attach_authenticator(&security);
         let strikes = Strikes::with_config(
@@ -297,7 +316,7 @@ impl Server {
             account_sessions: limits::AccountSessions::default(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
-            pseudonym_key: rand::random(),
+            pseudonym_key,
         });
         Ok(Self { listener, shared })
     }

@@ -28,7 +28,6 @@ use super::splice;
 use crate::config::FastPath;
 use crate::metrics::{BlockLabels, DirectionLabels, VerdictLabels};
 use crate::policy::TrafficAction;
-use crate::strikes::StrikeOutcome;
 
 /// Most bytes read at once during the inspect phase.
 const INSPECT_CHUNK: usize = 16 * 1024;
@@ -274,19 +273,8 @@ pub(super) async fn strike(context: &SessionContext, form: swarmwall_core::class
         .record_block(&context.subject, form, now_ms)
         .await
     {
-        Ok(StrikeOutcome::SameIncident) => {}
-        Ok(StrikeOutcome::Counted { .. } | StrikeOutcome::Warned) => {
-            shared.metrics.strikes.inc();
-        }
-        Ok(StrikeOutcome::Suspended { until_ms }) => {
-            shared.metrics.strikes.inc();
-            shared.audit.record(
-                "suspension",
-                context.account.as_deref(),
-                Some(context.client),
-                serde_json::json!({ "form": form.as_str(), "until_ms": until_ms }),
-            );
-        }
+        // The strikes engine counts `strikes`/`suspensions` and records the suspension event.
+        Ok(outcome) => tracing::debug!(?outcome, form = form.as_str(), "strike recorded"),
         Err(error) => {
             tracing::warn!(%error, "recording a strike failed");
             shared

@@ -37,6 +37,7 @@ impl Proxy {
         let mut child = Command::new(env!("CARGO_BIN_EXE_swarmwall"))
             .args(["serve", "--listen", listen])
             .args(args)
+            .args(["--data-dir", &scratch_data_dir()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -342,4 +343,17 @@ pub fn try_socks_connect(proxy: SocketAddr, target: SocketAddr) -> Option<(u8, T
     let mut head = [0u8; 10];
     stream.read_exact(&mut head).ok()?;
     Some((head[1], stream))
+}
+
+/// A fresh data directory per server, so parallel tests never share the embedded store, the
+/// audit log or the secret key file.
+fn scratch_data_dir() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "swarmwall-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    dir.to_string_lossy().into_owned()
 }
