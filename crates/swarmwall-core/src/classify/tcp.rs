@@ -85,7 +85,7 @@ impl TcpFlow {
                     || mse::shape(&self.flights, &self.c2s.buf, &self.s2c.buf, false)
                         != mse::Shape::Complete)
             {
-                // A fifth flight: decide on what the first four showed, without looking at it.
+                // Over the cap: decide on the flights seen, without looking at this one.
                 return self.finish_now();
             }
             self.flights.start(direction);
