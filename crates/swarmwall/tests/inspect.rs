@@ -296,3 +296,18 @@ fn corpus_is_read_without_errors_beyond_the_known_damaged_files() {
     // fuzz-2021-10-13.pcap: a single record claiming about 4 GB.
     assert!(stderr.lines().count() <= 3, "{stderr}");
 }
+
+#[test]
+fn dash_reads_the_capture_from_standard_input() {
+    let capture = std::fs::File::open(captures().join("lt_utp.pcap")).expect("open");
+    let output = Command::new(bin())
+        .args(["inspect", "--json", "-"])
+        .stdin(capture)
+        .output()
+        .expect("run swarmwall inspect -");
+    assert!(output.status.success(), "{output:?}");
+    let flows = json_flows(&output);
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0]["file"], "-");
+    assert_eq!(flows[0]["app"], "bittorrent.utp");
+}

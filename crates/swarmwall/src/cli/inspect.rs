@@ -27,7 +27,7 @@ flows read before the damage, with a warning); 1 when a file could not be read a
 usage errors."
 )]
 pub(crate) struct InspectArgs {
-    /// pcap or pcapng files to inspect.
+    /// pcap or pcapng files to inspect (`-` reads standard input, e.g. `tcpdump -w - | ...`).
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
     /// Print one JSON object per flow per line instead of the summary.
@@ -148,6 +148,10 @@ fn inspect_file(
     options: InspectOptions,
     show_progress: bool,
 ) -> anyhow::Result<CaptureReport> {
+    if path.as_os_str() == "-" {
+        let stdin = std::io::stdin();
+        return Ok(swarmwall_capture::inspect(stdin, None, options, |_| {})?);
+    }
     let file = File::open(path).context("cannot open")?;
     let size = file.metadata().ok().map(|m| m.len());
     let bar = match size {
