@@ -16,6 +16,7 @@ import socket
 import statistics
 import struct
 import subprocess
+import sys
 import threading
 import time
 
@@ -69,30 +70,30 @@ class Sink:
         conn.close()
 
 
+HOLDER_SCRIPT = """
+import socket, sys
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(65535)
+print(listener.getsockname()[1], flush=True)
+held = []
+while True:
+    conn, _ = listener.accept()
+    held.append(conn)
+"""
+
+
 class Holder:
-    """Accepts and keeps connections open (idle-session targets), with one accept thread."""
+    """Accepts and keeps connections open (idle-session targets), in its own process so the
+    file-descriptor limit is shared with nobody."""
 
     def __init__(self):
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(65535)
-        self.address = self.listener.getsockname()
-        self.held = []
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def loop(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.held.append(conn)
+        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER_SCRIPT], stdout=subprocess.PIPE, text=True)
+        self.address = ("127.0.0.1", int(self.proc.stdout.readline()))
 
     def close(self):
-        for conn in self.held:
-            conn.close()
-        self.held.clear()
+        self.proc.kill()
+        self.proc.wait()
 
 
 class Echo:
@@ -266,8 +267,14 @@ def idle_memory(proxy, pid, holder, sessions):
     before = rss_bytes(pid)
     socks = []
     try:
+        deadline = time.monotonic() + 60
         for _ in range(sessions):
-            socks.append(open_session(proxy, holder.address))
+            if time.monotonic() > deadline:
+                break
+            try:
+                socks.append(open_session(proxy, holder.address))
+            except (OSError, RuntimeError):
+                break
         time.sleep(1.0)  # let the proxy settle (not synchronisation: a measurement window)
         after = rss_bytes(pid)
     finally:
