@@ -70,13 +70,27 @@ def serve_available():
     return out.returncode == 0 and "--store" in out.stdout
 
 
-def write_config(path, extra=""):
+def write_secret_key(path):
+    """The pseudonymisation key every node of the fleet shares (64 hex characters, 0600):
+    client addresses reach Redis as keyed hashes, so nodes with different keys would not see
+    each other's client-address lockouts or TOTP trusted windows."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    return path
+
+
+def write_config(path, extra="", security="", server="", secret_key_file=None):
     """Cheap argon2, quick failure delays, and a 100 ms burst window so a test can produce
-    three separate incidents in well under a second."""
+    three separate incidents in well under a second. `security` and `server` are appended to
+    those sections; with `secret_key_file`, every node reading this file shares that key."""
+    if secret_key_file:
+        security += f'secret_key_file = "{secret_key_file}"\n'
     with open(path, "w") as f:
         f.write(
+            "[server]\n" + server + "\n"
             "[security]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n"
-            'failure_delay = "10ms"\nfailure_delay_max = "50ms"\n\n'
+            'failure_delay = "10ms"\nfailure_delay_max = "50ms"\n' + security + "\n"
             '[policy.strikes]\nburst_window = "100ms"\n' + extra)
     return path
 
@@ -87,6 +101,30 @@ def add_user(accounts, config, name, password):
     if out.returncode != 0 and "not implemented" in out.stderr:
         pytest.skip("`swarmwall user` is not implemented in this build")
     assert out.returncode == 0, out.stderr
+
+
+def login_status(node, user, password, source=None, balancer="127.0.0.2", timeout=15.0):
+    """Greeting + RFC 1929 login; returns the RFC 1929 status byte (0 = accepted), or None
+    when the proxy closed the connection instead of answering. With `source`, the connection
+    comes from the loopback `balancer` address and starts with a PROXY v1 header naming
+    `source` as the client (the nodes must trust `balancer` in proxy_protocol_trusted)."""
+    bind = (balancer, 0) if source is not None else None
+    with socket.create_connection((node.host, node.port), timeout=timeout,
+                                  source_address=bind) as sock:
+        if source is not None:
+            family = "TCP6" if ":" in source else "TCP4"
+            local = "::1" if family == "TCP6" else "127.0.0.1"
+            sock.sendall(f"PROXY {family} {source} {local} 40000 {node.port}\r\n".encode())
+        sock.sendall(b"\x05\x01\x02")
+        try:
+            if _recv_exact(sock, 2) != b"\x05\x02":
+                return None
+            u, p = user.encode(), password.encode()
+            sock.sendall(bytes([1, len(u)]) + u + bytes([len(p)]) + p)
+            reply = _recv_exact(sock, 2)
+        except ConnectionResetError:
+            return None
+        return None if reply is None else reply[1]
 
 
 def _recv_exact(sock, n):

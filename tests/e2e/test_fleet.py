@@ -13,7 +13,8 @@ import pytest
 
 from conftest import wait_until
 from _fleet import (Redis, Sink, add_user, http_via, run_cli, send_bittorrent,
-                    serve_available, write_config)
+                    serve_available, write_config,
+                    write_secret_key)
 
 pytestmark = pytest.mark.skipif(not serve_available(),
                                 reason="`swarmwall serve --store` is not implemented in this build")
@@ -35,7 +36,9 @@ def sink():
 
 @pytest.fixture
 def fleet(tmp_path, redis, start_swarmwall):
-    config = write_config(str(tmp_path / "swarmwall.toml"))
+    # One config, one accounts file and one pseudonymisation key for the whole fleet.
+    key = write_secret_key(str(tmp_path / "fleet-secret.key"))
+    config = write_config(str(tmp_path / "swarmwall.toml"), secret_key_file=key)
     accounts = str(tmp_path / "accounts.toml")
     add_user(accounts, config, "alice", "alice-password-1")
     add_user(accounts, config, "bob", "bob-password-1")
