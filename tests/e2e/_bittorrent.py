@@ -165,12 +165,29 @@ class OpenTracker:
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
+            if self._tcp_ready() and self._udp_ready():
+                return
+            time.sleep(0.05)
         raise RuntimeError("opentracker did not start")
+
+    def _tcp_ready(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def _udp_ready(self):
+        """A BEP 15 connect request answered: the UDP side is up too (a client whose first
+        UDP announce is lost backs off for 15 s or more)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.3)
+            s.sendto(bytes.fromhex("0000041727101980") + b"\0\0\0\0" + b"tsid", ("127.0.0.1", self.port))
+            try:
+                data, _ = s.recvfrom(64)
+            except OSError:
+                return False
+            return len(data) >= 16 and data[4:8] == b"tsid"
 
     @property
     def http_url(self):
