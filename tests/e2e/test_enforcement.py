@@ -68,7 +68,10 @@ class Swarm:
             seed_extra.update(enable_dht=True)
         self.seeder = Peer(base_settings(seed_port, enable_outgoing_tcp=False,
                                          enable_outgoing_utp=False, **seed_extra))
-        self.seeder.add(info, self.dir, seed_mode=True)
+        # The seeder announces directly over HTTP (the same opentracker serves HTTP and UDP
+        # and keeps one peer list per info-hash); only the downloader uses `urls`.
+        seed_info = make_torrent(source, [self.tracker.http_url])[0] if self.tracker else info
+        self.seeder.add(seed_info, self.dir, seed_mode=True)
         if self.tracker:
             # The seeder announces directly; wait until the tracker knows it, or a downloader
             # that announces first would hear of no peer until the next interval (30 min).
