@@ -9,6 +9,9 @@ root=$(pwd)
 
 scripts/install-test-deps.sh
 
+echo "== formatting (cargo fmt --check)"
+cargo fmt --all -- --check
+
 echo "== build"
 cargo build --workspace --all-targets --locked
 

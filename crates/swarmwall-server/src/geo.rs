@@ -231,8 +231,14 @@ pub fn travel_speed_kmh(from: &LoginPoint, to: &LoginPoint) -> f64 {
 mod tests {
     use super::*;
 
-    const CITY: &str = "/work/shared/fixtures/geoip/GeoIP2-City-Test.mmdb";
-    const COUNTRY: &str = "/work/shared/fixtures/geoip/GeoIP2-Country-Test.mmdb";
+    const CITY: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/geoip/GeoIP2-City-Test.mmdb"
+    );
+    const COUNTRY: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/geoip/GeoIP2-Country-Test.mmdb"
+    );
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
@@ -279,7 +285,13 @@ mod tests {
     #[test]
     fn a_missing_or_bad_database_is_an_error() {
         assert!(GeoDb::open(Path::new("/nonexistent.mmdb")).is_err());
-        assert!(GeoDb::open(Path::new("/work/shared/fixtures/geoip/SOURCE.md")).is_err());
+        assert!(
+            GeoDb::open(Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/fixtures/geoip/SOURCE.md"
+            )))
+            .is_err()
+        );
     }
 
     #[test]

@@ -177,9 +177,10 @@ mod tests {
         file.save(&accounts_path).unwrap();
         let audit_path = dir.path().join("audit.jsonl");
         let config = SecurityConfig {
-            geoip_database: Some(PathBuf::from(
-                "/work/shared/fixtures/geoip/GeoIP2-City-Test.mmdb",
-            )),
+            geoip_database: Some(PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/fixtures/geoip/GeoIP2-City-Test.mmdb"
+            ))),
             failure_delay: std::time::Duration::ZERO,
             ..SecurityConfig::default()
         };

@@ -7,7 +7,10 @@ use std::path::Path;
 use super::*;
 use crate::geo::UnknownLocation;
 
-const CITY: &str = "/work/shared/fixtures/geoip/GeoIP2-City-Test.mmdb";
+const CITY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/fixtures/geoip/GeoIP2-City-Test.mmdb"
+);
 /// RFC 6238 test secret, base32.
 const SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 /// A fixed start time (Unix ms), in the middle of a 30-second step.
