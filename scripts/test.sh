@@ -23,6 +23,7 @@ echo "== end-to-end suites (pytest, /usr/bin/python3 with python3-libtorrent)"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
 
 echo "== dashboard in headless Chromium (playwright-core, /usr/bin/chromium)"
-cargo build -p swarmwall-server --example admin_demo --locked
+# target/debug/examples/admin_demo was built by `--all-targets` above (building it alone
+# would re-resolve features and rebuild half the dependencies).
 (cd tests/browser && ADMIN_DEMO_BIN="$root/target/debug/examples/admin_demo" npm test)
 echo "== all suites passed"
