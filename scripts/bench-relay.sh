@@ -35,9 +35,11 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 targets=("--target" "direct=direct")
 
-# swarmwall, once per fast path (copy, splice); a short inspect phase so bulk runs on the fast path
-start_swarmwall() { # NAME FAST_PATH
-    printf '[server]\nmax_sessions = 30000\nfast_path = "%s"\ninspect_timeout = "200ms"\n' "$2" \
+# swarmwall, once per fast path (copy, splice) with the classifier's inspect phase on (default
+# settings: bulk leaves it once the classifier gives up within its byte budget), and once as a
+# plain relay with inspection off (the baseline for "inspection costs only the first bytes").
+start_swarmwall() { # NAME FAST_PATH [EXTRA_SERVER_KEY]
+    printf '[server]\nmax_sessions = 30000\nfast_path = "%s"\n%s\n' "$2" "${3:-}" \
         > "$work/$1.toml"
     RUST_LOG=warn taskset -c "$PROXY_CORE" "$BIN" serve --listen 127.0.0.1:0 \
         --config "$work/$1.toml" --allow-destination 127.0.0.0/8 2> "$work/$1.log" &
@@ -49,6 +51,7 @@ start_swarmwall() { # NAME FAST_PATH
     targets+=("--target" "$1=${addr}:${pid}")
 }
 start_swarmwall swarmwall copy
+start_swarmwall swarmwall-plain copy "danger_disable_inspection = true"
 start_swarmwall swarmwall-splice splice
 
 # microsocks

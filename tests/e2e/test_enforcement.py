@@ -316,3 +316,44 @@ def test_lateral_movement_allowed_by_rule(start_swarmwall):
     assert connect_reply(proxy, "localhost", echo.port) == 0
     # Rules allow only what they name: the metadata address stays denied.
     assert connect_reply(proxy, "169.254.169.254", 80) == 2
+
+
+# ---------------------------------------------------------------- the benchmark baseline knob
+
+HANDSHAKE = b"\x13BitTorrent protocol" + bytes(8) + b"I" * 20 + b"-XX0001-abcdefghijkl"
+
+
+def _handshake_reaches_target(node):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(5)
+    sock = connect(("127.0.0.1", node.port), "127.0.0.1", listener.getsockname()[1])
+    conn, _ = listener.accept()
+    conn.settimeout(2)
+    sock.sendall(HANDSHAKE)
+    received = b""
+    try:
+        while len(received) < len(HANDSHAKE):
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+    except socket.timeout:
+        pass
+    for s in (sock, conn, listener):
+        s.close()
+    return received == HANDSHAKE
+
+
+def test_inspection_can_be_disabled_only_explicitly(start_swarmwall):
+    # Default: the handshake never reaches the target.
+    node = start_swarmwall("--allow-destination", "127.0.0.0/8")
+    assert not _handshake_reaches_target(node)
+    # `danger_disable_inspection` (the plain-relay benchmark baseline) forwards it, and says so.
+    config = os.path.join(tempfile.mkdtemp(prefix="sw-cfg-"), "plain.toml")
+    with open(config, "w") as f:
+        f.write("[server]\ndanger_disable_inspection = true\n")
+    plain = start_swarmwall("--config", config, "--allow-destination", "127.0.0.0/8")
+    assert _handshake_reaches_target(plain)
+    assert "danger_disable_inspection" in plain.output()

@@ -22,6 +22,10 @@ pub struct ServerConfig {
     pub accounts: Option<PathBuf>,
     /// Allow a non-loopback listener without authentication (an open proxy). Default false.
     pub danger_allow_public_listen_without_auth: bool,
+    /// Skip the inspect phase on TCP sessions: every CONNECT/BIND goes straight to the fast
+    /// path, so BitTorrent over TCP is NOT blocked. For benchmarks (the "plain relay" baseline)
+    /// and troubleshooting only; UDP datagrams are still classified.
+    pub danger_disable_inspection: bool,
     /// Time allowed from accept to a complete request (greeting, auth, request).
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
@@ -76,6 +80,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1080),
             accounts: None,
             danger_allow_public_listen_without_auth: false,
+            danger_disable_inspection: false,
             handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),

@@ -244,6 +244,12 @@ impl Server {
         let runtime = Runtime::load(&options)?;
         let address = runtime.server.listen;
         runtime.check_listen(address)?;
+        if runtime.server.danger_disable_inspection {
+            tracing::warn!(
+                "server.danger_disable_inspection is set: TCP sessions are NOT inspected and \
+                 BitTorrent over TCP is not blocked"
+            );
+        }
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| ServerError::Bind { address, source })?;

@@ -62,9 +62,23 @@ pub(super) async fn run(
     };
     let activity = Activity::new();
     let server = &context.runtime.server;
-    let inspected = tokio::select! {
-        inspected = inspect(context, &client, &target, initial, remote, &counters, &activity) => inspected,
-        () = activity.idle(server.idle_timeout) => return,
+    let inspected = if server.danger_disable_inspection {
+        // Plain relay (benchmark baseline): forward what came with the request, then copy.
+        if !initial.is_empty() {
+            if write_all(&target, &initial).await.is_err() {
+                return;
+            }
+            counters.to_target.inc_by(initial.len() as u64);
+        }
+        Ok(Inspected::Pass {
+            client_open: true,
+            target_open: true,
+        })
+    } else {
+        tokio::select! {
+            inspected = inspect(context, &client, &target, initial, remote, &counters, &activity) => inspected,
+            () = activity.idle(server.idle_timeout) => return,
+        }
     };
     let Ok(Inspected::Pass {
         client_open,
@@ -132,6 +146,7 @@ async fn inspect(
         .unwrap_or(false);
     let mut flow = TcpFlow::new(FlowContext {
         corroborated,
+        mse_strictness: context.runtime.policy.mse_strictness(),
         ..FlowContext::proxy(remote.port())
     });
     let mut verdict = flow.verdict();

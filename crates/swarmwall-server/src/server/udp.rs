@@ -336,7 +336,12 @@ impl Association<'_> {
             strike(context, form).await;
         }
         self.blocked = self.blocked.saturating_add(1);
-        let limit = context.runtime.server.udp_teardown_after_blocks;
+        // `[policy] udp_teardown_after_blocks` wins; `[server]` keeps the older spelling.
+        let limit = context
+            .runtime
+            .policy
+            .udp_teardown_after_blocks()
+            .unwrap_or(context.runtime.server.udp_teardown_after_blocks);
         if limit != 0 && self.blocked >= limit {
             return Some(Next::TearDown);
         }
