@@ -42,7 +42,8 @@ start_swarmwall() { # NAME FAST_PATH [EXTRA_SERVER_KEY]
     printf '[server]\nmax_sessions = 30000\nfast_path = "%s"\n%s\n' "$2" "${3:-}" \
         > "$work/$1.toml"
     RUST_LOG=warn taskset -c "$PROXY_CORE" "$BIN" serve --listen 127.0.0.1:0 \
-        --config "$work/$1.toml" --allow-destination 127.0.0.0/8 2> "$work/$1.log" &
+        --config "$work/$1.toml" --allow-destination 127.0.0.0/8 --data-dir "$work/$1-data" \
+        --admin-listen 127.0.0.1:0 2> "$work/$1.log" &
     local pid=$!
     pids+=("$pid")
     for _ in $(seq 100); do grep -q "listening on" "$work/$1.log" && break; sleep 0.1; done

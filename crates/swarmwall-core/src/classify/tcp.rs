@@ -299,6 +299,16 @@ impl TcpFlow {
             // Fast path: nothing else is looked for on well-known ports.
             return Step::Final(Verdict::GaveUp);
         }
+        // A client that has sent more than the largest MSE first flight (608 bytes, §2.1)
+        // without a single reply byte is neither an MSE initiator (it waits for Yb) nor a peer
+        // waiting for a handshake reply: nothing is left to find. Without this an upload (bulk
+        // one way) would wait for reply bytes until the proxy's inspect timeout.
+        if self.flights.count == 1
+            && self.flights.first == Some(Direction::ClientToServer)
+            && self.flights.len[0] > mse::DH_MAX
+        {
+            return Step::Final(Verdict::GaveUp);
+        }
         let flight1_over = (self.flights.count >= 2 || done.idle).then_some(self.flights.len[0]);
         match rule_out::rlpx_auth(c2s, flight1_over).resolve(done.c2s) {
             // Ethereum devp2p: no benign label of its own, but certainly not MSE.

@@ -12,7 +12,7 @@ use super::{Direction, Flights};
 /// Smallest DH flight: the 96-byte public value (768-bit group).
 const DH_LEN: u32 = 96;
 /// Largest DH flight: public value plus at most 512 bytes of padding.
-const DH_MAX: u32 = 608;
+pub(super) const DH_MAX: u32 = 608;
 /// Smallest third flight: two 20-byte hashes, VC, crypto_provide, len(PadC), len(IA).
 const STEP3_MIN: u32 = 56;
 /// Bytes of the third flight judged for randomness (the decision point when it is longer).

@@ -688,3 +688,28 @@ fn per_flow_state_is_small() {
     let size = size_of::<TcpFlow>();
     assert!(size <= 128, "{size} bytes");
 }
+
+#[test]
+fn a_one_way_upload_leaves_the_inspect_phase_without_a_reply() {
+    // More than the largest MSE first flight with no reply byte: decided at once (GaveUp),
+    // not held until the proxy's inspect timeout, under every strictness.
+    for strictness in [
+        MseStrictness::Off,
+        MseStrictness::Corroborated,
+        MseStrictness::Aggressive,
+    ] {
+        let mut flow = TcpFlow::new(with(strictness, true));
+        let upload = random_bytes(7, 4096);
+        let mut verdict = Verdict::NeedMore;
+        for chunk in upload.chunks(512) {
+            verdict = flow.handle_data(Direction::ClientToServer, chunk);
+        }
+        assert_eq!(verdict, Verdict::GaveUp, "{strictness:?}");
+    }
+    // A genuine MSE first flight (≤ 608 bytes) still waits for the reply.
+    let mut flow = TcpFlow::new(with(MseStrictness::Aggressive, false));
+    assert_eq!(
+        flow.handle_data(Direction::ClientToServer, &random_bytes(8, 96 + 512)),
+        Verdict::NeedMore
+    );
+}
