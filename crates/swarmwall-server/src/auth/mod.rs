@@ -496,20 +496,12 @@ impl Authenticator {
                 _ => (account, false),
             },
             (Some(account), Credentials::PasswordAndCode(code)) => {
-                let Some(secret) = account.totp_secret.as_deref() else {
-                    // Only TOTP accounts produce a code; treat anything else as bad.
-                    return self
-                        .fail(
-                            name,
-                            &subjects,
-                            true,
-                            client,
-                            RejectReason::BadCredentials,
-                            now_ms,
-                        )
-                        .await;
-                };
-                let Some(step) = totp::check(secret, &code, now_ms / 1_000) else {
+                // Only TOTP accounts accept a code; a code for any other account is bad too.
+                let step = account
+                    .totp_secret
+                    .as_deref()
+                    .and_then(|secret| totp::check(secret, &code, now_ms / 1_000));
+                let Some(step) = step else {
                     return self
                         .fail(
                             name,
