@@ -24,7 +24,9 @@ def swarmwall_bin():
 class Swarmwall:
     """A running `swarmwall serve`; stderr is collected in `self.stderr_lines`."""
 
-    def __init__(self, args, env=None, timeout=20.0, cwd=None):
+    def __init__(self, args, env=None, timeout=20.0, cwd=None, prefix=()):
+        """`prefix` runs the binary under another command (e.g. `ip netns exec NS`, which
+        execs it, so the process is still swarmwall itself)."""
         args = list(args)
         if "--admin-listen" not in args:
             # Never the default 127.0.0.1:9090: tests run several nodes side by side.
@@ -33,7 +35,7 @@ class Swarmwall:
             args += ["--data-dir", tempfile.mkdtemp(prefix="sw-data-")]
         if "--audit-log" not in args:
             args += ["--audit-log", os.path.join(tempfile.mkdtemp(prefix="sw-audit-"), "audit.jsonl")]
-        self.args = [swarmwall_bin(), "serve", "--listen", "127.0.0.1:0"] + args
+        self.args = list(prefix) + [swarmwall_bin(), "serve", "--listen", "127.0.0.1:0"] + args
         self.proc = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **(env or {})}, cwd=cwd,

@@ -141,8 +141,8 @@ fn reply_codes_that_loopback_can_provoke() {
     let (code, _) = request_raw(&mut stream, 0x01, &address);
     assert_eq!(code, 0x04);
     // 0x02 not allowed: the discard-only prefix 100::/64 (RFC 6666) is reserved, so the
-    // lateral-movement guard refuses it before any packet leaves the host. (0x03 network
-    // unreachable cannot be provoked on loopback without sending traffic elsewhere.)
+    // lateral-movement guard refuses it before any packet leaves the host. (0x01, 0x03, 0x06
+    // and the kernel's own 0x02/0x04 need a routing table: tests/e2e/test_socks5_netns.py.)
     let mut stream = connect(proxy.address);
     greet(&mut stream);
     let target: SocketAddr = "[100::1]:80".parse().unwrap();
