@@ -15,7 +15,11 @@ PROXY_CORE=${PROXY_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
 BIN=${SWARMWALL_BIN:-target/release/swarmwall}
 
-[ -x "$BIN" ] || cargo build --release -p swarmwall
+# The load generator for new connections per second (client side, pinned with the driver).
+LOAD_BIN=${LOAD_BIN:-target/release/examples/relay_load}
+# Always (re)build what is measured unless a binary was named: a stale build measures old code.
+[ -n "${SWARMWALL_BIN:-}" ] || cargo build --release -p swarmwall
+cargo build --release -p swarmwall-server --example relay_load
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 max_idle=$(( ($(ulimit -n) - 200) / 2 ))
 if [ "$IDLE" -gt "$max_idle" ]; then
@@ -95,4 +99,4 @@ done
 
 echo "proxy core $PROXY_CORE, client core $CLIENT_CORE, $SECONDS_PER_TEST s per test, $IDLE idle sessions"
 python3 scripts/bench_relay.py --core "$CLIENT_CORE" --seconds "$SECONDS_PER_TEST" \
-    --idle-sessions "$IDLE" "${targets[@]}"
+    --idle-sessions "$IDLE" --load-bin "$LOAD_BIN" "${targets[@]}"

@@ -3,7 +3,8 @@
 
 For each target (direct, swarmwall, and microsocks/danted when installed) it measures, in one run:
 bulk throughput (1 and 16 streams), new connections per second (handshake + 1-byte echo +
-close), request/response latency p50/p99 (1-byte ping-pong on one session), proxy CPU seconds
+close; from the Rust `relay_load` example with 32 concurrent loops, and from 4 Python threads),
+request/response latency p50/p99 (1-byte ping-pong on one session), proxy CPU seconds
 per GB forwarded (utime+stime from /proc/PID/stat over the whole process tree), and memory per
 idle session (RSS delta over N idle CONNECT sessions / N). Prints a Markdown table.
 
@@ -11,6 +12,7 @@ The proxy runs pinned to one core (the shell script starts it with taskset); thi
 and sink) pins itself to the other core.
 """
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -212,6 +214,20 @@ def connections_per_second(proxy, echo, seconds, workers=4):
     return sum(count) / (time.monotonic() - started)
 
 
+def connections_per_second_native(load_bin, proxy, seconds, concurrency=32):
+    """New connections per second from the Rust load generator (`relay_load` example):
+    `concurrency` loops of connect + SOCKS5 handshake + 1-byte echo + close, so the client is
+    not the bottleneck (the Python loops above saturate their own core first)."""
+    command = [load_bin, "--seconds", str(seconds), "--concurrency", str(concurrency)]
+    if proxy is not None:
+        command += ["--proxy", "%s:%d" % proxy]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    result = json.loads(out.stdout)
+    if result["errors"]:
+        print("relay_load: %d failed connections" % result["errors"], file=sys.stderr)
+    return result["per_second"]
+
+
 def latency(proxy, echo, rounds):
     sock = open_session(proxy, echo.address)
     samples = []
@@ -294,6 +310,7 @@ def main():
     parser.add_argument("--idle-sessions", type=int, default=10000)
     parser.add_argument("--latency-rounds", type=int, default=3000)
     parser.add_argument("--core", type=int, default=1)
+    parser.add_argument("--load-bin", help="the relay_load example binary (new connections/s)")
     args = parser.parse_args()
     pin(args.core)
     sink, echo = Sink(), Echo()
@@ -313,6 +330,8 @@ def main():
         moved = moved1 + moved16
         row["cpu_per_gb"] = (cpu1 - cpu0) / (moved / 1e9) if pid and moved else None
         row["cps"] = connections_per_second(proxy, echo, args.seconds / 2)
+        row["cps_native"] = (connections_per_second_native(args.load_bin, proxy, args.seconds)
+                             if args.load_bin else None)
         row["p50"], row["p99"] = latency(proxy, echo, args.latency_rounds)
         if pid:
             row["idle"], row["idle_n"] = idle_memory(proxy, pid, Holder(), args.idle_sessions)
@@ -323,16 +342,18 @@ def main():
 
     direct = next((r for r in rows if r["name"] == "direct"), None)
     print()
-    print("| target | 1 stream MB/s | 16 streams MB/s | new conn/s | p50 µs | p99 µs | CPU s/GB | idle session bytes |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| target | 1 stream MB/s | 16 streams MB/s | new conn/s (32 concurrent) | new conn/s (4 Python) | p50 µs | p99 µs | CPU s/GB | idle session bytes |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ratio = ""
         if direct and r is not direct and direct["tp1"]:
             ratio = " (%.2f×)" % (r["tp1"] / direct["tp1"])
         cpu = "%.2f" % r["cpu_per_gb"] if r["cpu_per_gb"] is not None else "–"
         idle = "%.0f (n=%d)" % (r["idle"], r["idle_n"]) if r["idle"] is not None else "–"
-        print("| %s | %.0f%s | %.0f | %.0f | %.0f | %.0f | %s | %s |" % (
-            r["name"], r["tp1"] / 1e6, ratio, r["tp16"] / 1e6, r["cps"], r["p50"], r["p99"], cpu, idle))
+        native = "%.0f" % r["cps_native"] if r["cps_native"] is not None else "–"
+        print("| %s | %.0f%s | %.0f | %s | %.0f | %.0f | %.0f | %s | %s |" % (
+            r["name"], r["tp1"] / 1e6, ratio, r["tp16"] / 1e6, native, r["cps"], r["p50"], r["p99"],
+            cpu, idle))
 
 
 if __name__ == "__main__":

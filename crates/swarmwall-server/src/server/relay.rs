@@ -75,8 +75,13 @@ pub(super) async fn run(
             target_open: true,
         })
     } else {
+        // Boxed: the inspect phase's state is freed when it ends, so a session on the fast
+        // path keeps only the two copy loops.
+        let inspecting = Box::pin(inspect(
+            context, &client, &target, initial, remote, &counters, &activity,
+        ));
         tokio::select! {
-            inspected = inspect(context, &client, &target, initial, remote, &counters, &activity) => inspected,
+            inspected = inspecting => inspected,
             () = activity.idle(server.idle_timeout) => return,
         }
     };
@@ -87,25 +92,76 @@ pub(super) async fn run(
     else {
         return;
     };
+    // Boxed, like the inspect phase: the task itself then holds only what both phases share,
+    // and each phase's state lives on the heap only while that phase runs.
+    Box::pin(fast_path(
+        &client,
+        &target,
+        (client_open, target_open),
+        server,
+        &counters,
+        &activity,
+    ))
+    .await;
+}
+
+/// The fast path: both directions until both ended, an error, or `idle_timeout`.
+/// `open` tells which sides (client, target) may still send.
+async fn fast_path(
+    client: &TcpStream,
+    target: &TcpStream,
+    open: (bool, bool),
+    server: &crate::config::ServerConfig,
+    counters: &Counters,
+    activity: &Activity,
+) {
     let buffer = server.relay_buffer_bytes as usize;
     let use_splice = server.fast_path == FastPath::Splice;
-    let to_target = async {
-        match (client_open, use_splice) {
-            (false, _) => Ok(()),
-            (true, true) => splice::copy(&client, &target, &counters.to_target, &activity).await,
-            (true, false) => copy(&client, &target, buffer, &counters.to_target, &activity).await,
-        }
-    };
-    let to_client = async {
-        match (target_open, use_splice) {
-            (false, _) => Ok(()),
-            (true, true) => splice::copy(&target, &client, &counters.to_client, &activity).await,
-            (true, false) => copy(&target, &client, buffer, &counters.to_client, &activity).await,
-        }
+    // Both directions are built inside the join (not captured from outside it), so the
+    // future holds one copy of their state, not two.
+    let directions = async {
+        tokio::try_join!(
+            forward(
+                client,
+                target,
+                open.0,
+                use_splice,
+                buffer,
+                &counters.to_target,
+                activity,
+            ),
+            forward(
+                target,
+                client,
+                open.1,
+                use_splice,
+                buffer,
+                &counters.to_client,
+                activity,
+            ),
+        )
     };
     tokio::select! {
-        _ = async { tokio::try_join!(to_target, to_client) } => {}
+        _ = directions => {}
         () = activity.idle(server.idle_timeout) => {}
+    }
+}
+
+/// The fast path of one direction: nothing when `open` is false (that side already ended),
+/// else `splice` or the readiness-driven copy.
+async fn forward(
+    source: &TcpStream,
+    sink: &TcpStream,
+    open: bool,
+    use_splice: bool,
+    buffer: usize,
+    counter: &Counter,
+    activity: &Activity,
+) -> io::Result<()> {
+    match (open, use_splice) {
+        (false, _) => Ok(()),
+        (true, true) => splice::copy(source, sink, counter, activity).await,
+        (true, false) => copy(source, sink, buffer, counter, activity).await,
     }
 }
 
@@ -240,7 +296,8 @@ async fn inspect(
             // Close both sides at once: nothing further is forwarded.
             let _ = SockRef::from(client).shutdown(Shutdown::Both);
             let _ = SockRef::from(target).shutdown(Shutdown::Both);
-            strike(context, form).await;
+            // Boxed: the store call is large and rare; it must not size every inspect phase.
+            Box::pin(strike(context, form)).await;
             Ok(Inspected::Ended)
         }
         TrafficAction::Log | TrafficAction::Allow => {
