@@ -39,8 +39,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 targets=("--target" "direct=direct")
 
-# swarmwall, once per fast path (copy, splice) with the classifier's inspect phase on (default
-# settings: bulk leaves it once the classifier gives up within its byte budget), and once as a
+# swarmwall, once per fast path (auto = the default, copy, splice) with the classifier's inspect
+# phase on (bulk leaves it once the classifier gives up within its byte budget), and once as a
 # plain relay with inspection off (the baseline for "inspection costs only the first bytes").
 start_swarmwall() { # NAME FAST_PATH [EXTRA_SERVER_KEY]
     printf '[server]\nmax_sessions = 30000\nfast_path = "%s"\n%s\n' "$2" "${3:-}" \
@@ -55,9 +55,10 @@ start_swarmwall() { # NAME FAST_PATH [EXTRA_SERVER_KEY]
     addr=$(grep -o 'listening on [0-9.:]*' "$work/$1.log" | awk '{print $3}')
     targets+=("--target" "$1=${addr}:${pid}")
 }
-start_swarmwall swarmwall copy
-start_swarmwall swarmwall-plain copy "danger_disable_inspection = true"
+start_swarmwall swarmwall auto
+start_swarmwall swarmwall-copy copy
 start_swarmwall swarmwall-splice splice
+start_swarmwall swarmwall-plain auto "danger_disable_inspection = true"
 
 # microsocks
 if command -v microsocks >/dev/null; then

@@ -22,7 +22,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use swarmwall_core::classify::{BtForm, MseStrictness};
+use swarmwall_core::classify::{BtForm, DestinationKind, KnownDestinations, MseStrictness};
 
 use crate::config::{
     AccountPolicy, ConfigError, FormActions, MseStrictnessSetting, PolicyConfig, PortRange,
@@ -81,6 +81,7 @@ pub struct DestinationPolicy {
     accounts: std::collections::BTreeMap<String, [TrafficAction; BtForm::ALL.len()]>,
     mse_strictness: MseStrictness,
     udp_teardown_after_blocks: u32,
+    known_destinations: KnownDestinations,
 }
 
 /// One validated destination rule.
@@ -130,6 +131,16 @@ impl DestinationPolicy {
                 MseStrictnessSetting::Aggressive => MseStrictness::Aggressive,
             },
             udp_teardown_after_blocks: config.udp_teardown_after_blocks,
+            known_destinations: config.known_destinations.matcher(),
+        })
+    }
+
+    /// The BitTorrent form a requested destination name shows (spec §1.13), if any: a DHT
+    /// router or tracker name is `known_destination`, a WebTorrent tracker `webtorrent`.
+    pub fn destination_form(&self, name: &str) -> Option<BtForm> {
+        Some(match self.known_destinations.kind(name)? {
+            DestinationKind::Infrastructure => BtForm::KnownDestination,
+            DestinationKind::WebTorrent => BtForm::WebTorrent,
         })
     }
 

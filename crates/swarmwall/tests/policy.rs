@@ -39,6 +39,9 @@ ports = [443, "8000-8080"]
 [[policy.destinations]]
 action = "deny"
 domains = ["tracker.example", "*.swarm.example"]
+[policy.known_destinations]
+builtin = true
+extra = ["tracker.example.net", "*.swarm.example.org"]
 [policy.strikes]
 burst_window = "5s"
 warn_incidents = 2
@@ -83,6 +86,11 @@ fn policy_mistakes_are_located() {
             "9000-8000",
         ),
         ("[store]\nurl = \"mysql://db\"\n", 2, "mysql://db"),
+        (
+            "[policy.known_destinations]\nextra = [\"ok.example\", \"bad_name.example\"]\n",
+            2,
+            "bad_name.example",
+        ),
     ] {
         let (ok, out) = check_config(text);
         assert!(!ok, "{text}: accepted");

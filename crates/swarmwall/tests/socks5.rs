@@ -458,12 +458,28 @@ fn sighup_reloads_accounts_and_keeps_live_sessions() {
 
 #[test]
 fn splice_fast_path_relays_bulk_and_half_close() {
+    bulk_and_half_close_on_fast_path("splice");
+}
+
+#[test]
+fn auto_fast_path_switches_from_copy_to_splice_mid_transfer() {
+    // 4 MiB crosses the 256 KiB copy budget of each direction: the switch happens with the
+    // transfer in flight, and not a byte may be lost, duplicated or reordered.
+    bulk_and_half_close_on_fast_path("auto");
+}
+
+#[test]
+fn copy_fast_path_relays_bulk_and_half_close() {
+    bulk_and_half_close_on_fast_path("copy");
+}
+
+fn bulk_and_half_close_on_fast_path(fast_path: &str) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
-    // A short inspect phase so the bulk transfer runs on the splice fast path.
+    // A short inspect phase so the bulk transfer runs on the fast path.
     std::fs::write(
         &config,
-        "[server]\nfast_path = \"splice\"\ninspect_timeout = \"50ms\"\n",
+        format!("[server]\nfast_path = \"{fast_path}\"\ninspect_timeout = \"50ms\"\n"),
     )
     .unwrap();
     let echo = echo_server("127.0.0.1:0");
@@ -476,7 +492,7 @@ fn splice_fast_path_relays_bulk_and_half_close() {
     let (code, mut stream) = socks_connect(proxy.address, echo);
     assert_eq!(code, 0);
     // 4 MiB both ways: the inspect deadline passes during the transfer, so the stream moves
-    // from the inspect phase to the splice fast path in the middle of it.
+    // from the inspect phase to the fast path in the middle of it.
     let payload: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
     let mut writer = stream.try_clone().unwrap();
     let sent = payload.clone();

@@ -11,10 +11,12 @@
 
 pub mod bencode;
 mod correlator;
+pub mod destination;
 mod tcp;
 mod udp;
 
 pub use correlator::{ClientKey, Correlator, CorrelatorConfig};
+pub use destination::{DestinationKind, KnownDestinations};
 pub use tcp::TcpFlow;
 pub use udp::UdpFlow;
 

@@ -35,6 +35,58 @@ pub struct PolicyConfig {
     pub default_destination: RuleAction,
     /// Graduated response (`[policy.strikes]`).
     pub strikes: StrikesSettings,
+    /// Destination names known as BitTorrent infrastructure (`[policy.known_destinations]`).
+    pub known_destinations: KnownDestinationsConfig,
+}
+
+/// `[policy.known_destinations]`: names of DHT routers and trackers (spec §1.13). A SOCKS5
+/// request for such a name (CONNECT, or a UDP datagram) is the `known_destination` form, acted
+/// on like every other form (`[policy.forms] known_destination`, default: the `bittorrent`
+/// action).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnownDestinationsConfig {
+    /// Use the built-in lists (DHT bootstrap routers, public and WebTorrent trackers).
+    pub builtin: bool,
+    /// The operator's own names: `host.example` (exactly) or `*.example` (every name under it).
+    #[serde(deserialize_with = "deserialize_host_names")]
+    pub extra: Vec<String>,
+}
+
+impl Default for KnownDestinationsConfig {
+    fn default() -> Self {
+        Self {
+            builtin: true,
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl KnownDestinationsConfig {
+    /// The matcher these settings describe (names were validated when parsed).
+    pub fn matcher(&self) -> swarmwall_core::classify::KnownDestinations {
+        let base = if self.builtin {
+            swarmwall_core::classify::KnownDestinations::builtin()
+        } else {
+            swarmwall_core::classify::KnownDestinations::none()
+        };
+        let extra = self.extra.iter().map(String::as_str);
+        base.clone().with_extra(extra).unwrap_or(base)
+    }
+}
+
+fn deserialize_host_names<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    let names = OneOrMany::<String>::deserialize(deserializer)?.into_vec();
+    swarmwall_core::classify::KnownDestinations::none()
+        .with_extra(names.iter().map(String::as_str))
+        .map_err(|error| {
+            serde::de::Error::custom(format!(
+                "{error} (expected a host name such as tracker.example.net or *.example.net)"
+            ))
+        })?;
+    Ok(names)
 }
 
 /// `[policy.accounts.NAME]`: overrides for one account.

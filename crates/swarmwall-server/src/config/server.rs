@@ -67,8 +67,11 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FastPath {
-    /// Readiness-driven copy through a user-space buffer held only while data flows.
+    /// Copy first; a direction that has moved `relay::SPLICE_AFTER` bytes (bulk) switches to
+    /// `splice`. Short exchanges never pay for a pipe, bulk transfers skip the user-space copy.
     #[default]
+    Auto,
+    /// Readiness-driven copy through a user-space buffer held only while data flows.
     Copy,
     /// Linux `splice(2)` through a pipe per direction (created on the first byte).
     Splice,
@@ -94,7 +97,7 @@ impl Default for ServerConfig {
             udp_teardown_after_blocks: 0,
             relay_buffer_bytes: 32 * 1024,
             proxy_protocol_trusted: Vec::new(),
-            fast_path: FastPath::Copy,
+            fast_path: FastPath::Auto,
         }
     }
 }

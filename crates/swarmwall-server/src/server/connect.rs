@@ -1,5 +1,5 @@
-//! CONNECT: destination policy, asynchronous resolution, the outbound connection (with the
-//! precise reply code for each failure), then the relay.
+//! CONNECT: known BitTorrent destination names, destination policy, asynchronous resolution,
+//! the outbound connection (with the precise reply code for each failure), then the relay.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -21,6 +21,14 @@ pub(super) async fn run(
     destination: &Address,
     initial: Vec<u8>,
 ) {
+    if let Address::Domain(name, _) = destination
+        && let Some(form) = context.runtime.policy.destination_form(name)
+        && relay::enforce_destination_name(context, form, "tcp").await
+    {
+        context.refused("bittorrent_destination");
+        let _ = send_reply(&mut client, Reply::NotAllowed, &Address::UNSPECIFIED).await;
+        return;
+    }
     let started = Instant::now();
     let connected = tokio::time::timeout(
         context.runtime.server.connect_timeout,

@@ -116,7 +116,7 @@ async fn fast_path(
     activity: &Activity,
 ) {
     let buffer = server.relay_buffer_bytes as usize;
-    let use_splice = server.fast_path == FastPath::Splice;
+    let mode = server.fast_path;
     // Both directions are built inside the join (not captured from outside it), so the
     // future holds one copy of their state, not two.
     let directions = async {
@@ -125,7 +125,7 @@ async fn fast_path(
                 client,
                 target,
                 open.0,
-                use_splice,
+                mode,
                 buffer,
                 &counters.to_target,
                 activity,
@@ -134,7 +134,7 @@ async fn fast_path(
                 target,
                 client,
                 open.1,
-                use_splice,
+                mode,
                 buffer,
                 &counters.to_client,
                 activity,
@@ -148,21 +148,45 @@ async fn fast_path(
 }
 
 /// The fast path of one direction: nothing when `open` is false (that side already ended),
-/// else `splice` or the readiness-driven copy.
+/// else per `mode`: `splice`, the readiness-driven copy, or (auto) the copy until
+/// [`SPLICE_AFTER`] bytes went by, then `splice`.
 async fn forward(
     source: &TcpStream,
     sink: &TcpStream,
     open: bool,
-    use_splice: bool,
+    mode: FastPath,
     buffer: usize,
     counter: &Counter,
     activity: &Activity,
 ) -> io::Result<()> {
-    match (open, use_splice) {
-        (false, _) => Ok(()),
-        (true, true) => splice::copy(source, sink, counter, activity).await,
-        (true, false) => copy(source, sink, buffer, counter, activity).await,
+    if !open {
+        return Ok(());
     }
+    match mode {
+        FastPath::Splice => splice::copy(source, sink, counter, activity).await,
+        FastPath::Copy => copy(source, sink, buffer, counter, activity, None)
+            .await
+            .map(drop),
+        FastPath::Auto => {
+            let copied = copy(source, sink, buffer, counter, activity, Some(SPLICE_AFTER)).await?;
+            match copied {
+                Copied::Ended => Ok(()),
+                Copied::Limit => splice::copy(source, sink, counter, activity).await,
+            }
+        }
+    }
+}
+
+/// Bytes a direction copies through user space before `fast_path = "auto"` switches it to
+/// `splice` (a pipe costs two descriptors and a few syscalls: worth it only for bulk).
+pub(crate) const SPLICE_AFTER: u64 = 256 * 1024;
+
+/// How [`copy`] stopped (without an error).
+enum Copied {
+    /// The source ended (its write side was shut down on the sink).
+    Ended,
+    /// The byte limit was reached; everything read so far was written.
+    Limit,
 }
 
 /// Byte counters of one session (cloned handles of the shared families).
@@ -317,6 +341,50 @@ async fn inspect(
     }
 }
 
+/// A request named a destination known as BitTorrent infrastructure (`form` is
+/// `known_destination` or `webtorrent`): count the verdict, tell the correlator, and apply the
+/// form's action. True when the request must be refused (block: counted and struck).
+pub(super) async fn enforce_destination_name(
+    context: &SessionContext,
+    form: swarmwall_core::classify::BtForm,
+    transport: &'static str,
+) -> bool {
+    let shared = &context.shared;
+    shared
+        .metrics
+        .verdicts
+        .get_or_create(&VerdictLabels {
+            transport,
+            class: "bittorrent",
+            label: form.as_str(),
+        })
+        .inc();
+    if let Ok(mut correlator) = shared.correlator.lock() {
+        correlator.record_detection(context.client_key, form, Instant::now());
+    }
+    let action = context
+        .runtime
+        .policy
+        .action_for(form, context.account.as_deref());
+    if action != TrafficAction::Block {
+        return false;
+    }
+    shared
+        .metrics
+        .blocks
+        .get_or_create(&BlockLabels {
+            transport,
+            form: form.as_str(),
+        })
+        .inc();
+    tracing::debug!(
+        form = form.as_str(),
+        "blocked a BitTorrent destination name"
+    );
+    Box::pin(strike(context, form)).await;
+    true
+}
+
 /// Count a final verdict and the bytes it needed.
 fn record_verdict(context: &SessionContext, verdict: Verdict, decision_bytes: f64) {
     let (class, label) = match verdict {
@@ -360,14 +428,17 @@ pub(super) async fn strike(context: &SessionContext, form: swarmwall_core::class
     }
 }
 
-/// Copy `source` → `sink` until `source` ends (then half-close `sink`) or an error.
+/// Copy `source` → `sink` until `source` ends (then half-close `sink`), an error, or (with a
+/// `limit`) once at least `limit` bytes were copied.
 async fn copy(
     source: &TcpStream,
     sink: &TcpStream,
     buffer_size: usize,
     counter: &Counter,
     activity: &Activity,
-) -> io::Result<()> {
+    limit: Option<u64>,
+) -> io::Result<Copied> {
+    let mut copied = 0u64;
     loop {
         source.readable().await?;
         // Borrow a buffer only while the socket has data.
@@ -376,13 +447,17 @@ async fn copy(
             match source.try_read_buf(&mut buffer) {
                 Ok(0) => {
                     let _ = SockRef::from(sink).shutdown(Shutdown::Write);
-                    return Ok(());
+                    return Ok(Copied::Ended);
                 }
                 Ok(read) => {
                     write_all(sink, &buffer).await?;
                     buffer.clear();
                     counter.inc_by(read as u64);
                     activity.touch();
+                    copied += read as u64;
+                    if limit.is_some_and(|limit| copied >= limit) {
+                        return Ok(Copied::Limit);
+                    }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) => return Err(error),

@@ -10,16 +10,16 @@
 //! Datagrams from endpoints the client never sent to are dropped. Replies are wrapped in the
 //! SOCKS UDP header. The association ends with its TCP control connection or when idle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
-use swarmwall_core::classify::{Direction, FlowContext, UdpFlow, Verdict};
+use swarmwall_core::classify::{BtForm, Direction, FlowContext, UdpFlow, Verdict};
 use swarmwall_core::socks5::{Address, Reply, UdpHeader};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpStream, UdpSocket};
 
-use super::relay::{Activity, strike};
+use super::relay::{Activity, enforce_destination_name, strike};
 use super::session::{SessionContext, send_reply};
 use crate::metrics::{BlockLabels, DatagramLabels, DirectionLabels, VerdictLabels};
 use crate::policy::{PolicyDecision, TrafficAction};
@@ -68,6 +68,7 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
         client_port,
         flows: HashMap::new(),
         names: HashMap::new(),
+        named: HashSet::new(),
         blocked: 0,
         activity: Activity::new(),
     };
@@ -92,6 +93,8 @@ struct Association<'a> {
     client_port: Option<u16>,
     flows: HashMap<SocketAddr, Flow>,
     names: HashMap<(String, u16), SocketAddr>,
+    /// Known BitTorrent destination names already counted and struck (bounded).
+    named: HashSet<String>,
     blocked: u32,
     activity: Activity,
 }
@@ -169,6 +172,12 @@ impl Association<'_> {
             return Next::Continue;
         }
         self.client_port = Some(source.port());
+        if let Address::Domain(name, _) = &header.address
+            && let Some(form) = self.context.runtime.policy.destination_form(name)
+            && let Some(next) = self.enforce_name(name, form, DIRECTION).await
+        {
+            return next;
+        }
         let Some(target) = self.resolve(&header.address).await else {
             self.count(DIRECTION, "dropped_policy");
             return Next::Continue;
@@ -335,6 +344,53 @@ impl Association<'_> {
         if first {
             strike(context, form).await;
         }
+        Some(self.after_block())
+    }
+
+    /// A datagram addressed to a known BitTorrent destination name (spec §1.13): counted and
+    /// struck once per name, every such datagram dropped while the form's action is block.
+    async fn enforce_name(
+        &mut self,
+        name: &str,
+        form: BtForm,
+        direction: &'static str,
+    ) -> Option<Next> {
+        let name = crate::policy::normalize_domain(name);
+        let context = self.context;
+        if !self.named.contains(&name) {
+            if self.named.len() >= MAX_NAMES {
+                self.named.clear();
+            }
+            self.named.insert(name);
+            // Counts the verdict, applies the action and strikes on block.
+            if !enforce_destination_name(context, form, "udp").await {
+                return None;
+            }
+        } else {
+            let action = context
+                .runtime
+                .policy
+                .action_for(form, context.account.as_deref());
+            if action != TrafficAction::Block {
+                return None;
+            }
+            context
+                .shared
+                .metrics
+                .blocks
+                .get_or_create(&BlockLabels {
+                    transport: "udp",
+                    form: form.as_str(),
+                })
+                .inc();
+        }
+        self.count(direction, "dropped_bittorrent");
+        Some(self.after_block())
+    }
+
+    /// Count one more blocked datagram; tear the association down past the configured limit.
+    fn after_block(&mut self) -> Next {
+        let context = self.context;
         self.blocked = self.blocked.saturating_add(1);
         // `[policy] udp_teardown_after_blocks` wins; `[server]` keeps the older spelling.
         let limit = context
@@ -343,9 +399,9 @@ impl Association<'_> {
             .udp_teardown_after_blocks()
             .unwrap_or(context.runtime.server.udp_teardown_after_blocks);
         if limit != 0 && self.blocked >= limit {
-            return Some(Next::TearDown);
+            return Next::TearDown;
         }
-        Some(Next::Continue)
+        Next::Continue
     }
 
     /// The address to send to: names are checked, resolved (cached) and the address checked.

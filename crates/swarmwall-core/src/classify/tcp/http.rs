@@ -206,7 +206,7 @@ impl RequestHeaders {
                 out.websocket = value.eq_ignore_ascii_case(b"websocket");
             } else if name.eq_ignore_ascii_case(b"host") {
                 let host = host_without_port(value);
-                out.webtorrent_host = super::tls::WEBTORRENT_TRACKERS
+                out.webtorrent_host = crate::classify::destination::WEBTORRENT_TRACKERS
                     .iter()
                     .any(|t| t.as_bytes().eq_ignore_ascii_case(host));
             } else if want_user_agent && name.eq_ignore_ascii_case(b"user-agent") {

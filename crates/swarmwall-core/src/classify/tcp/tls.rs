@@ -2,13 +2,15 @@
 //!
 //! T6: libtorrent's SSL torrents put the hex-encoded info-hash in the SNI (40 characters for
 //! v1, 64 for v2) and the accepting side reads the torrent from it (spec §1.7). T7: the SNI
-//! is a WebTorrent tracker (spec §1.8). Any other server name is benign TLS, decided at once.
+//! is a WebTorrent tracker (spec §1.8); a DHT router or public tracker name is
+//! `known_destination` (spec §1.13). Any other server name is benign TLS, decided at once.
 //!
 //! The ClientHello may span TCP segments (post-quantum key shares make it ~1.8 KB) and, rarely,
 //! several TLS records; fragments are gathered into a stack buffer only in the latter case.
 
 use super::{C2S_BUDGET, Match};
 use crate::classify::BtForm;
+use crate::classify::destination::{DestinationKind, builtin_kind};
 
 /// TLS record content type `handshake`.
 pub(super) const CONTENT_HANDSHAKE: u8 = 0x16;
@@ -16,15 +18,6 @@ pub(super) const CONTENT_HANDSHAKE: u8 = 0x16;
 const CLIENT_HELLO: u8 = 0x01;
 /// Extension `server_name`.
 const EXT_SERVER_NAME: u16 = 0x0000;
-
-/// WebTorrent tracker host names seen in client defaults (spec §1.8).
-pub(crate) const WEBTORRENT_TRACKERS: [&str; 5] = [
-    "tracker.openwebtorrent.com",
-    "tracker.webtorrent.dev",
-    "tracker.btorrent.xyz",
-    "tracker.fastcast.nz",
-    "tracker.files.fm",
-];
 
 /// What the ClientHello says about the server name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,16 +59,17 @@ pub(super) fn record_start(bytes: &[u8]) -> Match {
     }
 }
 
-/// Classify a server name: T6 for a hex info-hash, T7 for a WebTorrent tracker.
+/// Classify a server name: T6 for a hex info-hash, T7 for a WebTorrent tracker,
+/// `known_destination` for a DHT router or public tracker (§1.13).
 pub(super) fn classify_server_name(name: &[u8]) -> Option<BtForm> {
     let name = name.strip_suffix(b".").unwrap_or(name);
     if matches!(name.len(), 40 | 64) && name.iter().all(u8::is_ascii_hexdigit) {
         return Some(BtForm::SslTorrent);
     }
-    WEBTORRENT_TRACKERS
-        .iter()
-        .any(|tracker| tracker.as_bytes().eq_ignore_ascii_case(name))
-        .then_some(BtForm::WebTorrent)
+    match builtin_kind(name)? {
+        DestinationKind::WebTorrent => Some(BtForm::WebTorrent),
+        DestinationKind::Infrastructure => Some(BtForm::KnownDestination),
+    }
 }
 
 /// What a ClientHello tells about the flow.
@@ -324,6 +318,10 @@ pub(super) mod tests {
         assert_eq!(
             classify_server_name(b"tracker.openwebtorrent.com"),
             Some(BtForm::WebTorrent)
+        );
+        assert_eq!(
+            classify_server_name(b"Tracker.Opentrackr.org."),
+            Some(BtForm::KnownDestination)
         );
         assert_eq!(classify_server_name(b"www.example.com"), None);
         assert_eq!(
