@@ -1,15 +1,16 @@
 //! Linux `splice(2)` fast path (nix `zerocopy`): socket → pipe → socket without copying the
-//! payload through user space. Selected with `server.fast_path = "splice"`; the default is the
-//! readiness-driven copy in `relay` (see README "Benchmarks" for the measured comparison).
+//! payload through user space. Used from the start with `server.fast_path = "splice"`, and by
+//! the default `auto` once a direction has moved 256 KiB through the copy in `relay` (see
+//! README "Benchmarks" for the measured comparison).
 //!
-//! The pipe of a direction is created when the first byte arrives, so an idle session holds no
-//! pipe. The pipe is always drained before the next fill, so `EAGAIN` on the fill means the
+//! The pipe of a direction is created when the first byte arrives here, so an idle session
+//! that never moved bulk holds no pipe. The pipe is always drained before the next fill, so `EAGAIN` on the fill means the
 //! source socket is empty.
 
 use std::io;
 use std::net::Shutdown;
 
-use nix::fcntl::{OFlag, SpliceFFlags, splice};
+use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use prometheus_client::metrics::counter::Counter;
 use socket2::SockRef;
 use tokio::io::Interest;
@@ -17,8 +18,10 @@ use tokio::net::TcpStream;
 
 use super::relay::Activity;
 
-/// Bytes moved per splice call (the default pipe capacity).
-const PIPE_CHUNK: usize = 64 * 1024;
+/// Pipe capacity asked for, and bytes moved per splice call. Four times the default 64 KiB:
+/// measured with `scripts/bench-relay.sh`, CPU per GB fell from 0.29-0.33 to 0.25 s and one
+/// stream rose by a fifth. The pages are used only while data is in flight.
+const PIPE_BYTES: usize = 256 * 1024;
 
 /// Splice `source` → `sink` until `source` ends (then half-close `sink`) or an error.
 pub(super) async fn copy(
@@ -33,13 +36,17 @@ pub(super) async fn copy(
         source.readable().await?;
         let (pipe_read, pipe_write) = match &pipe {
             Some(pipe) => pipe,
-            None => pipe.insert(
-                nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
-                    .map_err(io::Error::from)?,
-            ),
+            None => {
+                let created = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+                    .map_err(io::Error::from)?;
+                // Best effort: past the per-user pipe quota the kernel refuses, and the
+                // default-sized pipe still works (only with more calls per byte).
+                let _ = fcntl(&created.1, FcntlArg::F_SETPIPE_SZ(PIPE_BYTES as i32));
+                pipe.insert(created)
+            }
         };
         let filled = source.try_io(Interest::READABLE, || {
-            splice(source, None, &*pipe_write, None, PIPE_CHUNK, flags).map_err(io::Error::from)
+            splice(source, None, &*pipe_write, None, PIPE_BYTES, flags).map_err(io::Error::from)
         });
         let moved = match filled {
             Ok(0) => {
