@@ -713,3 +713,22 @@ fn a_one_way_upload_leaves_the_inspect_phase_without_a_reply() {
         Verdict::NeedMore
     );
 }
+
+/// Found by the `classify_tcp` fuzz target: a ClientHello (in a record claiming 49,413 bytes)
+/// whose extensions length disagrees with the message length. Whole, it used to be refused
+/// as malformed (gave up) while its byte-by-byte prefixes decided benign TLS.
+#[test]
+fn malformed_client_hello_verdict_does_not_depend_on_segmentation() {
+    let hex = "160300c1050100003a030d03014a4a4a4a000000000000000000000000000000000000000000\
+               000000000000000000000000000000000000000000000000000000000000000000000000000000\
+               000000000000000000000000000000000000000000000000000000c10523ff7f131dff4a4a4a4a\
+               4a4a4a4a4a4a4a4a4aac000000000000004a4a4aff1308a80dffa8ff01d2f4e2850d41614900";
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let verdict = check(
+        with(MseStrictness::Corroborated, true),
+        &[(Direction::ClientToServer, bytes)],
+    );
+    assert!(verdict.bittorrent_form().is_none(), "{verdict:?}");
+}

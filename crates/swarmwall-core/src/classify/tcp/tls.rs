@@ -220,9 +220,10 @@ fn parse_client_hello(body: &[u8], complete: bool) -> Hello<'_> {
         return short;
     };
     let extensions_end = reader.pos + usize::from(extensions_len);
-    if complete && extensions_end != body.len() {
-        return Hello::Invalid;
-    }
+    // The first server_name extension decides, whatever follows it: the verdict must not
+    // depend on how the bytes were segmented, and a prefix that already holds the extension
+    // decides before the rest arrives (found by the classify_tcp fuzz target: a complete
+    // message with a bad extensions length used to be refused while its prefixes were not).
     while reader.pos < extensions_end {
         let (Some(kind), Some(data)) = (reader.u16(), reader.vec16()) else {
             return short;
@@ -231,7 +232,10 @@ fn parse_client_hello(body: &[u8], complete: bool) -> Hello<'_> {
             return server_name(data);
         }
     }
-    if reader.pos == extensions_end {
+    if !complete {
+        // No server name yet: only the whole message can tell "none" from "malformed".
+        short
+    } else if reader.pos == extensions_end && extensions_end == body.len() {
         Hello::NoSni
     } else {
         Hello::Invalid
