@@ -148,13 +148,13 @@ impl KnownDestinations {
 
     /// Why `name` is listed, if it is.
     pub fn kind(&self, name: &str) -> Option<DestinationKind> {
-        if self.is_empty() {
-            return None;
-        }
         if self.builtin
             && let Some(kind) = builtin_kind(name.as_bytes())
         {
             return Some(kind);
+        }
+        if self.exact.is_empty() && self.suffixes.is_empty() {
+            return None;
         }
         let name = canonical(name);
         let listed = self.exact.contains(&name)

@@ -26,7 +26,7 @@ use tokio::net::TcpStream;
 use super::session::SessionContext;
 use super::splice;
 use crate::config::FastPath;
-use crate::metrics::{BlockLabels, DirectionLabels, VerdictLabels};
+use crate::metrics::{DirectionLabels, VerdictLabels};
 use crate::policy::TrafficAction;
 
 /// Most bytes read at once during the inspect phase.
@@ -299,23 +299,9 @@ async fn inspect(
             target_open,
         });
     };
-    if let Ok(mut correlator) = shared.correlator.lock() {
-        correlator.record_detection(context.client_key, form, Instant::now());
-    }
-    match context
-        .runtime
-        .policy
-        .action_for(form, context.account.as_deref())
-    {
+    match context.detected(form) {
         TrafficAction::Block => {
-            shared
-                .metrics
-                .blocks
-                .get_or_create(&BlockLabels {
-                    transport: "tcp",
-                    form: form.as_str(),
-                })
-                .inc();
+            context.count_block("tcp", form);
             tracing::debug!(form = form.as_str(), "blocked BitTorrent flow");
             // Close both sides at once: nothing further is forwarded.
             let _ = SockRef::from(client).shutdown(Shutdown::Both);
@@ -359,24 +345,10 @@ pub(super) async fn enforce_destination_name(
             label: form.as_str(),
         })
         .inc();
-    if let Ok(mut correlator) = shared.correlator.lock() {
-        correlator.record_detection(context.client_key, form, Instant::now());
-    }
-    let action = context
-        .runtime
-        .policy
-        .action_for(form, context.account.as_deref());
-    if action != TrafficAction::Block {
+    if context.detected(form) != TrafficAction::Block {
         return false;
     }
-    shared
-        .metrics
-        .blocks
-        .get_or_create(&BlockLabels {
-            transport,
-            form: form.as_str(),
-        })
-        .inc();
+    context.count_block(transport, form);
     tracing::debug!(
         form = form.as_str(),
         "blocked a BitTorrent destination name"

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use swarmwall_core::classify::ClientKey;
+use swarmwall_core::classify::{BtForm, ClientKey};
 use swarmwall_core::proxy_protocol::{self, ParseOutcome};
 use swarmwall_core::socks5::{
     Address, Command, Error as Socks5Error, Event, Reply, ReplyMessage, Request, ServerHandshake,
@@ -17,7 +17,8 @@ use tokio::net::TcpStream;
 use super::limits::AccountSlot;
 use super::{Runtime, Shared, bind, connect, udp};
 use crate::auth::AuthOutcome;
-use crate::metrics::{CommandLabels, ReasonLabels};
+use crate::metrics::{BlockLabels, CommandLabels, ReasonLabels};
+use crate::policy::TrafficAction;
 use crate::strikes::StrikeSubject;
 
 /// Longest PROXY protocol header accepted (v2 with TLVs is bounded well below this).
@@ -45,6 +46,33 @@ impl SessionContext {
     /// Count a refusal under `reason`.
     pub(super) fn refused(&self, reason: &'static str) {
         refused(&self.shared, reason);
+    }
+
+    /// The traffic-class action for `form` in this session (account overrides included).
+    pub(super) fn action_for(&self, form: BtForm) -> TrafficAction {
+        self.runtime
+            .policy
+            .action_for(form, self.account.as_deref())
+    }
+
+    /// Record a BitTorrent detection with the correlator and return the form's action.
+    pub(super) fn detected(&self, form: BtForm) -> TrafficAction {
+        if let Ok(mut correlator) = self.shared.correlator.lock() {
+            correlator.record_detection(self.client_key, form, Instant::now());
+        }
+        self.action_for(form)
+    }
+
+    /// Count one blocked flow or datagram (`swarmwall_blocks_total`).
+    pub(super) fn count_block(&self, transport: &'static str, form: BtForm) {
+        self.shared
+            .metrics
+            .blocks
+            .get_or_create(&BlockLabels {
+                transport,
+                form: form.as_str(),
+            })
+            .inc();
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::net::{TcpStream, UdpSocket};
 
 use super::relay::{Activity, enforce_destination_name, strike};
 use super::session::{SessionContext, send_reply};
-use crate::metrics::{BlockLabels, DatagramLabels, DirectionLabels, VerdictLabels};
+use crate::metrics::{DatagramLabels, DirectionLabels, VerdictLabels};
 use crate::policy::{PolicyDecision, TrafficAction};
 
 /// Largest datagram handled (the IPv4/IPv6 UDP payload limit).
@@ -316,26 +316,11 @@ impl Association<'_> {
     ) -> Option<Next> {
         let form = verdict.bittorrent_form()?;
         let context = self.context;
-        if let Ok(mut correlator) = context.shared.correlator.lock() {
-            correlator.record_detection(context.client_key, form, Instant::now());
-        }
-        let action = context
-            .runtime
-            .policy
-            .action_for(form, context.account.as_deref());
-        if action != TrafficAction::Block {
+        if context.detected(form) != TrafficAction::Block {
             return None;
         }
         self.count(direction, "dropped_bittorrent");
-        context
-            .shared
-            .metrics
-            .blocks
-            .get_or_create(&BlockLabels {
-                transport: "udp",
-                form: form.as_str(),
-            })
-            .inc();
+        context.count_block("udp", form);
         let first = self
             .flows
             .get_mut(&remote)
@@ -367,22 +352,10 @@ impl Association<'_> {
                 return None;
             }
         } else {
-            let action = context
-                .runtime
-                .policy
-                .action_for(form, context.account.as_deref());
-            if action != TrafficAction::Block {
+            if context.action_for(form) != TrafficAction::Block {
                 return None;
             }
-            context
-                .shared
-                .metrics
-                .blocks
-                .get_or_create(&BlockLabels {
-                    transport: "udp",
-                    form: form.as_str(),
-                })
-                .inc();
+            context.count_block("udp", form);
         }
         self.count(direction, "dropped_bittorrent");
         Some(self.after_block())
