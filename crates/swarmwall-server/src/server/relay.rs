@@ -163,7 +163,7 @@ async fn forward(
         return Ok(());
     }
     match mode {
-        FastPath::Splice => splice::copy(source, sink, counter, activity).await,
+        FastPath::Splice => splice::copy(source, sink, counter, activity, None).await,
         FastPath::Copy => copy(source, sink, buffer, counter, activity, None)
             .await
             .map(drop),
@@ -171,7 +171,13 @@ async fn forward(
             let copied = copy(source, sink, buffer, counter, activity, Some(SPLICE_AFTER)).await?;
             match copied {
                 Copied::Ended => Ok(()),
-                Copied::Limit => splice::copy(source, sink, counter, activity).await,
+                // Without a pipe (descriptors exhausted) the copy simply goes on.
+                Copied::Limit => match splice::new_pipe() {
+                    Ok(pipe) => splice::copy(source, sink, counter, activity, Some(pipe)).await,
+                    Err(_) => copy(source, sink, buffer, counter, activity, None)
+                        .await
+                        .map(drop),
+                },
             }
         }
     }

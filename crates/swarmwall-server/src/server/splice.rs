@@ -9,6 +9,7 @@
 
 use std::io;
 use std::net::Shutdown;
+use std::os::fd::OwnedFd;
 
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use prometheus_client::metrics::counter::Counter;
@@ -23,27 +24,34 @@ use super::relay::Activity;
 /// stream rose by a fifth. The pages are used only while data is in flight.
 const PIPE_BYTES: usize = 256 * 1024;
 
-/// Splice `source` → `sink` until `source` ends (then half-close `sink`) or an error.
+/// The two ends (read, write) of a splice pipe.
+pub(super) type Pipe = (OwnedFd, OwnedFd);
+
+/// A non-blocking pipe of [`PIPE_BYTES`] (or the default size past the per-user quota).
+pub(super) fn new_pipe() -> io::Result<Pipe> {
+    let created =
+        nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    // Best effort: past the per-user pipe quota the kernel refuses, and the default-sized
+    // pipe still works (only with more calls per byte).
+    let _ = fcntl(&created.1, FcntlArg::F_SETPIPE_SZ(PIPE_BYTES as i32));
+    Ok(created)
+}
+
+/// Splice `source` → `sink` until `source` ends (then half-close `sink`) or an error, through
+/// `pipe`, or a pipe made when the first byte arrives.
 pub(super) async fn copy(
     source: &TcpStream,
     sink: &TcpStream,
     counter: &Counter,
     activity: &Activity,
+    mut pipe: Option<Pipe>,
 ) -> io::Result<()> {
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
-    let mut pipe = None;
     loop {
         source.readable().await?;
         let (pipe_read, pipe_write) = match &pipe {
             Some(pipe) => pipe,
-            None => {
-                let created = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
-                    .map_err(io::Error::from)?;
-                // Best effort: past the per-user pipe quota the kernel refuses, and the
-                // default-sized pipe still works (only with more calls per byte).
-                let _ = fcntl(&created.1, FcntlArg::F_SETPIPE_SZ(PIPE_BYTES as i32));
-                pipe.insert(created)
-            }
+            None => pipe.insert(new_pipe()?),
         };
         let filled = source.try_io(Interest::READABLE, || {
             splice(source, None, &*pipe_write, None, PIPE_BYTES, flags).map_err(io::Error::from)
