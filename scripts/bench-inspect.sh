@@ -9,12 +9,14 @@
 #   SWARMWALL_BIN=path/to/swarmwall scripts/bench-inspect.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${CORPUS:-}" ]; then
-  for c in ../shared/corpus ../../shared/corpus; do
-    if [ -d "$c/ndpi" ]; then CORPUS=$c; break; fi
-  done
+# The nDPI corpus is optional and lives outside the repository: SWARMWALL_CORPUS (or CORPUS)
+# names the directory holding score.py and ndpi/. Without it this script skips.
+CORPUS=${CORPUS:-${SWARMWALL_CORPUS:-}}
+if [ -z "$CORPUS" ] || [ ! -d "$CORPUS/ndpi" ]; then
+  echo "skipped: set SWARMWALL_CORPUS to the corpus directory (the one holding score.py and ndpi/)"
+  exit 0
 fi
-CORPUS=$(cd "${CORPUS:?set CORPUS to the corpus directory}" && pwd)
+CORPUS=$(cd "$CORPUS" && pwd)
 CORE=${CORE:-1}
 RUNS=${RUNS:-30}
 BIN=${SWARMWALL_BIN:-target/release/swarmwall}

@@ -11,13 +11,14 @@
 # scorer and label set. The swarmwall predictions are kept in target/score/swarmwall.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${CORPUS:-}" ]; then
-  # ../shared from the main checkout; ../../shared from a worktree under wt/.
-  for c in ../shared/corpus ../../shared/corpus; do
-    if [ -d "$c/ndpi" ]; then CORPUS=$c; break; fi
-  done
+# The nDPI corpus is optional and lives outside the repository: SWARMWALL_CORPUS (or CORPUS)
+# names the directory holding score.py and ndpi/. Without it this script skips.
+CORPUS=${CORPUS:-${SWARMWALL_CORPUS:-}}
+if [ -z "$CORPUS" ] || [ ! -d "$CORPUS/ndpi" ]; then
+  echo "skipped: set SWARMWALL_CORPUS to the corpus directory (the one holding score.py and ndpi/)"
+  exit 0
 fi
-CORPUS=${CORPUS:?set CORPUS to the corpus directory (the one holding score.py and ndpi/)}
+
 SCORE="$CORPUS/score.py"
 BIN=${SWARMWALL_BIN:-target/release/swarmwall}
 NDPI=${NDPI:-1}

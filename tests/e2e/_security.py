@@ -15,10 +15,10 @@ import time
 
 from conftest import swarmwall_bin
 
-CITY_DB = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
-                       "shared", "fixtures", "geoip", "GeoIP2-City-Test.mmdb")
+CITY_DB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "fixtures", "geoip", "GeoIP2-City-Test.mmdb")
 
-# Addresses that the MaxMind test database places (see shared/fixtures/geoip/SOURCE.md beside the repository).
+# Addresses that the MaxMind test database places (see tests/fixtures/geoip/SOURCE.md).
 LONDON = "81.2.69.142"
 BOXFORD = "2.125.160.216"
 CHANGCHUN = "175.16.199.0"

@@ -233,11 +233,11 @@ mod tests {
 
     const CITY: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/geoip/GeoIP2-City-Test.mmdb"
+        "/../../tests/fixtures/geoip/GeoIP2-City-Test.mmdb"
     );
     const COUNTRY: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/geoip/GeoIP2-Country-Test.mmdb"
+        "/../../tests/fixtures/geoip/GeoIP2-Country-Test.mmdb"
     );
 
     fn ip(text: &str) -> IpAddr {
@@ -288,7 +288,7 @@ mod tests {
         assert!(
             GeoDb::open(Path::new(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/fixtures/geoip/SOURCE.md"
+                "/../../tests/fixtures/geoip/SOURCE.md"
             )))
             .is_err()
         );

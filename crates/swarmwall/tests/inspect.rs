@@ -1,6 +1,6 @@
 //! `swarmwall inspect` on real captures: the loopback libtorrent/curl captures in
 //! `tests/captures/` (labelled by rules in `tests/captures/labels.json`), the nDPI corpus when
-//! it is present (`../shared/corpus/ndpi`, or `SWARMWALL_CORPUS`), and damaged files.
+//! `SWARMWALL_CORPUS` names it (absent: skipped), and damaged files.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,13 +21,8 @@ fn captures() -> PathBuf {
 
 /// The nDPI corpus directory (`.../corpus/ndpi`), if present on this machine.
 fn corpus() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("SWARMWALL_CORPUS") {
-        return Some(PathBuf::from(dir).join("ndpi"));
-    }
-    ["../shared/corpus/ndpi", "../../shared/corpus/ndpi"]
-        .iter()
-        .map(|rel| repo().join(rel))
-        .find(|dir| dir.join("labels.jsonl").is_file())
+    let dir = PathBuf::from(std::env::var_os("SWARMWALL_CORPUS")?).join("ndpi");
+    dir.join("labels.jsonl").is_file().then_some(dir)
 }
 
 fn inspect(args: &[&str], files: &[&Path]) -> Output {

@@ -179,7 +179,7 @@ mod tests {
         let config = SecurityConfig {
             geoip_database: Some(PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/fixtures/geoip/GeoIP2-City-Test.mmdb"
+                "/../../tests/fixtures/geoip/GeoIP2-City-Test.mmdb"
             ))),
             failure_delay: std::time::Duration::ZERO,
             ..SecurityConfig::default()

@@ -9,7 +9,7 @@ use crate::geo::UnknownLocation;
 
 const CITY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/geoip/GeoIP2-City-Test.mmdb"
+    "/../../tests/fixtures/geoip/GeoIP2-City-Test.mmdb"
 );
 /// RFC 6238 test secret, base32.
 const SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
