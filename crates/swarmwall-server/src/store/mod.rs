@@ -168,6 +168,28 @@ impl Store {
         }
     }
 
+    /// Keep `checkpoint` (JSON) as the latest security event log checkpoint of `node`. Only
+    /// Redis holds checkpoints (an embedded or memory store is on the host being protected):
+    /// `Ok(false)` for the others.
+    pub async fn put_audit_checkpoint(
+        &self,
+        node: &str,
+        checkpoint: &str,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Redis(store) => store.put_audit_checkpoint(node, checkpoint).await.map(|()| true),
+            Self::Memory(_) | Self::Embedded(_) => Ok(false),
+        }
+    }
+
+    /// The latest security event log checkpoint of `node` (Redis only; `None` elsewhere).
+    pub async fn audit_checkpoint(&self, node: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Self::Redis(store) => store.audit_checkpoint(node).await,
+            Self::Memory(_) | Self::Embedded(_) => Ok(None),
+        }
+    }
+
     /// Record one event at `now_ms` and return how many events fall within the last `window`
     /// (including this one). Older events are forgotten.
     pub async fn record_event(

@@ -18,6 +18,8 @@
 //! comes back. Which callers fail open or closed is documented in the README ("Fleet: state
 //! store").
 
+mod checkpoint;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
