@@ -102,7 +102,12 @@ impl Checkpoint {
                 .ok_or_else(|| bad(name))?;
             let rest = &text[start..];
             let rest = rest.trim_start().get(name.len() + 1..).unwrap_or_default();
-            Ok::<_, String>(rest.split_whitespace().next().unwrap_or_default().to_owned())
+            Ok::<_, String>(
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
         };
         let number = |name: &str| field(name)?.parse::<u64>().map_err(|_| bad(name));
         Ok(Self {

@@ -231,6 +231,10 @@ impl LogFile {
                 .open(&temporary)?
         };
         new_file.lock()?;
+        // Keep the owner (a CLI command run as root rotating the service's log).
+        if let Ok(old) = self.file.metadata() {
+            let _ = std::os::unix::fs::fchown(&new_file, Some(old.uid()), Some(old.gid()));
+        }
         let first_rotated = rotated_name(&self.path, 1);
         let details = serde_json::json!({
             "previous_file": first_rotated
@@ -253,10 +257,7 @@ impl LogFile {
         new_file.sync_data()?;
         // Shift FILE.(k) → FILE.(k+1); the oldest beyond `keep_files` is overwritten.
         for n in (1..self.keep_files).rev() {
-            match std::fs::rename(
-                rotated_name(&self.path, n),
-                rotated_name(&self.path, n + 1),
-            ) {
+            match std::fs::rename(rotated_name(&self.path, n), rotated_name(&self.path, n + 1)) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => return Err(error),

@@ -192,12 +192,13 @@ impl AuditLog {
         options: &AuditOptions,
     ) -> Result<Self, AuditError> {
         let key = AuditKey::from_secret(secret);
-        let file = LogFile::open(path, &key, options.max_bytes, options.keep_files).map_err(
-            |source| AuditError::Io {
-                path: path.to_owned(),
-                source,
-            },
-        )?;
+        let file =
+            LogFile::open(path, &key, options.max_bytes, options.keep_files).map_err(|source| {
+                AuditError::Io {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?;
         let pseudonym = options.pseudonymise.then(|| secret.clone());
         Ok(Self::with_state(
             pseudonym,
@@ -297,7 +298,15 @@ impl AuditLog {
         let mut state = inner.lock();
         let mut written = None;
         let build = |seq: u64, prev: &str| {
-            let body = chain::body(seq, now_ms, kind, account, client.as_deref(), &details, prev);
+            let body = chain::body(
+                seq,
+                now_ms,
+                kind,
+                account,
+                client.as_deref(),
+                &details,
+                prev,
+            );
             let sealed = chain::seal(&inner.key, &body);
             if let Some((_, hash)) = &sealed {
                 written = Some((body, hash.clone()));

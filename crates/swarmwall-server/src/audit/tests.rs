@@ -139,10 +139,16 @@ fn cut_tail_is_found_with_an_expected_record_and_a_checkpoint() {
     write_log(&path, 8);
     let (seq, hash) = head(&path).unwrap();
     let checkpoint = Checkpoint::sign(&key(), "node-a", seq, &hash, 1);
-    let parsed = Checkpoint::parse(&format!("Dec 06 host swarmwall[1]: {}", checkpoint.to_line()))
-        .unwrap();
+    let parsed = Checkpoint::parse(&format!(
+        "Dec 06 host swarmwall[1]: {}",
+        checkpoint.to_line()
+    ))
+    .unwrap();
     assert_eq!(parsed, checkpoint);
-    assert_eq!(Checkpoint::parse(&checkpoint.to_json()).unwrap(), checkpoint);
+    assert_eq!(
+        Checkpoint::parse(&checkpoint.to_json()).unwrap(),
+        checkpoint
+    );
     assert!(parsed.verify(&key()));
     let mut forged = parsed.clone();
     forged.seq = 3;
@@ -152,13 +158,21 @@ fn cut_tail_is_found_with_an_expected_record_and_a_checkpoint() {
     let mut all = lines(&path);
     all.truncate(6);
     rewrite(&path, &all);
-    assert!(verify(&path, &key()).is_ok(), "a cut chain is still a chain");
+    assert!(
+        verify(&path, &key()).is_ok(),
+        "a cut chain is still a chain"
+    );
     let error = expect(&path, &expected).unwrap_err();
     assert!(matches!(error, AuditError::Expectation { .. }), "{error}");
     // A record that exists but differs.
     let mut other = expected.clone();
     other.seq = 2;
-    assert!(expect(&path, &other).unwrap_err().to_string().contains("differs"));
+    assert!(
+        expect(&path, &other)
+            .unwrap_err()
+            .to_string()
+            .contains("differs")
+    );
     assert!("5:abc".parse::<Expected>().is_err());
     assert_eq!(expected.to_string().parse::<Expected>().unwrap(), expected);
 }

@@ -177,7 +177,10 @@ impl Store {
         checkpoint: &str,
     ) -> Result<bool, StoreError> {
         match self {
-            Self::Redis(store) => store.put_audit_checkpoint(node, checkpoint).await.map(|()| true),
+            Self::Redis(store) => store
+                .put_audit_checkpoint(node, checkpoint)
+                .await
+                .map(|()| true),
             Self::Memory(_) | Self::Embedded(_) => Ok(false),
         }
     }

@@ -75,6 +75,11 @@ impl StoreLocation {
         }
     }
 
+    /// `--data-dir`, if given.
+    pub(crate) fn data_dir(&self) -> Option<&Path> {
+        self.data_dir.as_deref()
+    }
+
     /// Open the store (inside a runtime).
     pub(crate) async fn open(&self, config: &Config) -> anyhow::Result<Store> {
         let mut store_config = config.store.clone();

@@ -21,9 +21,10 @@ impl RedisStore {
     ) -> Result<(), StoreError> {
         let key = self.audit_checkpoint_key(node);
         let value = checkpoint.to_owned();
-        self.run("put_audit_checkpoint", async |mut con: ConnectionManager| {
-            con.set::<_, _, ()>(&key, &value).await
-        })
+        self.run(
+            "put_audit_checkpoint",
+            async |mut con: ConnectionManager| con.set::<_, _, ()>(&key, &value).await,
+        )
         .await
     }
 
