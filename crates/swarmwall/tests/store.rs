@@ -864,8 +864,12 @@ async fn migrate_embedded_to_redis_and_back() {
 
 /// Run the real `swarmwall` binary; returns (success, stdout, stderr).
 fn swarmwall(args: &[&str]) -> (bool, String, String) {
+    // CLI changes are audited into the default data directory's log: keep it out of the
+    // machine's /var/lib/swarmwall.
+    let data_dir = std::env::temp_dir().join(format!("swarmwall-cli-{}", std::process::id()));
     let output = Command::new(env!("CARGO_BIN_EXE_swarmwall"))
         .args(args)
+        .env("SWARMWALL_DATA_DIR", data_dir)
         .output()
         .expect("run swarmwall");
     (

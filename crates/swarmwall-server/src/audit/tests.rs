@@ -235,7 +235,7 @@ fn an_unkeyed_log_is_moved_aside_and_still_readable_as_legacy() {
         prev = hash;
     }
     std::fs::write(&path, &text).unwrap();
-    let legacy = verify_files(&[path.clone()], ChainHash::LegacySha256, &[]).unwrap();
+    let legacy = verify_files(std::slice::from_ref(&path), ChainHash::LegacySha256, &[]).unwrap();
     assert_eq!(legacy.records, 3);
     assert_eq!(broken_line(&path), 1);
     write_log(&path, 2);
