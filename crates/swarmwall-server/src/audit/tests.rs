@@ -386,3 +386,31 @@ fn recent_ring_is_bounded_and_ordered() {
     assert_eq!(log.recent(1).len(), 1);
     assert!(AuditLog::disabled().recent(10).is_empty());
 }
+
+#[test]
+#[ignore]
+fn measure_append_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = open(
+        &path,
+        &AuditOptions {
+            max_bytes: 1 << 20,
+            ..AuditOptions::default()
+        },
+    );
+    let started = std::time::Instant::now();
+    for n in 0..20_000u64 {
+        log.record(
+            "auth_failure",
+            Some("alice"),
+            Some(client()),
+            json!({ "n": n }),
+        );
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "MEASURE 20000 appends in {elapsed:?}: {:.0}/s",
+        20_000.0 / elapsed.as_secs_f64()
+    );
+}
