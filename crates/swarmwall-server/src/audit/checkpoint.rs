@@ -234,14 +234,18 @@ async fn check_against_store(log: &AuditLog, settings: &CheckpointSettings, stor
             };
             let result = tokio::task::spawn_blocking(move || {
                 super::verify_files(
-                    &[path],
+                    &with_rotated(&path),
                     super::ChainHash::Keyed(&key),
                     std::slice::from_ref(&expected),
                 )
             })
             .await;
             match result {
-                Ok(Ok(_)) | Err(_) => return,
+                Ok(Ok(_))
+                | Ok(Err(super::AuditError::Expectation {
+                    before_start: true, ..
+                }))
+                | Err(_) => return,
                 Ok(Err(error)) => serde_json::json!({
                     "reason": error.to_string(),
                     "checkpoint_seq": checkpoint.seq,
@@ -257,4 +261,17 @@ async fn check_against_store(log: &AuditLog, settings: &CheckpointSettings, stor
         "the security event log does not match the node's last checkpoint in the state store"
     );
     log.record("audit_checkpoint_mismatch", None, None, problem);
+}
+
+/// `FILE.N` … `FILE.1`, `FILE`: the rotated set of `path` that exists, oldest first.
+pub fn with_rotated(path: &Path) -> Vec<PathBuf> {
+    let rotated = (1..=100_000)
+        .take_while(|&n| super::rotated_name(path, n).exists())
+        .count();
+    let mut files: Vec<PathBuf> = (1..=rotated)
+        .rev()
+        .map(|n| super::rotated_name(path, n))
+        .collect();
+    files.push(path.to_owned());
+    files
 }

@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub use chain::{AuditKey, ChainHash, GENESIS_HASH, ROTATION_KIND};
 pub use checkpoint::{
     Checkpoint, CheckpointSettings, emit as emit_checkpoint, host_name, send_syslog,
-    spawn_checkpointer,
+    spawn_checkpointer, with_rotated,
 };
 pub use file::rotated_name;
 pub use verify::{Expected, VerifyReport, head, verify_files};
@@ -76,6 +76,9 @@ pub enum AuditError {
         path: PathBuf,
         /// What is missing or different.
         reason: String,
+        /// The record lies before the first file given (rotated away): not a sign of
+        /// tampering by itself.
+        before_start: bool,
     },
 }
 

@@ -291,6 +291,23 @@ fn rotation_carries_the_chain_across_files() {
     assert_eq!(report.last_seq, head_seq);
     // The newest file alone verifies (it opens with a keyed rotation record) ...
     assert!(verify(&path, &key()).is_ok());
+    // ... a record of a rotated file is "before the start", not cut off ...
+    let early = verify_files(
+        std::slice::from_ref(&path),
+        ChainHash::Keyed(&key()),
+        &[Expected {
+            seq: 1,
+            hash: GENESIS_HASH.to_owned(),
+        }],
+    );
+    assert!(matches!(
+        early,
+        Err(AuditError::Expectation {
+            before_start: true,
+            ..
+        })
+    ));
+    assert_eq!(with_rotated(&path).len(), 4);
     assert!(lines(&path)[0].contains(ROTATION_KIND));
     // ... but not with its first record cut, nor with the files out of order.
     let mut all = lines(&path);

@@ -74,6 +74,7 @@ pub fn verify_files(
     }
     let last = files.last().cloned().unwrap_or_default();
     for (want, found) in expected.iter().zip(&state.found) {
+        let before_start = found.is_none() && want.seq <= state.seq;
         let reason = match found {
             Some(true) => continue,
             Some(false) => format!(
@@ -90,7 +91,11 @@ pub fn verify_files(
                 want.seq, state.first_seq
             ),
         };
-        return Err(AuditError::Expectation { path: last, reason });
+        return Err(AuditError::Expectation {
+            path: last,
+            reason,
+            before_start,
+        });
     }
     Ok(VerifyReport {
         records: state.records,

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use swarmwall_server::audit::{
-    AuditError, AuditKey, ChainHash, Checkpoint, Expected, head, rotated_name, verify_files,
+    AuditError, AuditKey, ChainHash, Checkpoint, Expected, head, verify_files, with_rotated,
 };
 use swarmwall_server::auth::{DEFAULT_KEY_FILE, PseudonymKey};
 use swarmwall_server::config::SecurityConfig;
@@ -106,14 +106,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("--with-rotated takes a single FILE");
         };
         let file = file.clone();
-        let rotated = (1..=100_000)
-            .take_while(|&n| rotated_name(&file, n).exists())
-            .count();
-        files = (1..=rotated)
-            .rev()
-            .map(|n| rotated_name(&file, n))
-            .collect();
-        files.push(file);
+        files = with_rotated(&file);
     }
     let key = if args.legacy_sha256 {
         None
@@ -199,7 +192,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             eprintln!("{}: line {line}: {reason}", path.display());
             Ok(ExitCode::from(1))
         }
-        Err(AuditError::Expectation { path, reason }) => {
+        Err(AuditError::Expectation { path, reason, .. }) => {
             eprintln!("{}: {reason}", path.display());
             Ok(ExitCode::from(1))
         }
