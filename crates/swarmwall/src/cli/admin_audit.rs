@@ -18,6 +18,14 @@ pub(crate) struct AdminAudit {
 }
 
 impl AdminAudit {
+    /// Records nothing.
+    pub(crate) fn off() -> Self {
+        Self {
+            log: None,
+            path: None,
+        }
+    }
+
     /// Open the log `serve` would use: `--audit-log`, else `[security] audit_log`, else
     /// `audit.jsonl` in the data directory (`--data-dir`, else the default one). Fails, so
     /// that the action is not taken unaudited, when the log or its key cannot be opened.

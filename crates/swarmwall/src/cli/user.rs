@@ -105,11 +105,21 @@ pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
-    let audit = AdminAudit::open(
+    let opened = AdminAudit::open(
         &security,
         args.audit_log.as_deref(),
         args.data_dir.as_deref(),
-    )?;
+    );
+    let audit = match (opened, &args.command) {
+        (Ok(audit), _) => audit,
+        // Listing changes nothing: an operator who may read the accounts but not write the
+        // log still gets the list.
+        (Err(error), UserCommand::List) => {
+            eprintln!("swarmwall: warning: not audited: {error:#}");
+            AdminAudit::off()
+        }
+        (Err(error), _) => return Err(error),
+    };
     let (action, name) = match &args.command {
         UserCommand::Add { name, .. } => ("user_add", Some(name.as_str())),
         UserCommand::Passwd { name, .. } => ("user_passwd", Some(name.as_str())),
