@@ -880,7 +880,7 @@ async fn strikes_and_store_commands_work_on_a_live_redis() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    let url = redis.url();
     let dir = tempfile::tempdir().unwrap();
     let node = Strikes::new(open(redis.backend(), dir.path(), Arc::new(Metrics::new())).await);
     let mallory = StrikeSubject::Account("mallory".into());

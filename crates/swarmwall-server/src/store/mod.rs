@@ -103,6 +103,9 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("state store holds corrupt data: {0}")]
     Corrupt(String),
+    /// The `[store]` section cannot be used (names the key).
+    #[error("invalid configuration: key {0}")]
+    Config(String),
 }
 
 /// Handle to the configured backend. Cheap to clone.
@@ -130,6 +133,9 @@ impl Store {
         data_dir: &Path,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
+        config
+            .validate()
+            .map_err(|(key, message)| StoreError::Config(format!("`{key}`: {message}")))?;
         match &config.url {
             StoreBackend::Memory => {
                 metrics.store_up.set(1);

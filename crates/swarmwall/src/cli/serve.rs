@@ -134,6 +134,13 @@ pub(crate) fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
             let config = Config::parse(&text, &args.file)?;
             config.server.validate(&text, &args.file)?;
             DestinationPolicy::new(&config.policy, &[])?;
+            config.store.validate().map_err(|(key, message)| {
+                swarmwall_server::config::ConfigError::Invalid {
+                    path: args.file.clone(),
+                    key: key.to_owned(),
+                    message,
+                }
+            })?;
             Ok(())
         });
     match result {
