@@ -84,3 +84,89 @@ def test_password_in_url_works_and_never_reaches_the_log(tmp_path, redis, start_
                            "--data-dir", str(tmp_path / "data2"))
     node.stop()
     assert "wrong-" not in node.output(), node.output()
+
+
+# ---- forged values (MAC from the fleet secret) ----------------------------------------------
+
+def _node(tmp_path, redis, start_swarmwall, security="", totp_users=()):
+    from _fleet import add_user, write_secret_key
+    from _security import enrol_totp
+    key = write_secret_key(str(tmp_path / "fleet-secret.key"))
+    config = write_config(str(tmp_path / "swarmwall.toml"), security=security,
+                          server='proxy_protocol_trusted = ["127.0.0.0/8"]\n',
+                          secret_key_file=key)
+    accounts = str(tmp_path / "accounts.toml")
+    add_user(accounts, config, "alice", "alice-secret-pw")
+    add_user(accounts, config, "bob", "bob-secret-pw")
+    secrets = {name: enrol_totp(accounts, config, name) for name in totp_users}
+    node = start_swarmwall("--config", config, "--accounts", accounts, "--store", redis.url,
+                           "--data-dir", str(tmp_path / "data"),
+                           "--audit-log", str(tmp_path / "audit.jsonl"))
+    return node, secrets
+
+
+def _forged(node, namespace, kind):
+    from _metrics import scrape, value
+    return value(scrape(node.admin_address), "swarmwall_store_forged_values_total",
+                 namespace=namespace, kind=kind) or 0
+
+
+def _keys(redis, pattern):
+    keys = redis.command("KEYS", pattern)
+    return [k.decode() for k in keys]
+
+
+def test_forged_trusted_window_is_rejected(tmp_path, redis, start_swarmwall):
+    from _fleet import login_status
+    from _security import totp
+    from conftest import wait_until
+    node, secrets = _node(tmp_path, redis, start_swarmwall,
+                          security='totp_trusted_window = "2s"\n', totp_users=("bob",))
+    client = "192.0.2.20"
+    assert login_status(node, "bob", "bob-secret-pw", source=client) != 0
+    assert login_status(node, "bob", "bob-secret-pw" + totp(secrets["bob"]), source=client) == 0
+    [window] = _keys(redis, "swarmwall:trusted_window:bob:*")
+    assert b"." in redis.command("GET", window), "trusted window is not signed"
+    # Inside the window the password alone is enough; after it, TOTP is asked for again.
+    assert login_status(node, "bob", "bob-secret-pw", source=client) == 0
+    assert wait_until(lambda: redis.command("EXISTS", window) == 0, timeout=10)
+    assert login_status(node, "bob", "bob-secret-pw", source=client) != 0
+    # The review's attack: write the window by hand (a deadline a day ahead), then log in with
+    # the password alone. Refused, and counted.
+    import time
+    far = str(int((time.time() + 86400) * 1000))
+    assert redis.command("SET", window, far) == "OK"
+    assert login_status(node, "bob", "bob-secret-pw", source=client) != 0
+    assert _forged(node, "trusted_window", "edited") >= 1
+    # A deadline edited inside a once-valid signed value fails the same way.
+    assert login_status(node, "bob", "bob-secret-pw" + totp(secrets["bob"], time.time() + 30),
+                        source=client) == 0
+    signed = redis.command("GET", window).decode()
+    deadline, mac = signed.split(".")
+    assert redis.command("SET", window, f"{far}.{mac}") == "OK"
+    time.sleep(2.2)  # the real window is over; only the edited deadline would still hold
+    assert login_status(node, "bob", "bob-secret-pw", source=client) != 0
+    assert _forged(node, "trusted_window", "edited") >= 2
+    node.stop()
+    assert redis.password not in node.output()
+
+
+def test_lockout_deleted_by_hand_stays_on_the_node(tmp_path, redis, start_swarmwall):
+    from _fleet import login_status
+    node, _ = _node(tmp_path, redis, start_swarmwall)
+    attacker = "198.51.100.80"
+    for attempt in range(5):
+        assert login_status(node, "alice", f"guess-{attempt}", source=attacker) not in (0, None)
+    locks = _keys(redis, "swarmwall:lockout_*")
+    assert len(locks) == 2, locks
+    assert redis.command("DEL", *locks) == 2
+    # Lifted by hand in Redis: the node that set it still refuses (and writes it back).
+    assert login_status(node, "alice", "alice-secret-pw", source="198.51.100.81") != 0
+    assert _forged(node, "lockout_account", "deleted") >= 1
+    assert redis.command("EXISTS", "swarmwall:lockout_account:alice") == 1
+    # Edited to a past deadline: still locked.
+    assert redis.command("SET", "swarmwall:lockout_account:alice", "1") == "OK"
+    assert login_status(node, "alice", "alice-secret-pw", source="198.51.100.82") != 0
+    assert _forged(node, "lockout_account", "edited") >= 1
+    # bob is untouched.
+    assert login_status(node, "bob", "bob-secret-pw", source="198.51.100.83") == 0

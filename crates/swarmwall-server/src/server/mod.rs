@@ -298,6 +298,8 @@ impl Server {
         )
         .map_err(|error| ServerError::Setup(format!("account security: {error}")))?;
         security.spawn_accounts_watcher();
+        // Lockouts, suspensions and TOTP state in Redis carry a MAC from the fleet's secret.
+        store.attach_integrity_key(security.key.derive(crate::store::INTEGRITY_KEY_PURPOSE));
         let audit = security.audit.clone();
         // From the persistent secret file, so that strike subjects of unauthenticated clients
         // survive restarts and agree across nodes that share the key file.

@@ -32,6 +32,10 @@ pub use value::StoredValue;
 use crate::config::{StoreBackend, StoreConfig};
 use crate::metrics::Metrics;
 
+/// Label of the subkey (of the node secret) that signs Redis values: see
+/// [`Store::attach_integrity_key`].
+pub const INTEGRITY_KEY_PURPOSE: &str = "store-integrity";
+
 /// Which kind of state a key holds; also the key prefix in every backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Namespace {
@@ -161,6 +165,15 @@ impl Store {
                 }
                 Ok(Self::Redis(store))
             }
+        }
+    }
+
+    /// Sign and check the access-granting values (lockouts, suspensions, trusted windows,
+    /// used TOTP codes) with `key` from now on. Only Redis values are signed: the embedded
+    /// and memory stores live on this node, beside the secret itself.
+    pub fn attach_integrity_key(&self, key: [u8; 32]) {
+        if let Self::Redis(store) = self {
+            store.attach_integrity_key(key);
         }
     }
 

@@ -18,6 +18,8 @@
 //! comes back. Which callers fail open or closed is documented in the README ("Fleet: state
 //! store").
 
+mod signed;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -53,6 +55,8 @@ struct Inner {
     /// Errors since the last log line.
     suppressed_errors: AtomicU64,
     scripts: Scripts,
+    /// MAC key and shadow of the access-granting values (`signed.rs`).
+    integrity: signed::Integrity,
 }
 
 struct Scripts {
@@ -102,6 +106,7 @@ impl RedisStore {
                 last_error_log_ms: AtomicU64::new(0),
                 suppressed_errors: AtomicU64::new(0),
                 scripts: Scripts::new(),
+                integrity: signed::Integrity::default(),
             }),
         };
         store.spawn_health_check();
@@ -198,6 +203,9 @@ impl RedisStore {
         subject: &str,
         until_ms: u64,
     ) -> Result<(), StoreError> {
+        if self.signs(namespace) {
+            return self.signed_set_until(namespace, subject, until_ms).await;
+        }
         let key = self.key(namespace, subject);
         self.run("set_until", async |mut con: ConnectionManager| {
             self.inner
@@ -217,14 +225,18 @@ impl RedisStore {
         subject: &str,
         now_ms: u64,
     ) -> Result<Option<u64>, StoreError> {
+        if self.signs(namespace) {
+            return self.signed_active_until(namespace, subject, now_ms).await;
+        }
         let key = self.key(namespace, subject);
         let raw = self
             .run("active_until", async |mut con: ConnectionManager| {
                 con.get::<_, Option<String>>(&key).await
             })
             .await?;
+        // Leading digits: a signed value read without the key (tools) still has a deadline.
         Ok(raw
-            .and_then(|text| text.parse::<u64>().ok())
+            .and_then(|text| text.split('.').next().and_then(|t| t.parse::<u64>().ok()))
             .filter(|&until| until > now_ms))
     }
 
@@ -270,6 +282,11 @@ impl RedisStore {
         ttl: Duration,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
+        if self.signs(namespace) {
+            return self
+                .signed_claim_once(namespace, subject, ttl, now_ms)
+                .await;
+        }
         let key = self.key(namespace, subject);
         self.run("claim_once", async |mut con: ConnectionManager| {
             self.inner
@@ -289,6 +306,9 @@ impl RedisStore {
         namespace: Namespace,
         subject: &str,
     ) -> Result<(), StoreError> {
+        if self.signs(namespace) {
+            return self.signed_clear(namespace, subject).await;
+        }
         let key = self.key(namespace, subject);
         self.run("clear", async |mut con: ConnectionManager| {
             con.del::<_, ()>(&key).await
@@ -383,15 +403,25 @@ impl RedisStore {
                 }),
                 "string" => {
                     let text: Option<String> = con.get(&key).await?;
-                    text.and_then(|text| match text.strip_prefix('c') {
-                        Some(claim) => claim
-                            .parse()
-                            .ok()
-                            .map(|expires_ms| StoredValue::Claim { expires_ms }),
-                        None => text
-                            .parse()
-                            .ok()
-                            .map(|until_ms| StoredValue::Until { until_ms }),
+                    if self.signs(namespace) {
+                        return Ok(text.and_then(|raw| {
+                            self.signed_stored_value(namespace, subject, &raw, now_ms)
+                        }));
+                    }
+                    // Unsigned, or signed but read without the key: the payload before `.`.
+                    let text = text.map(|t| t.split('.').next().unwrap_or_default().to_owned());
+                    text.and_then(|text| match text.strip_prefix('x') {
+                        Some(_) => None,
+                        None => match text.strip_prefix('c') {
+                            Some(claim) => claim
+                                .parse()
+                                .ok()
+                                .map(|expires_ms| StoredValue::Claim { expires_ms }),
+                            None => text
+                                .parse()
+                                .ok()
+                                .map(|until_ms| StoredValue::Until { until_ms }),
+                        },
                     })
                 }
                 _ => None,
@@ -423,6 +453,12 @@ impl RedisStore {
                         )
                         .ignore();
                     }
+                }
+                StoredValue::Until { .. } | StoredValue::Claim { .. } if self.signs(namespace) => {
+                    let raw = self
+                        .signed_raw(namespace, subject, value)
+                        .unwrap_or_default();
+                    pipe.set(&key, raw).ignore();
                 }
                 StoredValue::Until { until_ms } => {
                     pipe.set(&key, until_ms.to_string()).ignore();
