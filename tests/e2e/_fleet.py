@@ -23,10 +23,11 @@ def run_cli(*args, stdin=None, timeout=60):
                           text=True, timeout=timeout)
 
 
-def resp_command(port, *args, password=None, host="127.0.0.1", timeout=2.0):
+def resp_command(port, *args, password=None, host="127.0.0.1", timeout=2.0, ssl_context=None):
     """One Redis command over a plain socket (RESP), after AUTH when `password` is given.
     Returns the reply: str for simple strings, bytes for bulk strings, int, list, None, or
-    an Exception instance for an error reply. No redis-cli needed."""
+    an Exception instance for an error reply. No redis-cli needed. With `ssl_context`, over
+    TLS."""
     def encode(parts):
         out = b"*%d\r\n" % len(parts)
         for part in parts:
@@ -34,7 +35,8 @@ def resp_command(port, *args, password=None, host="127.0.0.1", timeout=2.0):
             out += b"$%d\r\n%s\r\n" % (len(part), part)
         return out
 
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        sock = ssl_context.wrap_socket(raw, server_hostname=host) if ssl_context else raw
         reader = sock.makefile("rb")
         if password is not None:
             sock.sendall(encode(["AUTH", password]))
