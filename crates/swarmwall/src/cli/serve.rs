@@ -45,7 +45,7 @@ struct WiringArgs {
     /// File holding the admin API token.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
-    /// State store (`memory`, `file:PATH`, `redis://HOST:PORT/DB`).
+    /// State store (`memory`, `file:PATH`, `redis://:PASSWORD@HOST:PORT/DB`, `rediss://...`).
     #[arg(long, value_name = "URL")]
     store: Option<String>,
     /// Directory for the embedded state store and other state.
