@@ -253,3 +253,48 @@ async fn tools_without_the_key_still_read_deadlines() {
     let listed = tool.dump(Namespace::Suspension, now).await.unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lockout_deleted_before_another_node_read_it_is_still_known_there() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, _) = node(&redis, Some(KEY)).await;
+    let (b, b_metrics) = node(&redis, Some(KEY)).await;
+    let lockout = Namespace::LockoutClient;
+    // B never reads the lockout before it is deleted: it knows it from A's signed
+    // announcement. (Repeated until B's subscription is up: it starts in the background.)
+    let mut attempt = 0_u64;
+    let known = store_support::wait_for(Duration::from_secs(10), async || {
+        attempt += 1;
+        let subject = format!("net-{attempt}");
+        let now = unix_now_ms();
+        a.set_until(lockout, &subject, now + 10 * MIN)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        redis.cli(&["DEL", &format!("swarmwall:lockout_client:{subject}")]);
+        b.active_until(lockout, &subject, now).await.unwrap() == Some(now + 10 * MIN)
+    })
+    .await;
+    assert!(known, "node B did not learn A's lockout");
+    assert!(forged(&b_metrics, "lockout_client", "deleted") >= 1.0);
+    // A forged announcement (anyone with Redis access can PUBLISH) teaches B nothing.
+    let now = unix_now_ms();
+    let far = (now + 60 * MIN).to_string();
+    redis.cli(&[
+        "PUBLISH",
+        "swarmwall:integrity",
+        &format!("swarmwall:lockout_client:victim\n{far}.00000000000000000000000000000000"),
+    ]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(b.active_until(lockout, "victim", now).await.unwrap(), None);
+    // A clear through A lifts B's shadow too (no false "deleted" once the tombstone is gone).
+    let subject = format!("net-{attempt}");
+    a.clear(lockout, &subject).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    redis.cli(&["DEL", &format!("swarmwall:lockout_client:{subject}")]);
+    let before = forged(&b_metrics, "lockout_client", "deleted");
+    assert_eq!(b.active_until(lockout, &subject, now).await.unwrap(), None);
+    assert_eq!(forged(&b_metrics, "lockout_client", "deleted"), before);
+}

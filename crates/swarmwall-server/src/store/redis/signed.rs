@@ -12,16 +12,18 @@
 //! - an edited or hand-written value (`SET swarmwall:trusted_window:...`): a trusted window is
 //!   ignored (TOTP is asked for), a used-TOTP claim refuses the code, a lockout or suspension
 //!   counts as active (for [`FORGED_HOLD`] from each read) until an admin clears it;
-//! - a deleted lockout or suspension this node set or has seen (`DEL`): a deletion leaves no
-//!   value to check, so each node keeps a shadow of the active lockouts and suspensions it
-//!   knows; a missing key whose shadow is still active is counted as `deleted`, honoured from
-//!   the shadow and written back. Admin clears write a signed tombstone instead of deleting, so
-//!   a legitimate clear through any node or the CLI lifts the shadows everywhere.
+//! - a deleted lockout or suspension (`DEL`): a deletion leaves no value to check, so each node
+//!   keeps a shadow of the active lockouts and suspensions it knows: those it set or read, and
+//!   those announced (signed) on the `PREFIX:integrity` pub/sub channel by the node that wrote
+//!   them. A missing key whose shadow is still active is counted as `deleted`, honoured from
+//!   the shadow and written back. Admin clears write a signed tombstone instead of deleting
+//!   (and announce it), so a legitimate clear through any node or the CLI lifts the shadows
+//!   everywhere; an old clear replayed on the channel does not lift a newer lockout.
 //!
 //! Not covered: failure counters (sorted sets; forged events only lock out, a deleted counter
-//! gives more guesses before the next lockout), a `DEL` of a lockout no node has seen yet (the
-//! node that set it has), and login histories. Without a key attached (tools that did not load
-//! the secret) values are written and read unsigned.
+//! gives more guesses before the next lockout), a `DEL` of a lockout on a node that was not
+//! subscribed when it was announced and has not read it since, and login histories. Without a
+//! key attached (tools that did not load the secret) values are written and read unsigned.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,7 +59,8 @@ const MAX_SHADOW: usize = 100_000;
 #[derive(Default)]
 pub(super) struct Integrity {
     key: OnceLock<Zeroizing<[u8; 32]>>,
-    shadow: Mutex<HashMap<String, u64>>,
+    /// Key → (deadline, when this node learned it), both Unix ms.
+    shadow: Mutex<HashMap<String, (u64, u64)>>,
     last_log_ms: AtomicU64,
     scripts: OnceLock<SignedScripts>,
 }
@@ -136,7 +139,96 @@ impl RedisStore {
     /// Sign the access-granting values with `key` from now on (a subkey of the node secret;
     /// every node of a fleet must use the same). Set once; later calls are ignored.
     pub fn attach_integrity_key(&self, key: [u8; 32]) {
-        let _ = self.inner.integrity.key.set(Zeroizing::new(key));
+        if self.inner.integrity.key.set(Zeroizing::new(key)).is_ok() {
+            self.spawn_broadcast_follower();
+        }
+    }
+
+    /// The channel on which lockouts, suspensions and their clears are announced, so every
+    /// node shadows them (not only the one that wrote them); empty for other namespaces.
+    fn broadcast_channel(&self, namespace: Namespace) -> String {
+        if namespace.is_shadowed() {
+            format!("{}:integrity", self.inner.prefix)
+        } else {
+            String::new()
+        }
+    }
+
+    /// Take in one announcement `KEY\nVALUE`: only a value with a valid MAC for that key counts.
+    fn take_broadcast(&self, message: &str) {
+        let Some((key, value)) = message.split_once('\n') else {
+            return;
+        };
+        let now_ms = crate::store::unix_now_ms();
+        match self.check(key, Some(value)) {
+            Checked::Valid(Payload::Until(until)) if until > now_ms => {
+                let mut shadow = self.shadow();
+                if shadow.len() < MAX_SHADOW || shadow.contains_key(key) {
+                    let entry = shadow.entry(key.to_owned()).or_insert((0, now_ms));
+                    if until > entry.0 {
+                        *entry = (until, now_ms);
+                    }
+                }
+            }
+            Checked::Valid(Payload::Cleared(at)) => self.forget_cleared(key, at),
+            // Forged announcements (anyone with Redis access can PUBLISH) are ignored.
+            _ => {}
+        }
+    }
+
+    /// Follow the announcements while the store lives (reconnecting every second, to the
+    /// primary Sentinel names).
+    fn spawn_broadcast_follower(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = std::sync::Arc::downgrade(&self.inner);
+        let channel = format!("{}:integrity", self.inner.prefix);
+        handle.spawn(async move {
+            use futures_util::StreamExt;
+            loop {
+                let client = {
+                    let Some(inner) = weak.upgrade() else {
+                        return;
+                    };
+                    let timeout = inner.timeout.saturating_mul(5);
+                    inner.target.resolve(timeout).await
+                };
+                let subscribed = match client {
+                    Ok(client) => match client.get_async_pubsub().await {
+                        Ok(mut pubsub) => pubsub.subscribe(&channel).await.map(|()| pubsub),
+                        Err(error) => Err(error),
+                    },
+                    Err(_) => Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "no primary",
+                    ))),
+                };
+                if let Ok(pubsub) = subscribed {
+                    let mut messages = pubsub.into_on_message();
+                    loop {
+                        let next = tokio::time::timeout(Duration::from_secs(1), messages.next());
+                        match next.await {
+                            Ok(Some(message)) => {
+                                let Some(inner) = weak.upgrade() else {
+                                    return;
+                                };
+                                if let Ok(text) = message.get_payload::<String>() {
+                                    RedisStore { inner }.take_broadcast(&text);
+                                }
+                            }
+                            Ok(None) => break, // connection lost: subscribe again
+                            Err(_) if weak.strong_count() == 0 => return,
+                            Err(_) => {}
+                        }
+                    }
+                }
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
     }
 
     /// True when values of `namespace` are signed and checked.
@@ -227,7 +319,7 @@ impl RedisStore {
         }
     }
 
-    fn shadow(&self) -> MutexGuard<'_, HashMap<String, u64>> {
+    fn shadow(&self) -> MutexGuard<'_, HashMap<String, (u64, u64)>> {
         self.inner
             .integrity
             .shadow
@@ -241,20 +333,34 @@ impl RedisStore {
         }
         let mut shadow = self.shadow();
         if shadow.len() >= MAX_SHADOW {
-            shadow.retain(|_, until| *until > now_ms);
+            shadow.retain(|_, (until, _)| *until > now_ms);
             if shadow.len() >= MAX_SHADOW {
                 return;
             }
         }
-        let entry = shadow.entry(key.to_owned()).or_insert(0);
-        *entry = (*entry).max(until_ms);
+        let entry = shadow.entry(key.to_owned()).or_insert((0, now_ms));
+        if until_ms > entry.0 {
+            *entry = (until_ms, now_ms);
+        }
+    }
+
+    /// Forget the shadow of `key` when it was learned no later than `cleared_ms` (a replayed
+    /// old clear must not lift a newer lockout).
+    fn forget_cleared(&self, key: &str, cleared_ms: u64) {
+        let mut shadow = self.shadow();
+        if shadow
+            .get(key)
+            .is_some_and(|&(_, learned)| learned <= cleared_ms)
+        {
+            shadow.remove(key);
+        }
     }
 
     /// The shadowed deadline of `key`, if still active at `now_ms`.
     pub(super) fn shadowed_until(&self, key: &str, now_ms: u64) -> Option<u64> {
         let mut shadow = self.shadow();
         match shadow.get(key).copied() {
-            Some(until) if until > now_ms => Some(until),
+            Some((until, _)) if until > now_ms => Some(until),
             Some(_) => {
                 shadow.remove(key);
                 None
@@ -281,6 +387,7 @@ impl RedisStore {
                     .key(&key)
                     .arg(until_ms)
                     .arg(&value)
+                    .arg(self.broadcast_channel(namespace))
                     .invoke_async::<Option<String>>(&mut con)
                     .await
             })
@@ -290,14 +397,22 @@ impl RedisStore {
         {
             // A forged value with a far deadline must not block the real one.
             self.report_forged(namespace, subject, "edited");
+            let channel = self.broadcast_channel(namespace);
             self.run("set_until", async |mut con: ConnectionManager| {
-                redis::cmd("SET")
+                let mut pipe = redis::pipe();
+                pipe.cmd("SET")
                     .arg(&key)
                     .arg(&value)
                     .arg("PXAT")
                     .arg(until_ms)
-                    .query_async::<()>(&mut con)
-                    .await
+                    .ignore();
+                if !channel.is_empty() {
+                    pipe.cmd("PUBLISH")
+                        .arg(&channel)
+                        .arg(format!("{key}\n{value}"))
+                        .ignore();
+                }
+                pipe.query_async::<()>(&mut con).await
             })
             .await?;
         }
@@ -438,6 +553,7 @@ impl RedisStore {
                 .key(&key)
                 .arg(&value)
                 .arg(now_ms.saturating_add(TOMBSTONE_MIN_MS))
+                .arg(self.broadcast_channel(namespace))
                 .invoke_async::<()>(&mut con)
                 .await
         })
@@ -487,8 +603,9 @@ impl RedisStore {
 impl SignedScripts {
     fn new() -> Self {
         Self {
-            // KEYS[1]; ARGV: until, sealed value. Raise only (the leading digits are the
-            // deadline; a claim or tombstone counts as 0). Returns the value kept, if any.
+            // KEYS[1]; ARGV: until, sealed value, broadcast channel (or ''). Raise only (the
+            // leading digits are the deadline; a claim or tombstone counts as 0). Returns the
+            // value kept, if any.
             raise: Script::new(
                 r"
 local current = redis.call('GET', KEYS[1])
@@ -496,13 +613,14 @@ local deadline = 0
 if current then deadline = tonumber(string.match(current, '^(%d+)')) or 0 end
 if tonumber(ARGV[1]) > deadline then
   redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[1])
+  if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], KEYS[1] .. '\n' .. ARGV[2]) end
   return false
 end
 return current
 ",
             ),
-            // KEYS[1]; ARGV: sealed tombstone, earliest expiry. Lives at least until the
-            // cleared deadline.
+            // KEYS[1]; ARGV: sealed tombstone, earliest expiry, broadcast channel (or '').
+            // Lives at least until the cleared deadline.
             tombstone: Script::new(
                 r"
 local current = redis.call('GET', KEYS[1])
@@ -510,6 +628,7 @@ local deadline = 0
 if current then deadline = tonumber(string.match(current, '^c?(%d+)')) or 0 end
 local expiry = math.max(deadline, tonumber(ARGV[2]))
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', string.format('%d', expiry))
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], KEYS[1] .. '\n' .. ARGV[1]) end
 return 0
 ",
             ),
