@@ -214,7 +214,7 @@ impl RedisStore {
                                     return;
                                 };
                                 if let Ok(text) = message.get_payload::<String>() {
-                                    RedisStore { inner }.take_broadcast(&text);
+                                    Self { inner }.take_broadcast(&text);
                                 }
                             }
                             Ok(None) => break, // connection lost: subscribe again
