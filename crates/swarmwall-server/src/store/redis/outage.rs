@@ -20,11 +20,32 @@ use crate::store::memory::MemoryStore;
 use crate::store::value::StoredValue;
 use crate::store::{Namespace, StoreError};
 
+/// Most node-local values during one outage: beyond it (a flood of names or addresses) the
+/// node stops answering locally and fails closed, as in `fail_closed` mode.
+const MAX_LOCAL_VALUES: usize = 200_000;
+
 /// The node-local state and the merge guard.
 #[derive(Default)]
 pub(super) struct Local {
     store: MemoryStore,
     merging: AtomicBool,
+    full_warned: AtomicBool,
+}
+
+impl Local {
+    /// The local store, unless it is full (then warn once per outage).
+    fn usable(&self) -> Option<&MemoryStore> {
+        if self.store.len() < MAX_LOCAL_VALUES {
+            return Some(&self.store);
+        }
+        if !self.full_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                limit = MAX_LOCAL_VALUES,
+                "node-local login state is full during the store outage; failing closed"
+            );
+        }
+        None
+    }
 }
 
 impl Namespace {
@@ -65,8 +86,9 @@ impl RedisStore {
         if !namespace.kept_locally() || self.is_up() {
             return None;
         }
+        let store = local.usable()?;
         self.count_local(operation);
-        Some(&local.store)
+        Some(store)
     }
 
     /// In `local` mode, after a Redis call failed for want of Redis: the node-local store.
@@ -82,8 +104,9 @@ impl RedisStore {
         {
             return None;
         }
+        let store = local.usable()?;
         self.count_local(operation);
-        Some(&local.store)
+        Some(store)
     }
 
     /// A lockout's deadline from node-local state: what was set here during the outage, or
@@ -141,6 +164,9 @@ impl RedisStore {
             return Ok(0);
         }
         let result = self.merge_values(&local.store).await;
+        if result.is_ok() {
+            local.full_warned.store(false, Ordering::Relaxed);
+        }
         local.merging.store(false, Ordering::Release);
         result
     }
