@@ -100,12 +100,15 @@ class SentinelSet:
     """A primary, one replica and three sentinels (quorum 2) on loopback, all password
     protected; `kill_primary()` and `primary_port()` drive and watch a failover."""
 
-    def __init__(self, master="swarmwall-primary"):
+    def __init__(self, master="swarmwall-primary", sentinel_auth=False):
         need("redis-server")
         need("redis-sentinel")
         self.dir = tempfile.mkdtemp(prefix="swarmwall-sentinel-")
         self.master = master
         self.password = "sp-" + os.urandom(12).hex()
+        # With sentinel_auth the sentinels demand the same password (requirepass) and use it
+        # among themselves (sentinel-pass).
+        self.sentinel_password = self.password if sentinel_auth else None
         self.ports = [free_port(), free_port()]
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.procs = {}
@@ -130,7 +133,9 @@ class SentinelSet:
                 f"sentinel auth-pass {master} {self.password}\n"
                 f"sentinel down-after-milliseconds {master} 1000\n"
                 f"sentinel failover-timeout {master} 10000\n"
-                f"sentinel parallel-syncs {master} 1\n"))
+                f"sentinel parallel-syncs {master} 1\n"
+                + (f"requirepass {self.password}\nsentinel sentinel-pass {self.password}\n"
+                   if sentinel_auth else "")))
             self.procs[port] = subprocess.Popen(
                 ["redis-sentinel", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Every sentinel knows the others (hello messages) before a failover is asked of them.
@@ -152,7 +157,8 @@ class SentinelSet:
     def _sentinels_see_each_other(self):
         try:
             return all(
-                len(resp_command(port, "SENTINEL", "sentinels", self.master) or []) >= 2
+                len(resp_command(port, "SENTINEL", "sentinels", self.master,
+                                 password=self.sentinel_password) or []) >= 2
                 for port in self.sentinel_ports)
         except OSError:
             return False
@@ -165,7 +171,8 @@ class SentinelSet:
         """The primary's port as the first answering sentinel names it."""
         for port in self.sentinel_ports:
             try:
-                reply = resp_command(port, "SENTINEL", "get-master-addr-by-name", self.master)
+                reply = resp_command(port, "SENTINEL", "get-master-addr-by-name", self.master,
+                                     password=self.sentinel_password)
             except OSError:
                 continue
             if reply:

@@ -119,12 +119,15 @@ class LoginLoop:
 
 @pytest.mark.parametrize("mode", ["fail_closed", "local"])
 def test_sentinel_failover_while_logins_run(tmp_path, start_swarmwall, mode):
-    ha = SentinelSet()
+    # Two set-ups in one go: open sentinels (fail_closed), password-protected ones (local).
+    auth = mode == "local"
+    ha = SentinelSet(sentinel_auth=auth)
     try:
         sentinels = ", ".join(f'"{s}"' for s in ha.sentinels)
         store = (f'url = "redis://:{ha.password}@127.0.0.1:{ha.ports[0]}/"\n'
                  f"sentinels = [{sentinels}]\nsentinel_master = \"{ha.master}\"\n"
-                 f'on_outage = "{mode}"\ntimeout = "200ms"\n')
+                 f'on_outage = "{mode}"\ntimeout = "200ms"\n'
+                 f"sentinel_auth = {'true' if auth else 'false'}\n")
         node, config = _start(tmp_path, start_swarmwall, store)
         assert run_cli("check-config", config).returncode == 0
         assert login_status(node, "alice", "alice-secret-pw", source="192.0.2.1") == 0

@@ -34,6 +34,9 @@ pub struct StoreConfig {
     pub sentinels: Vec<String>,
     /// The master name the sentinels monitor (required with `sentinels`).
     pub sentinel_master: Option<String>,
+    /// Authenticate to the sentinels too, with the user and password of `url` (sentinels
+    /// with `requirepass`).
+    pub sentinel_auth: bool,
     /// What logins do while Redis is unreachable: refuse (`fail_closed`, default) or go on with
     /// node-local lockout and TOTP-replay state (`local`).
     pub on_outage: OutageMode,
@@ -62,6 +65,7 @@ impl Default for StoreConfig {
             redis_ca_file: None,
             sentinels: Vec::new(),
             sentinel_master: None,
+            sentinel_auth: false,
             on_outage: OutageMode::FailClosed,
         }
     }

@@ -67,9 +67,15 @@ impl Target {
                 .set_client_to_redis_db(settings.db());
         if let Some(username) = settings.username() {
             builder = builder.set_client_to_redis_username(username);
+            if config.sentinel_auth {
+                builder = builder.set_client_to_sentinel_username(username);
+            }
         }
         if let Some(password) = settings.password() {
             builder = builder.set_client_to_redis_password(password);
+            if config.sentinel_auth {
+                builder = builder.set_client_to_sentinel_password(password);
+            }
         }
         if tls {
             builder = builder.set_client_to_redis_tls_mode(TlsMode::Secure);
