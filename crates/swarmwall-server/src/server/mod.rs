@@ -296,6 +296,8 @@ impl Server {
         )
         .map_err(|error| ServerError::Setup(format!("account security: {error}")))?;
         security.spawn_accounts_watcher();
+        // Lockouts, suspensions and TOTP state in Redis carry a MAC from the fleet's secret.
+        store.attach_integrity_key(security.key.derive(crate::store::INTEGRITY_KEY_PURPOSE));
         let audit = security.audit.clone();
         crate::audit::spawn_checkpointer(
             audit.clone(),
