@@ -65,7 +65,13 @@ impl ServerHandshake {
         Self {
             state: State::Greeting,
             require_auth,
-            buffer: Vec::new(),
+            // Never reallocated (input past MAX_BUFFERED fails the handshake), so no copy of
+            // a password is left behind in a freed allocation; wiped on drop.
+            buffer: if require_auth {
+                Vec::with_capacity(MAX_BUFFERED)
+            } else {
+                Vec::new()
+            },
             transmit: Vec::new(),
             events: VecDeque::new(),
         }
@@ -208,10 +214,9 @@ impl ServerHandshake {
             }
         };
         // Wipe the credentials from the buffer as they leave it.
-        self.buffer
-            .iter_mut()
-            .take(consumed)
-            .for_each(|byte| *byte = 0);
+        if let Some(consumed) = self.buffer.get_mut(..consumed) {
+            zeroize::Zeroize::zeroize(consumed);
+        }
         self.buffer.drain(..consumed);
         self.state = State::AwaitAuth;
         self.events.push_back(Event::Authenticate(request));
@@ -243,7 +248,14 @@ impl ServerHandshake {
             .encode(&mut self.transmit);
         }
         self.state = State::Failed;
-        self.buffer.clear();
+        zeroize::Zeroize::zeroize(&mut self.buffer);
         self.events.push_back(Event::Failed(error));
+    }
+}
+
+impl Drop for ServerHandshake {
+    fn drop(&mut self) {
+        // Bytes of an unfinished RFC 1929 message may still be buffered.
+        zeroize::Zeroize::zeroize(&mut self.buffer);
     }
 }

@@ -69,8 +69,9 @@ impl SecuritySetup {
     /// the key file, the audit log (`audit_log` overrides `[security] audit_log`; an empty path
     /// turns it off) and the GeoIP database.
     ///
-    /// The key file defaults to `swarmwall-secret.key` beside the audit log (or in the working
-    /// directory when the log is off).
+    /// The key file defaults to `swarmwall-secret.key` in the default data directory
+    /// ([`crate::store::default_data_dir`]), never the working directory; `swarmwall serve` sets
+    /// `secret_key_file` to the one in its `--data-dir`.
     pub fn load(
         config: &SecurityConfig,
         accounts: Option<&Path>,
@@ -90,16 +91,10 @@ impl SecuritySetup {
         };
         let audit_path = audit_log.unwrap_or(&config.audit_log);
         let audit_on = !audit_path.as_os_str().is_empty();
-        let key_path =
-            config
-                .secret_key_file
-                .clone()
-                .unwrap_or_else(|| match audit_path.parent() {
-                    Some(dir) if audit_on && !dir.as_os_str().is_empty() => {
-                        dir.join(DEFAULT_KEY_FILE)
-                    }
-                    _ => PathBuf::from(DEFAULT_KEY_FILE),
-                });
+        let key_path = config
+            .secret_key_file
+            .clone()
+            .unwrap_or_else(|| crate::store::default_data_dir().join(DEFAULT_KEY_FILE));
         let key = PseudonymKey::load_or_create(&key_path)?;
         let pseudonymise = config.pseudonymise_addresses.then(|| key.clone());
         let audit = if audit_on {
@@ -177,6 +172,7 @@ mod tests {
         file.save(&accounts_path).unwrap();
         let audit_path = dir.path().join("audit.jsonl");
         let config = SecurityConfig {
+            secret_key_file: Some(dir.path().join(DEFAULT_KEY_FILE)),
             geoip_database: Some(PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/../../tests/fixtures/geoip/GeoIP2-City-Test.mmdb"

@@ -134,6 +134,9 @@ pub(crate) fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
             let config = Config::parse(&text, &args.file)?;
             config.server.validate(&text, &args.file)?;
             DestinationPolicy::new(&config.policy, &[])?;
+            if let Some(warning) = config.security.weak_argon2_warning() {
+                eprintln!("{}: warning: {warning}", args.file.display());
+            }
             Ok(())
         });
     match result {
