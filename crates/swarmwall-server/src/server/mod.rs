@@ -507,3 +507,23 @@ impl ServerHandle {
         self.shared.tracker.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::client_network;
+
+    #[test]
+    fn unauthenticated_ipv6_clients_are_known_by_their_slash_64() {
+        let a = client_network("2001:db8:1:2::1".parse().unwrap());
+        let b = client_network("2001:db8:1:2:ffff:ee:dd:7".parse().unwrap());
+        let c = client_network("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a, "2001:db8:1:2::/64");
+        assert_eq!(client_network("192.0.2.7".parse().unwrap()), "192.0.2.7");
+        assert_eq!(
+            client_network("::ffff:192.0.2.7".parse().unwrap()),
+            "192.0.2.7"
+        );
+    }
+}
