@@ -158,9 +158,12 @@ def namespace():
     run("netns", "add", name)
     try:
         run("-n", name, "link", "set", "lo", "up")
-        run("-n", name, "link", "add", "own0", "type", "dummy")
+        # A veth pair stands in for the node's public interface (this kernel may lack the
+        # dummy driver); nothing leaves the namespace.
+        run("-n", name, "link", "add", "own0", "type", "veth", "peer", "name", "own1")
         run("-n", name, "addr", "add", OWN + "/32", "dev", "own0")
         run("-n", name, "link", "set", "own0", "up")
+        run("-n", name, "link", "set", "own1", "up")
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
