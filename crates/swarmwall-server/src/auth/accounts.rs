@@ -613,9 +613,8 @@ mod tests {
         };
         let error = file.add("client:0123abcd", b"pw", &fast).unwrap_err();
         assert!(error.to_string().contains("client:"), "{error}");
-        let reserved = format!(
-            "[[account]]\nname = \"client:0123abcd\"\npassword = \"{DUMMY_HASH}\"\n"
-        );
+        let reserved =
+            format!("[[account]]\nname = \"client:0123abcd\"\npassword = \"{DUMMY_HASH}\"\n");
         assert!(AccountsFile::parse(&reserved, path).is_err());
         let twice = format!(
             "[[account]]\nname = \"a\"\npassword = \"{DUMMY_HASH}\"\n\

@@ -289,7 +289,10 @@ mod tests {
         PseudonymKey::load_or_create(&path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         let error = PseudonymKey::load_or_create(&path).unwrap_err();
-        assert!(matches!(error, KeyError::Shared { mode: 0o640, .. }), "{error}");
+        assert!(
+            matches!(error, KeyError::Shared { mode: 0o640, .. }),
+            "{error}"
+        );
         assert!(error.to_string().contains("chmod 600"));
 
         let repo = dir.path().join("repo");

@@ -144,12 +144,17 @@ impl SecurityConfig {
     /// accounts file cheap to crack; allowed (tests need fast hashes), never silently.
     pub fn weak_argon2_warning(&self) -> Option<String> {
         /// (memory KiB, iterations) pairs OWASP lists as equivalent minimums.
-        const OWASP_MINIMUMS: [(u32, u32); 5] =
-            [(47_104, 1), (19_456, 2), (12_288, 3), (9_216, 4), (7_168, 5)];
+        const OWASP_MINIMUMS: [(u32, u32); 5] = [
+            (47_104, 1),
+            (19_456, 2),
+            (12_288, 3),
+            (9_216, 4),
+            (7_168, 5),
+        ];
         let (memory, iterations) = (self.argon2_memory_kib, self.argon2_iterations);
-        let strong = OWASP_MINIMUMS
-            .iter()
-            .any(|&(min_memory, min_iterations)| memory >= min_memory && iterations >= min_iterations);
+        let strong = OWASP_MINIMUMS.iter().any(|&(min_memory, min_iterations)| {
+            memory >= min_memory && iterations >= min_iterations
+        });
         (!strong).then(|| {
             format!(
                 "security.argon2_memory_kib = {memory} with security.argon2_iterations = \

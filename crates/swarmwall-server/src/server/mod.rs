@@ -330,9 +330,9 @@ impl Server {
         // The secret key lives in the data directory unless configured elsewhere: never in
         // the working directory (which may be a checkout) nor beside a relocated audit log.
         let mut security_config = runtime.config.security.clone();
-        security_config.secret_key_file.get_or_insert_with(|| {
-            data_dir.join(crate::auth::DEFAULT_KEY_FILE)
-        });
+        security_config
+            .secret_key_file
+            .get_or_insert_with(|| data_dir.join(crate::auth::DEFAULT_KEY_FILE));
         let security = SecuritySetup::load(
             &security_config,
             runtime.server.accounts.as_deref(),

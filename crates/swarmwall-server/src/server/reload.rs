@@ -26,7 +26,10 @@ pub(crate) fn keep_start_only_settings(current: &Runtime, next: &mut Runtime) ->
         current.server.max_sessions != next.server.max_sessions,
     );
     next.server.max_sessions = current.server.max_sessions;
-    keep("server.accounts", current.server.accounts != next.server.accounts);
+    keep(
+        "server.accounts",
+        current.server.accounts != next.server.accounts,
+    );
     next.server.accounts.clone_from(&current.server.accounts);
 
     let (old, new) = (&current.config.security, &mut next.config.security);
@@ -34,7 +37,10 @@ pub(crate) fn keep_start_only_settings(current: &Runtime, next: &mut Runtime) ->
     new.accounts.clone_from(&old.accounts);
     keep("security.audit_log", old.audit_log != new.audit_log);
     new.audit_log.clone_from(&old.audit_log);
-    keep("security.audit_recent", old.audit_recent != new.audit_recent);
+    keep(
+        "security.audit_recent",
+        old.audit_recent != new.audit_recent,
+    );
     new.audit_recent = old.audit_recent;
     keep(
         "security.pseudonymise_addresses",
@@ -51,7 +57,8 @@ pub(crate) fn keep_start_only_settings(current: &Runtime, next: &mut Runtime) ->
     // compare every field (a redacted secret aside).
     keep(
         "policy.strikes",
-        format!("{:?}", current.config.policy.strikes) != format!("{:?}", next.config.policy.strikes),
+        format!("{:?}", current.config.policy.strikes)
+            != format!("{:?}", next.config.policy.strikes),
     );
     next.config.policy.strikes = current.config.policy.strikes.clone();
     keep(
@@ -107,7 +114,10 @@ mod tests {
         assert_eq!(next.server.listen, current.server.listen);
         assert_eq!(next.server.max_sessions, 100);
         // Everything else is applied.
-        assert_eq!(next.server.handshake_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(
+            next.server.handshake_timeout,
+            std::time::Duration::from_secs(3)
+        );
         let mut same = runtime("[server]\nlisten = \"127.0.0.1:1080\"\nmax_sessions = 100\n");
         assert!(keep_start_only_settings(&current, &mut same).is_empty());
     }
