@@ -307,3 +307,28 @@ def test_udp_reserved_field_and_port_zero_are_dropped_and_counted(start_swarmwal
     finally:
         assoc.close()
         echo.close()
+
+
+# ---------------------------------------------------------------- finding 7: argon2 cost
+
+def test_weak_argon2_costs_are_warned_about_everywhere(start_swarmwall, tmp_path):
+    weak = tmp_path / "weak.toml"
+    weak.write_text("[security]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n")
+    check = subprocess.run([swarmwall_bin(), "check-config", str(weak)],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
+    assert "below OWASP" in check.stderr, check.stderr
+    add = subprocess.run([swarmwall_bin(), "user", "add", "alice", "--password-stdin",
+                          "--accounts", str(tmp_path / "accounts.toml"), "--config", str(weak)],
+                         input="a long enough password\n", capture_output=True, text=True,
+                         timeout=60)
+    assert add.returncode == 0, add.stderr
+    assert "below OWASP" in add.stderr, add.stderr
+    node = start_swarmwall("--config", str(weak))
+    assert "below OWASP" in node.output()
+    # The defaults are OWASP's baseline: no warning.
+    strong = tmp_path / "strong.toml"
+    strong.write_text("[security]\n")
+    check = subprocess.run([swarmwall_bin(), "check-config", str(strong)],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0 and "OWASP" not in check.stderr, check.stderr
