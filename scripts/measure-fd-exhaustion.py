@@ -17,7 +17,12 @@ while port is None or admin is None:
         sys.exit("swarmwall did not start")
     m = re.search(r"listening on \S+:(\d+)", line); port = port or (m and int(m.group(1)))
     m = re.search(r"admin interface on (\S+)", line); admin = admin or (m and m.group(1))
-clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(400)]
+clients = []
+for _ in range(400):
+    try:
+        clients.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+    except OSError:
+        break  # the listen backlog is full: the proxy stopped accepting
 time.sleep(0.5)
 times, failures, body = [], 0, ""
 for _ in range(20):
@@ -28,7 +33,7 @@ for _ in range(20):
     except Exception as e:
         failures += 1
 refused = re.search(r'sessions_refused_total\{reason="fd_reserve"\} (\d+)', body)
-print(f"scrapes ok {len(times)}/20, failed {failures}; median {statistics.median(times) if times else float('nan'):.1f} ms, "
+print(f"clients {len(clients)}; scrapes ok {len(times)}/20, failed {failures}; median {statistics.median(times) if times else float('nan'):.1f} ms, "
       f"max {max(times) if times else float('nan'):.1f} ms; fd_reserve refusals {refused.group(1) if refused else 'n/a'}")
 for c in clients: c.close()
 p.terminate(); p.wait(10)

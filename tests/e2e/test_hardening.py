@@ -220,7 +220,11 @@ def test_metrics_answer_when_clients_exhaust_the_descriptor_limit(start_swarmwal
         # Far more idle clients than the proxy has descriptors: each holds one while it waits
         # for a greeting that never comes.
         for _ in range(400):
-            clients.append(socket.create_connection(("127.0.0.1", node.port), timeout=5))
+            try:
+                clients.append(socket.create_connection(("127.0.0.1", node.port), timeout=2))
+            except OSError:
+                break  # the listen backlog is full: the proxy stopped accepting
+        assert len(clients) > 200, len(clients)
         time.sleep(0.5)
         started = time.monotonic()
         samples = scrape(node.admin_address)
