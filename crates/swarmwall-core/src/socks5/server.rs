@@ -259,3 +259,36 @@ impl Drop for ServerHandshake {
         zeroize::Zeroize::zeroize(&mut self.buffer);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The buffer that receives RFC 1929 credentials is never reallocated (a reallocation
+    /// would leave a copy of the password in the freed block), and holds no credential byte
+    /// once they are parsed.
+    #[test]
+    fn credentials_never_move_and_do_not_stay_buffered() {
+        let mut machine = ServerHandshake::new(true);
+        let start = machine.buffer.as_ptr();
+        let capacity = machine.buffer.capacity();
+        machine.handle_input(&[0x05, 0x01, 0x02]);
+        let mut auth = vec![0x01, 5];
+        auth.extend_from_slice(b"alice");
+        auth.push(200);
+        auth.extend(std::iter::repeat_n(b'p', 200));
+        // Byte by byte: the slowest client still never makes the buffer grow.
+        for byte in &auth {
+            machine.handle_input(std::slice::from_ref(byte));
+            assert_eq!(machine.buffer.as_ptr(), start);
+            assert_eq!(machine.buffer.capacity(), capacity);
+        }
+        assert!(matches!(machine.poll_event(), Some(Event::Authenticate(_))));
+        assert!(machine.buffer.is_empty());
+        // Up to the limit, pipelined bytes still fit without a reallocation.
+        machine.handle_auth_result(true);
+        machine.handle_input(&[0u8; MAX_BUFFERED]);
+        assert_eq!(machine.buffer.as_ptr(), start);
+        assert!(machine.is_failed() || machine.buffer.len() <= MAX_BUFFERED);
+    }
+}
