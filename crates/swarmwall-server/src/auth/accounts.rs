@@ -162,6 +162,20 @@ impl AccountsFile {
         Ok(file)
     }
 
+    /// How many accounts have a password hash whose argon2 cost is below OWASP's minimum
+    /// (see [`crate::config::argon2_cost_is_weak`]); re-hash them with `user passwd`.
+    pub fn weak_hash_count(&self) -> usize {
+        self.accounts
+            .iter()
+            .filter(|account| {
+                PasswordHash::new(&account.password).is_ok_and(|hash| {
+                    let param = |name: &str| hash.params.get_decimal(name).unwrap_or_default();
+                    crate::config::argon2_cost_is_weak(param("m"), param("t"))
+                })
+            })
+            .count()
+    }
+
     /// The account called `name`.
     pub fn find(&self, name: &str) -> Option<&Account> {
         self.accounts.iter().find(|account| account.name == name)
@@ -604,6 +618,26 @@ mod tests {
         let error = AccountsFile::parse(&country, path).unwrap_err().to_string();
         assert!(error.contains("allow_countries[1]"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
+        // Hashes below OWASP's argon2id minimum are counted (the proxy warns at start).
+        let mut weak = AccountsFile::default();
+        weak.add(
+            "cheap",
+            b"pw",
+            &HashParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(weak.weak_hash_count(), 1);
+        let strong = format!("[[account]]\nname = \"a\"\npassword = \"{DUMMY_HASH}\"\n");
+        assert_eq!(
+            AccountsFile::parse(&strong, path)
+                .unwrap()
+                .weak_hash_count(),
+            0
+        );
         // `client:<hash>` is an unauthenticated client's strike subject, never an account.
         let mut file = AccountsFile::default();
         let fast = HashParams {

@@ -108,6 +108,22 @@ impl Default for SecurityConfig {
     }
 }
 
+/// True when an argon2id cost (`m` in KiB, `t`) is below every configuration OWASP's
+/// Password Storage Cheat Sheet recommends: 46 MiB/t=1, 19 MiB/t=2, 12 MiB/t=3, 9 MiB/t=4,
+/// 7 MiB/t=5.
+pub fn argon2_cost_is_weak(memory_kib: u32, iterations: u32) -> bool {
+    const OWASP_MINIMUMS: [(u32, u32); 5] = [
+        (47_104, 1),
+        (19_456, 2),
+        (12_288, 3),
+        (9_216, 4),
+        (7_168, 5),
+    ];
+    !OWASP_MINIMUMS.iter().any(|&(min_memory, min_iterations)| {
+        memory_kib >= min_memory && iterations >= min_iterations
+    })
+}
+
 impl SecurityConfig {
     /// Only the `[security]` section of the configuration file at `path`; other sections are
     /// not checked (for tools such as `swarmwall user` that need nothing else).
@@ -143,19 +159,8 @@ impl SecurityConfig {
     /// 12 MiB/t=3, 9 MiB/t=4 and 7 MiB/t=5 are its equivalents). Weak hashes make a leaked
     /// accounts file cheap to crack; allowed (tests need fast hashes), never silently.
     pub fn weak_argon2_warning(&self) -> Option<String> {
-        /// (memory KiB, iterations) pairs OWASP lists as equivalent minimums.
-        const OWASP_MINIMUMS: [(u32, u32); 5] = [
-            (47_104, 1),
-            (19_456, 2),
-            (12_288, 3),
-            (9_216, 4),
-            (7_168, 5),
-        ];
         let (memory, iterations) = (self.argon2_memory_kib, self.argon2_iterations);
-        let strong = OWASP_MINIMUMS.iter().any(|&(min_memory, min_iterations)| {
-            memory >= min_memory && iterations >= min_iterations
-        });
-        (!strong).then(|| {
+        argon2_cost_is_weak(memory, iterations).then(|| {
             format!(
                 "security.argon2_memory_kib = {memory} with security.argon2_iterations = \
                  {iterations} is below OWASP's minimum for argon2id (19456 KiB with 2 \

@@ -153,7 +153,17 @@ impl Runtime {
         // in `Shared::security` and is attached by `Server::bind` / `ServerHandle::reload`.
         let authenticator = match &server.accounts {
             Some(path) => {
-                let authenticator = Authenticator::new(AccountsFile::load(path)?);
+                let file = AccountsFile::load(path)?;
+                let weak = file.weak_hash_count();
+                if weak > 0 {
+                    tracing::warn!(
+                        file = %path.display(),
+                        accounts = weak,
+                        "password hashes below OWASP's argon2id minimum; re-hash them with \
+                         `swarmwall user passwd` (after raising [security] argon2_memory_kib)"
+                    );
+                }
+                let authenticator = Authenticator::new(file);
                 authenticator.has_accounts().then_some(authenticator)
             }
             None => None,
