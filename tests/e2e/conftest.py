@@ -33,7 +33,8 @@ class Swarmwall:
         if "--admin-listen" not in args:
             # Never the default 127.0.0.1:9090: tests run several nodes side by side.
             args += ["--admin-listen", "127.0.0.1:0"]
-        if "--data-dir" not in args and "--store" not in args:
+        if "--data-dir" not in args:
+            # Always: the secret key lives in the data directory whatever the store.
             args += ["--data-dir", tempfile.mkdtemp(prefix="sw-data-")]
         if "--audit-log" not in args:
             args += ["--audit-log", os.path.join(tempfile.mkdtemp(prefix="sw-audit-"), "audit.jsonl")]

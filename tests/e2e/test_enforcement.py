@@ -305,7 +305,9 @@ def test_lateral_movement_denied_by_default(start_swarmwall):
     assert connect_reply(proxy, "169.254.169.254", 80) == 2
     assert connect_reply(proxy, "fd00:ec2::254", 80) == 2
     assert connect_reply(proxy, "::ffff:127.0.0.1", echo.port) == 2
-    assert connect_reply(proxy, "localhost", echo.port) == 2  # a name that resolves to loopback
+    # A name that resolves to loopback gets the same answer as a name that does not resolve
+    # (0x04), so customers cannot map internal zones by reply code.
+    assert connect_reply(proxy, "localhost", echo.port) == 4
 
 
 def test_lateral_movement_allowed_by_rule(start_swarmwall):

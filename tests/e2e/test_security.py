@@ -48,7 +48,8 @@ def setup(tmp_path, start_swarmwall):
         try:
             node = start_swarmwall(
                 "--config", config, "--accounts", accounts, "--audit-log", audit,
-                "--allow-destination", "127.0.0.1/32", cwd=str(tmp_path),
+                "--allow-destination", "127.0.0.1/32", "--data-dir", str(tmp_path / "data"),
+                cwd=str(tmp_path),
             )
         except RuntimeError as error:
             # The pre-integration stub either says so or takes no arguments at all.
@@ -185,6 +186,8 @@ def test_no_secrets_in_logs_and_audit_log_verifies(setup, target):
     verify = run_cli("audit", "verify", tampered)
     assert verify.returncode == 1
     assert "line 1" in verify.stderr
-    # The key file exists beside the log and is private.
-    key = paths["dir"] / "swarmwall-secret.key"
+    # The key file is in the data directory (never beside the log nor in the working
+    # directory) and is private.
+    key = paths["dir"] / "data" / "swarmwall-secret.key"
+    assert not (paths["dir"] / "swarmwall-secret.key").exists()
     assert key.exists() and (key.stat().st_mode & 0o077) == 0

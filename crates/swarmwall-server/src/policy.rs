@@ -18,6 +18,12 @@
 //! checked in every form that reaches the same IPv4 host: IPv4-mapped (`::ffff:a.b.c.d`),
 //! IPv4-compatible (`::a.b.c.d`), IPv4-translated (`::ffff:0:a.b.c.d`), NAT64 (`64:ff9b::/96`),
 //! 6to4 (`2002::/16`) and Teredo (`2001::/32`) all go through the IPv4 guard.
+//!
+//! The guard also covers every address of the proxy host's own interfaces (re-read every
+//! [`host_addresses::REFRESH_INTERVAL`]), whatever network it is in: a customer must not reach
+//! services the node binds to `0.0.0.0` through its public address.
+
+pub mod host_addresses;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -46,6 +52,8 @@ pub enum DenyReason {
     Rule,
     /// The lateral-movement guard (private, loopback, metadata, ...).
     LateralMovement,
+    /// An address of the proxy host's own interfaces (part of the guard).
+    OwnAddress,
 }
 
 impl DenyReason {
@@ -54,6 +62,7 @@ impl DenyReason {
         match self {
             Self::Rule => "rule",
             Self::LateralMovement => "lateral_movement",
+            Self::OwnAddress => "own_address",
         }
     }
 }
@@ -171,7 +180,14 @@ impl DestinationPolicy {
         let ip = address.ip();
         let canonical = ip.to_canonical();
         let domain = domain.map(normalize_domain);
-        let guarded = is_guarded(ip);
+        let guard = if is_guarded(ip) {
+            Some(DenyReason::LateralMovement)
+        } else if is_own_address(ip) {
+            Some(DenyReason::OwnAddress)
+        } else {
+            None
+        };
+        let guarded = guard.is_some();
         for rule in &self.rules {
             let network_match = rule.networks.is_empty()
                 || rule
@@ -187,7 +203,9 @@ impl DestinationPolicy {
             return match rule.action {
                 RuleAction::Deny => PolicyDecision::Deny(DenyReason::Rule),
                 RuleAction::Allow if !rule.networks.is_empty() || !guarded => PolicyDecision::Allow,
-                RuleAction::Allow => PolicyDecision::Deny(DenyReason::LateralMovement),
+                RuleAction::Allow => {
+                    PolicyDecision::Deny(guard.unwrap_or(DenyReason::LateralMovement))
+                }
             };
         }
         if self
@@ -197,8 +215,8 @@ impl DestinationPolicy {
         {
             return PolicyDecision::Allow;
         }
-        if guarded {
-            return PolicyDecision::Deny(DenyReason::LateralMovement);
+        if let Some(reason) = guard {
+            return PolicyDecision::Deny(reason);
         }
         match self.default_action {
             RuleAction::Allow => PolicyDecision::Allow,
@@ -259,6 +277,20 @@ pub fn is_guarded(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_guarded_v4(v4),
         IpAddr::V6(v6) => is_guarded_v6(v6),
+    }
+}
+
+/// True when `ip`, or an IPv4 address it embeds, is one of the proxy host's own addresses.
+pub fn is_own_address(ip: IpAddr) -> bool {
+    let canonical = ip.to_canonical();
+    if host_addresses::is_host_address(canonical) {
+        return true;
+    }
+    match canonical {
+        IpAddr::V6(v6) => embedded_v4(v6)
+            .into_iter()
+            .any(|v4| host_addresses::is_host_address(IpAddr::V4(v4))),
+        IpAddr::V4(_) => false,
     }
 }
 

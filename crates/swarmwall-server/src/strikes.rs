@@ -35,7 +35,7 @@ const MAX_PENDING: usize = 10_000;
 /// Most suspensions remembered locally for the store-down fallback.
 const MAX_KNOWN_SUSPENSIONS: usize = 10_000;
 /// Store subject prefix of unauthenticated clients.
-const CLIENT_PREFIX: &str = "client:";
+pub const CLIENT_PREFIX: &str = "client:";
 
 /// Who a strike is against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]

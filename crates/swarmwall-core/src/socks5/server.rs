@@ -65,7 +65,13 @@ impl ServerHandshake {
         Self {
             state: State::Greeting,
             require_auth,
-            buffer: Vec::new(),
+            // Never reallocated (input past MAX_BUFFERED fails the handshake), so no copy of
+            // a password is left behind in a freed allocation; wiped on drop.
+            buffer: if require_auth {
+                Vec::with_capacity(MAX_BUFFERED)
+            } else {
+                Vec::new()
+            },
             transmit: Vec::new(),
             events: VecDeque::new(),
         }
@@ -208,10 +214,9 @@ impl ServerHandshake {
             }
         };
         // Wipe the credentials from the buffer as they leave it.
-        self.buffer
-            .iter_mut()
-            .take(consumed)
-            .for_each(|byte| *byte = 0);
+        if let Some(consumed) = self.buffer.get_mut(..consumed) {
+            zeroize::Zeroize::zeroize(consumed);
+        }
         self.buffer.drain(..consumed);
         self.state = State::AwaitAuth;
         self.events.push_back(Event::Authenticate(request));
@@ -243,7 +248,47 @@ impl ServerHandshake {
             .encode(&mut self.transmit);
         }
         self.state = State::Failed;
-        self.buffer.clear();
+        zeroize::Zeroize::zeroize(&mut self.buffer);
         self.events.push_back(Event::Failed(error));
+    }
+}
+
+impl Drop for ServerHandshake {
+    fn drop(&mut self) {
+        // Bytes of an unfinished RFC 1929 message may still be buffered.
+        zeroize::Zeroize::zeroize(&mut self.buffer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The buffer that receives RFC 1929 credentials is never reallocated (a reallocation
+    /// would leave a copy of the password in the freed block), and holds no credential byte
+    /// once they are parsed.
+    #[test]
+    fn credentials_never_move_and_do_not_stay_buffered() {
+        let mut machine = ServerHandshake::new(true);
+        let start = machine.buffer.as_ptr();
+        let capacity = machine.buffer.capacity();
+        machine.handle_input(&[0x05, 0x01, 0x02]);
+        let mut auth = vec![0x01, 5];
+        auth.extend_from_slice(b"alice");
+        auth.push(200);
+        auth.extend(std::iter::repeat_n(b'p', 200));
+        // Byte by byte: the slowest client still never makes the buffer grow.
+        for byte in &auth {
+            machine.handle_input(std::slice::from_ref(byte));
+            assert_eq!(machine.buffer.as_ptr(), start);
+            assert_eq!(machine.buffer.capacity(), capacity);
+        }
+        assert!(matches!(machine.poll_event(), Some(Event::Authenticate(_))));
+        assert!(machine.buffer.is_empty());
+        // Up to the limit, pipelined bytes still fit without a reallocation.
+        machine.handle_auth_result(true);
+        machine.handle_input(&[0u8; MAX_BUFFERED]);
+        assert_eq!(machine.buffer.as_ptr(), start);
+        assert!(machine.is_failed() || machine.buffer.len() <= MAX_BUFFERED);
     }
 }

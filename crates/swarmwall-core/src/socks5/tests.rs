@@ -168,6 +168,12 @@ fn udp_header_round_trip_and_truncation() {
     assert_eq!(decoded, header);
     assert_eq!(out.get(offset..), Some(&b"payload"[..]));
     assert_eq!(UdpHeader::decode(&out[..5]), Err(Error::TruncatedDatagram));
+    // RFC 1928 §7: RSV is X'0000'; anything else is refused, whichever byte is set.
+    for rsv in [[0x00, 0x01], [0x80, 0x00], [0xff, 0xff]] {
+        let mut bad = out.clone();
+        bad[..2].copy_from_slice(&rsv);
+        assert_eq!(UdpHeader::decode(&bad), Err(Error::ReservedNotZero));
+    }
 }
 
 fn arb_address() -> impl Strategy<Value = Address> {

@@ -47,6 +47,9 @@ pub enum Error {
     /// A UDP datagram too short to hold its SOCKS header.
     #[error("truncated SOCKS UDP header")]
     TruncatedDatagram,
+    /// A UDP datagram whose RSV field is not zero (RFC 1928 §7 says it must be).
+    #[error("non-zero RSV field in a SOCKS UDP header")]
+    ReservedNotZero,
     /// More handshake bytes than any valid handshake needs.
     #[error("handshake too long")]
     Oversized,
@@ -67,6 +70,7 @@ impl Error {
             | Self::NoMethods
             | Self::NoAcceptableMethod
             | Self::TruncatedDatagram
+            | Self::ReservedNotZero
             | Self::Oversized
             | Self::Unexpected => Reply::GeneralFailure,
         }
@@ -83,6 +87,7 @@ impl Error {
             Self::AddressTypeNotSupported(_) => "address_type_not_supported",
             Self::InvalidDomain => "invalid_domain",
             Self::TruncatedDatagram => "truncated",
+            Self::ReservedNotZero => "reserved_not_zero",
             Self::Oversized => "oversized",
             Self::Unexpected => "unexpected",
         }
@@ -412,8 +417,9 @@ impl fmt::Debug for PasswordRequest {
 
 impl Drop for PasswordRequest {
     fn drop(&mut self) {
-        // Best-effort wipe of the secret before the allocation is freed.
-        self.password.iter_mut().for_each(|byte| *byte = 0);
+        // Wipe the secret before the allocation is freed (`zeroize` writes cannot be
+        // optimised away, and cover the spare capacity too).
+        zeroize::Zeroize::zeroize(&mut self.password);
     }
 }
 
@@ -572,15 +578,19 @@ impl UdpHeader {
     }
 
     /// Decode a whole datagram: the header and the offset at which the payload starts. A
-    /// datagram is complete by nature, so a short one is [`Error::TruncatedDatagram`].
+    /// datagram is complete by nature, so a short one is [`Error::TruncatedDatagram`]; one
+    /// with a non-zero RSV field is [`Error::ReservedNotZero`].
     pub fn decode(datagram: &[u8]) -> Result<(Self, usize), Error> {
         let mut reader = Reader::new(datagram);
-        let Some([_rsv1, _rsv2, frag]) = reader.array::<3>() else {
+        let Some([rsv1, rsv2, frag]) = reader.array::<3>() else {
             return Err(Error::TruncatedDatagram);
         };
         let Some(address) = Address::read(&mut reader)? else {
             return Err(Error::TruncatedDatagram);
         };
+        if [rsv1, rsv2] != [0, 0] {
+            return Err(Error::ReservedNotZero);
+        }
         Ok((Self { frag, address }, reader.position()))
     }
 }

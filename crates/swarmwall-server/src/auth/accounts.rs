@@ -152,7 +152,7 @@ impl AccountsFile {
             });
             AccountsError::Parse {
                 path: path.to_owned(),
-                message: format!("{line}:{column}: {}", error.message().trim()),
+                message: format!("{line}:{column}: {}", redact_values(error.message().trim())),
             }
         })?;
         file.check().map_err(|message| AccountsError::Parse {
@@ -160,6 +160,20 @@ impl AccountsFile {
             message,
         })?;
         Ok(file)
+    }
+
+    /// How many accounts have a password hash whose argon2 cost is below OWASP's minimum
+    /// (see [`crate::config::argon2_cost_is_weak`]); re-hash them with `user passwd`.
+    pub fn weak_hash_count(&self) -> usize {
+        self.accounts
+            .iter()
+            .filter(|account| {
+                PasswordHash::new(&account.password).is_ok_and(|hash| {
+                    let param = |name: &str| hash.params.get_decimal(name).unwrap_or_default();
+                    crate::config::argon2_cost_is_weak(param("m"), param("t"))
+                })
+            })
+            .count()
     }
 
     /// The account called `name`.
@@ -323,14 +337,17 @@ impl AccountsFile {
                     account.name
                 ));
             }
-            for code in account
-                .allow_countries
-                .iter()
-                .chain(&account.deny_countries)
-            {
-                if !crate::geo::is_country_code(code) {
+            for (key, codes) in [
+                ("allow_countries", &account.allow_countries),
+                ("deny_countries", &account.deny_countries),
+            ] {
+                if let Some(position) = codes
+                    .iter()
+                    .position(|code| !crate::geo::is_country_code(code))
+                {
+                    // The position, not the value: a mistyped line may hold a secret.
                     return Err(format!(
-                        "account `{}`: `{code}` is not a two-letter country code",
+                        "account `{}`: {key}[{position}] is not a two-letter country code",
                         account.name
                     ));
                 }
@@ -362,12 +379,61 @@ fn lock_beside(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Accounts
         .map_err(|(_, errno)| write_error(std::io::Error::from(errno)))
 }
 
+/// Keys of the accounts file: the only quoted words an error message may keep.
+const FIELD_NAMES: &[&str] = &[
+    "account",
+    "name",
+    "password",
+    "disabled",
+    "totp_secret",
+    "allow_countries",
+    "deny_countries",
+];
+
+/// A TOML/serde error message without the values it quotes (`invalid type: string "..."`,
+/// `integer `...``, an unknown key): any of them may be a password or TOTP secret typed into
+/// the wrong place. Quoted field names stay, so the message still says what was expected.
+fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(['"', '`']) {
+        let (before, from_quote) = rest.split_at(start);
+        out.push_str(before);
+        let quote = from_quote.chars().next().unwrap_or('"');
+        let inner_and_rest = from_quote.get(1..).unwrap_or_default();
+        let Some(end) = inner_and_rest.find(quote) else {
+            // An unmatched quote: drop whatever follows it.
+            out.push_str("<redacted>");
+            return out;
+        };
+        let inner = inner_and_rest.get(..end).unwrap_or_default();
+        out.push(quote);
+        out.push_str(if FIELD_NAMES.contains(&inner) {
+            inner
+        } else {
+            "<redacted>"
+        });
+        out.push(quote);
+        rest = inner_and_rest.get(end + 1..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    out
+}
+
 fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err("account names are 1 to 255 bytes".to_owned());
     }
     if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err("account names have no spaces or control characters".to_owned());
+    }
+    if name.starts_with(crate::strikes::CLIENT_PREFIX) {
+        // `client:<hash>` is the strike subject of an unauthenticated client: an account of
+        // that name would share (and could lift or inherit) that client's strikes.
+        return Err(format!(
+            "account names may not start with `{}` (reserved for unauthenticated clients)",
+            crate::strikes::CLIENT_PREFIX
+        ));
     }
     Ok(())
 }
@@ -533,6 +599,57 @@ mod tests {
         let error = AccountsFile::parse(syntax, path).unwrap_err().to_string();
         assert!(error.starts_with("accounts.toml: 4:"), "{error}");
         assert!(!error.contains("oops"), "{error}");
+        // Values in serde's messages (a password typed into the wrong key) are not echoed.
+        let typed = "[[account]]\nname = \"a\"\ndisabled = \"hunter2-typed\"\n";
+        let error = AccountsFile::parse(typed, path).unwrap_err().to_string();
+        assert!(error.contains("3:"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        let number = "[[account]]\nname = \"a\"\npassword = 31415926535\n";
+        let error = AccountsFile::parse(number, path).unwrap_err().to_string();
+        assert!(!error.contains("31415926535"), "{error}");
+        let key = "[[account]]\nname = \"a\"\nhunter2-as-key = 1\n";
+        let error = AccountsFile::parse(key, path).unwrap_err().to_string();
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(error.contains("`password`"), "{error}");
+        let country = format!(
+            "[[account]]\nname = \"a\"\npassword = \"{DUMMY_HASH}\"\n\
+             allow_countries = [\"GB\", \"hunter2-country\"]\n"
+        );
+        let error = AccountsFile::parse(&country, path).unwrap_err().to_string();
+        assert!(error.contains("allow_countries[1]"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        // Hashes below OWASP's argon2id minimum are counted (the proxy warns at start).
+        let mut weak = AccountsFile::default();
+        weak.add(
+            "cheap",
+            b"pw",
+            &HashParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(weak.weak_hash_count(), 1);
+        let strong = format!("[[account]]\nname = \"a\"\npassword = \"{DUMMY_HASH}\"\n");
+        assert_eq!(
+            AccountsFile::parse(&strong, path)
+                .unwrap()
+                .weak_hash_count(),
+            0
+        );
+        // `client:<hash>` is an unauthenticated client's strike subject, never an account.
+        let mut file = AccountsFile::default();
+        let fast = HashParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let error = file.add("client:0123abcd", b"pw", &fast).unwrap_err();
+        assert!(error.to_string().contains("client:"), "{error}");
+        let reserved =
+            format!("[[account]]\nname = \"client:0123abcd\"\npassword = \"{DUMMY_HASH}\"\n");
+        assert!(AccountsFile::parse(&reserved, path).is_err());
         let twice = format!(
             "[[account]]\nname = \"a\"\npassword = \"{DUMMY_HASH}\"\n\
              [[account]]\nname = \"a\"\npassword = \"{DUMMY_HASH}\"\n"

@@ -32,6 +32,31 @@ pub enum KeyError {
         /// File.
         path: String,
     },
+    /// Readable or writable by group or others: anyone who can read it can reverse the
+    /// keyed hashes (and, with a keyed audit chain, forge it).
+    #[error(
+        "{path}: mode {mode:04o} gives group or others access to the secret key; \
+         run `chmod 600 {path}` (and consider the key burned if others could read it)"
+    )]
+    Shared {
+        /// File.
+        path: String,
+        /// Permission bits found.
+        mode: u32,
+    },
+    /// Inside a git work tree, where one `git add -A` publishes it.
+    #[error(
+        "{path}: refusing a secret key inside the git work tree {work_tree}; keep it in the \
+         data directory (the default) or set `[security] secret_key_file` outside any \
+         repository (a key that was ever committed is burned: delete it and let a new one \
+         be created)"
+    )]
+    InGitWorkTree {
+        /// File.
+        path: String,
+        /// The directory holding `.git`.
+        work_tree: String,
+    },
 }
 
 /// A 32-byte key for keyed hashes of client addresses. Its Debug output is redacted and it is
@@ -63,16 +88,27 @@ impl PseudonymKey {
     }
 
     /// Read the key from `path` (64 hex characters), creating the file with a new random key
-    /// and mode 0600 when it does not exist. Warns (tracing) when the file is readable by group
-    /// or others.
+    /// and mode 0600 when it does not exist. Refuses a file that group or others may access
+    /// ([`KeyError::Shared`]) and any path inside a git work tree ([`KeyError::InGitWorkTree`]).
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
         let io = |source| KeyError::Io {
             path: path.display().to_string(),
             source,
         };
+        if let Some(work_tree) = enclosing_git_work_tree(path) {
+            return Err(KeyError::InGitWorkTree {
+                path: path.display().to_string(),
+                work_tree: work_tree.display().to_string(),
+            });
+        }
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                warn_if_shared(path);
+                if let Some(mode) = shared_mode(path) {
+                    return Err(KeyError::Shared {
+                        path: path.display().to_string(),
+                        mode,
+                    });
+                }
                 let text = Zeroizing::new(text);
                 let mut key = Zeroizing::new([0u8; 32]);
                 hex::decode_to_slice(text.trim(), &mut key[..]).map_err(|_| {
@@ -173,6 +209,23 @@ pub fn warn_if_shared(path: &Path) {
     }
 }
 
+/// The nearest directory at or above `path`'s directory that holds a `.git` entry (a
+/// repository or a linked work tree), if any.
+pub(crate) fn enclosing_git_work_tree(path: &Path) -> Option<std::path::PathBuf> {
+    let absolute = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
+    let directory = absolute.parent()?;
+    // Resolve symbolic links where the directory exists, so a link into a repository counts.
+    let directory = std::fs::canonicalize(directory).unwrap_or_else(|_| directory.to_owned());
+    directory
+        .ancestors()
+        .find(|ancestor| ancestor.join(".git").exists())
+        .map(Path::to_path_buf)
+}
+
 /// The file's permission bits when group or others have any access to it.
 pub fn shared_mode(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
@@ -230,12 +283,41 @@ mod tests {
     }
 
     #[test]
+    fn shared_or_versioned_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        PseudonymKey::load_or_create(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let error = PseudonymKey::load_or_create(&path).unwrap_err();
+        assert!(
+            matches!(error, KeyError::Shared { mode: 0o640, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("chmod 600"));
+
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+        std::fs::create_dir_all(repo.join("sub")).unwrap();
+        let inside = repo.join("sub/key");
+        let error = PseudonymKey::load_or_create(&inside).unwrap_err();
+        assert!(matches!(error, KeyError::InGitWorkTree { .. }), "{error}");
+        assert!(!inside.exists(), "no key may be written inside a work tree");
+        // A linked work tree has a `.git` file, not a directory.
+        let linked = dir.path().join("linked");
+        std::fs::create_dir_all(&linked).unwrap();
+        std::fs::write(linked.join(".git"), "gitdir: /elsewhere\n").unwrap();
+        assert!(enclosing_git_work_tree(&linked.join("key")).is_some());
+        assert!(enclosing_git_work_tree(&dir.path().join("key")).is_none());
+    }
+
+    #[test]
     fn debug_is_redacted_and_bad_files_fail() {
         let key = PseudonymKey::from_bytes([7; 32]);
         assert_eq!(format!("{key:?}"), "PseudonymKey(<redacted>)");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
         std::fs::write(&path, "nothex").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(matches!(
             PseudonymKey::load_or_create(&path),
             Err(KeyError::Malformed { .. })

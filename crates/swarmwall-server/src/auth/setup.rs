@@ -65,17 +65,14 @@ pub struct SecuritySetup {
 }
 
 /// The secret key file `serve` uses with the audit log at `audit_path` (empty: log off):
-/// `[security] secret_key_file`, else `swarmwall-secret.key` beside the log (working
-/// directory when the log is off). CLI commands that write or verify the log use the same.
-pub fn key_file_path(config: &SecurityConfig, audit_path: &Path) -> PathBuf {
-    let audit_on = !audit_path.as_os_str().is_empty();
+/// `[security] secret_key_file`, else `swarmwall-secret.key` in the default data directory
+/// (never beside the log, never the working directory; `serve --data-dir` sets
+/// `secret_key_file`). CLI commands that write or verify the log use the same.
+pub fn key_file_path(config: &SecurityConfig, _audit_path: &Path) -> PathBuf {
     config
         .secret_key_file
         .clone()
-        .unwrap_or_else(|| match audit_path.parent() {
-            Some(dir) if audit_on && !dir.as_os_str().is_empty() => dir.join(DEFAULT_KEY_FILE),
-            _ => PathBuf::from(DEFAULT_KEY_FILE),
-        })
+        .unwrap_or_else(|| crate::store::default_data_dir().join(DEFAULT_KEY_FILE))
 }
 
 impl SecuritySetup {
@@ -83,8 +80,9 @@ impl SecuritySetup {
     /// the key file, the audit log (`audit_log` overrides `[security] audit_log`; an empty path
     /// turns it off) and the GeoIP database.
     ///
-    /// The key file defaults to `swarmwall-secret.key` beside the audit log (or in the working
-    /// directory when the log is off).
+    /// The key file defaults to `swarmwall-secret.key` in the default data directory
+    /// ([`crate::store::default_data_dir`]), never the working directory; `swarmwall serve` sets
+    /// `secret_key_file` to the one in its `--data-dir`.
     pub fn load(
         config: &SecurityConfig,
         accounts: Option<&Path>,
@@ -181,6 +179,7 @@ mod tests {
         file.save(&accounts_path).unwrap();
         let audit_path = dir.path().join("audit.jsonl");
         let config = SecurityConfig {
+            secret_key_file: Some(dir.path().join(DEFAULT_KEY_FILE)),
             geoip_database: Some(PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/../../tests/fixtures/geoip/GeoIP2-City-Test.mmdb"

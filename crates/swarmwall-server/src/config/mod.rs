@@ -20,7 +20,7 @@ pub use policy::{
     AccountPolicy, DestinationRule, FormActions, MseStrictnessSetting, PolicyConfig, PortRange,
     RuleAction, StrikesSettings,
 };
-pub use security::SecurityConfig;
+pub use security::{SecurityConfig, argon2_cost_is_weak};
 pub use server::{FastPath, ServerConfig};
 pub(crate) use store::sentinel_address;
 pub use store::{OutageMode, StoreBackend, StoreConfig};

@@ -72,8 +72,9 @@ pub struct SecurityConfig {
     /// Write keyed hashes instead of client addresses into the security event log.
     pub pseudonymise_addresses: bool,
     /// File holding the 32-byte key for keyed hashes of client addresses (hex). Created with
-    /// mode 0600 when missing. Never put the key itself in the configuration file. Default:
-    /// `swarmwall-secret.key` beside the audit log (working directory when the log is off).
+    /// mode 0600 when missing; refused when group or others may read it or when it lies inside
+    /// a git work tree. Never put the key itself in the configuration file. Default:
+    /// `swarmwall-secret.key` in the data directory (whatever `audit_log` says).
     pub secret_key_file: Option<PathBuf>,
     /// Rotate the security event log when it would grow past this many bytes (0: never). The
     /// chain continues across files (`FILE.1` is the newest rotated one).
@@ -128,6 +129,22 @@ impl Default for SecurityConfig {
     }
 }
 
+/// True when an argon2id cost (`m` in KiB, `t`) is below every configuration OWASP's
+/// Password Storage Cheat Sheet recommends: 46 MiB/t=1, 19 MiB/t=2, 12 MiB/t=3, 9 MiB/t=4,
+/// 7 MiB/t=5.
+pub fn argon2_cost_is_weak(memory_kib: u32, iterations: u32) -> bool {
+    const OWASP_MINIMUMS: [(u32, u32); 5] = [
+        (47_104, 1),
+        (19_456, 2),
+        (12_288, 3),
+        (9_216, 4),
+        (7_168, 5),
+    ];
+    !OWASP_MINIMUMS.iter().any(|&(min_memory, min_iterations)| {
+        memory_kib >= min_memory && iterations >= min_iterations
+    })
+}
+
 impl SecurityConfig {
     /// The audit checkpoint settings (node name defaults to the host name).
     pub fn checkpoint_settings(&self) -> crate::audit::CheckpointSettings {
@@ -170,6 +187,21 @@ impl SecurityConfig {
                 message,
             })?;
         Ok(config)
+    }
+
+    /// A warning when the argon2id cost is below every configuration OWASP's Password
+    /// Storage Cheat Sheet recommends (19 MiB with t=2 is the baseline; 46 MiB/t=1,
+    /// 12 MiB/t=3, 9 MiB/t=4 and 7 MiB/t=5 are its equivalents). Weak hashes make a leaked
+    /// accounts file cheap to crack; allowed (tests need fast hashes), never silently.
+    pub fn weak_argon2_warning(&self) -> Option<String> {
+        let (memory, iterations) = (self.argon2_memory_kib, self.argon2_iterations);
+        argon2_cost_is_weak(memory, iterations).then(|| {
+            format!(
+                "security.argon2_memory_kib = {memory} with security.argon2_iterations = \
+                 {iterations} is below OWASP's minimum for argon2id (19456 KiB with 2 \
+                 iterations, or an equivalent); new password hashes will be cheap to crack"
+            )
+        })
     }
 
     /// Check values that parse but make no sense; returns `(key, message)` for the first one.
@@ -240,6 +272,23 @@ impl SecurityConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weak_argon2_costs_are_named() {
+        assert_eq!(SecurityConfig::default().weak_argon2_warning(), None);
+        let weak = |memory_kib, iterations| SecurityConfig {
+            argon2_memory_kib: memory_kib,
+            argon2_iterations: iterations,
+            ..SecurityConfig::default()
+        };
+        assert!(weak(64, 1).weak_argon2_warning().is_some());
+        assert!(weak(19_455, 2).weak_argon2_warning().is_some());
+        assert!(weak(19_456, 1).weak_argon2_warning().is_some());
+        assert_eq!(weak(12_288, 3).weak_argon2_warning(), None);
+        assert_eq!(weak(65_536, 1).weak_argon2_warning(), None);
+        let message = weak(64, 1).weak_argon2_warning().unwrap();
+        assert!(message.contains("argon2_memory_kib = 64"), "{message}");
+    }
 
     #[test]
     fn defaults_are_secure() {

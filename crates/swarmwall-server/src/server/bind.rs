@@ -15,7 +15,10 @@ use crate::policy::PolicyDecision;
 
 /// Carry out a BIND request.
 pub(super) async fn run(context: &SessionContext, mut control: TcpStream, requested: &Address) {
-    let listener = match TcpListener::bind(SocketAddr::new(context.local.ip(), 0)).await {
+    let listener = match TcpListener::bind(SocketAddr::new(context.local.ip(), 0))
+        .await
+        .and_then(|listener| super::fd_reserve::check(&listener).map(|()| listener))
+    {
         Ok(listener) => listener,
         Err(error) => {
             context.refused("bind_failed");

@@ -35,11 +35,11 @@ pub(super) async fn run(
         connect(&context.runtime.policy, destination),
     )
     .await
-    .unwrap_or(Err(Reply::TtlExpired));
+    .unwrap_or_else(|_elapsed| Err(Refusal::from_reply(Reply::TtlExpired)));
     let (target, remote) = match connected {
         Ok(connected) => connected,
-        Err(reply) => {
-            context.refused(reply_reason(reply));
+        Err(Refusal { reply, reason }) => {
+            context.refused(reason);
             let _ = send_reply(&mut client, reply, &Address::UNSPECIFIED).await;
             return;
         }
@@ -62,22 +62,55 @@ pub(super) async fn run(
     relay::run(context, client, target, initial, remote).await;
 }
 
+/// A refused CONNECT: the reply the client gets and the `sessions_refused` reason the
+/// operator sees (they differ when the reply must not tell the client why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Refusal {
+    pub(super) reply: Reply,
+    pub(super) reason: &'static str,
+}
+
+impl Refusal {
+    fn from_reply(reply: Reply) -> Self {
+        Self {
+            reply,
+            reason: reply_reason(reply),
+        }
+    }
+}
+
 /// Resolve (names) and check every candidate address, connect to the first that works.
-/// `Err` carries the reply for the last failure.
+/// `Err` carries the refusal for the last failure.
+///
+/// A *name* whose every address the policy refuses is answered 0x04 (host unreachable),
+/// exactly like a name that does not resolve: 0x02 there would tell a customer which names
+/// resolve into guarded networks and so map the operator's internal zones. The operator
+/// still sees the real reason (`sessions_refused{reason="policy"}`). A literal address the
+/// policy refuses keeps 0x02 (the client already knows the address; nothing is revealed).
 pub(super) async fn connect(
     policy: &DestinationPolicy,
     destination: &Address,
-) -> Result<(TcpStream, SocketAddr), Reply> {
-    let (candidates, domain) = resolve(policy, destination).await?;
-    let mut last = Reply::HostUnreachable;
+) -> Result<(TcpStream, SocketAddr), Refusal> {
+    let (candidates, domain) = resolve(policy, destination)
+        .await
+        .map_err(Refusal::from_reply)?;
+    let policy_refusal = if domain.is_some() {
+        Refusal {
+            reply: Reply::HostUnreachable,
+            reason: reply_reason(Reply::NotAllowed),
+        }
+    } else {
+        Refusal::from_reply(Reply::NotAllowed)
+    };
+    let mut last = Refusal::from_reply(Reply::HostUnreachable);
     for candidate in candidates {
         if let PolicyDecision::Deny(_) = policy.check_address(candidate, domain) {
-            last = Reply::NotAllowed;
+            last = policy_refusal;
             continue;
         }
-        match TcpStream::connect(candidate).await {
+        match super::fd_reserve::connect(candidate).await {
             Ok(stream) => return Ok((stream, candidate)),
-            Err(error) => last = Reply::from_io_kind(error.kind()),
+            Err(error) => last = Refusal::from_reply(Reply::from_io_kind(error.kind())),
         }
     }
     Err(last)

@@ -1,8 +1,9 @@
 //! The accept loop: global session limit, exponential back-off on accept errors (EMFILE must
-//! not spin a core), one task per session, stop on shutdown (mini-redis `server.rs` shape).
+//! not spin a core), the descriptor reserve, one task per session, stop on shutdown
+//! (mini-redis `server.rs` shape).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -14,6 +15,33 @@ use crate::metrics::ReasonLabels;
 const MIN_BACKOFF: Duration = Duration::from_millis(5);
 /// Longest back-off between accepts while they keep failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// At most one "accept failed" warning per this interval (a shortage that comes and goes
+/// would otherwise write hundreds of lines a second).
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Rate limit for the "accept failed" warning: the first failure is logged at once, later
+/// ones at most every [`WARN_INTERVAL`] with the number left unlogged in between.
+#[derive(Debug, Default)]
+struct WarnLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl WarnLimiter {
+    /// `Some(suppressed)` when a warning is due now.
+    fn due(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.duration_since(last) < WARN_INTERVAL => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
 
 /// Accept until shutdown is signalled.
 pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>) {
@@ -21,6 +49,7 @@ pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>) {
     // The limit is read once: a reload cannot resize a semaphore that permits are held on.
     let limit = Arc::new(Semaphore::new(max_sessions as usize));
     let mut backoff = MIN_BACKOFF;
+    let mut warnings = WarnLimiter::default();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -33,7 +62,23 @@ pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>) {
                 accepted
             }
             Err(error) => {
-                tracing::warn!(%error, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                shared
+                    .metrics
+                    .sessions_refused
+                    .get_or_create(&ReasonLabels {
+                        reason: "accept_failed",
+                    })
+                    .inc();
+                if let Some(suppressed) = warnings.due(Instant::now()) {
+                    tracing::warn!(
+                        %error,
+                        backoff_ms = backoff.as_millis() as u64,
+                        suppressed,
+                        "accept failed (further failures logged at most every {}s; \
+                         swarmwall_sessions_refused_total{{reason=\"accept_failed\"}} counts all)",
+                        WARN_INTERVAL.as_secs()
+                    );
+                }
                 tokio::select! {
                     () = shared.shutdown.cancelled() => return,
                     () = tokio::time::sleep(backoff) => {}
@@ -42,6 +87,25 @@ pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
+        if super::fd_reserve::check(&stream).is_err() {
+            // The descriptors left belong to the admin listener: refuse this client at once.
+            shared
+                .metrics
+                .sessions_refused
+                .get_or_create(&ReasonLabels {
+                    reason: "fd_reserve",
+                })
+                .inc();
+            if let Some(suppressed) = warnings.due(Instant::now()) {
+                tracing::warn!(
+                    suppressed,
+                    "open-file limit nearly reached: refusing new sessions to keep descriptors \
+                     for the admin listener"
+                );
+            }
+            drop(stream);
+            continue;
+        }
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
             shared
                 .metrics
@@ -56,5 +120,22 @@ pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>) {
             session::run(shared_for_task, stream, peer).await;
             drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_warnings_are_rate_limited() {
+        let mut limiter = WarnLimiter::default();
+        let start = Instant::now();
+        assert_eq!(limiter.due(start), Some(0));
+        for step in 1..=183 {
+            assert_eq!(limiter.due(start + Duration::from_millis(step * 20)), None);
+        }
+        assert_eq!(limiter.due(start + WARN_INTERVAL), Some(183));
+        assert_eq!(limiter.due(start + WARN_INTERVAL), None);
     }
 }

@@ -8,7 +8,10 @@
 //! - `relay`: the inspect phase (classifier fed both directions) then the fast path.
 //! - `udp`, `bind`: UDP ASSOCIATE and BIND.
 //! - `limits`: per-account session counting.
+//! - `fd_reserve`: the open-file limit raised at start and descriptors kept for the admin
+//!   listener.
 //! - `signals`: SIGTERM/SIGINT (graceful shutdown) and SIGHUP (reload).
+//! - `reload`: what a reload refuses (an empty file) and the start-only keys it keeps.
 //!
 //! Everything derived from the configuration files (authenticator, destination policy,
 //! limits) lives in one [`Runtime`] snapshot behind an [`ArcSwap`]; [`ServerHandle::reload`]
@@ -17,9 +20,11 @@
 
 mod bind;
 mod connect;
+pub mod fd_reserve;
 mod limits;
 mod listener;
 mod relay;
+mod reload;
 mod session;
 pub mod signals;
 mod splice;
@@ -111,6 +116,8 @@ pub struct Runtime {
     pub authenticator: Option<Authenticator>,
     /// Destination rules, lateral-movement guard and traffic-class actions.
     pub policy: DestinationPolicy,
+    /// The configuration file holds no key at all (refused on reload).
+    pub config_file_empty: bool,
 }
 
 impl Runtime {
@@ -146,17 +153,29 @@ impl Runtime {
         // in `Shared::security` and is attached by `Server::bind` / `ServerHandle::reload`.
         let authenticator = match &server.accounts {
             Some(path) => {
-                let authenticator = Authenticator::new(AccountsFile::load(path)?);
+                let file = AccountsFile::load(path)?;
+                let weak = file.weak_hash_count();
+                if weak > 0 {
+                    tracing::warn!(
+                        file = %path.display(),
+                        accounts = weak,
+                        "password hashes below OWASP's argon2id minimum; re-hash them with \
+                         `swarmwall user passwd` (after raising [security] argon2_memory_kib)"
+                    );
+                }
+                let authenticator = Authenticator::new(file);
                 authenticator.has_accounts().then_some(authenticator)
             }
             None => None,
         };
         let policy = DestinationPolicy::new(&config.policy, &options.allow_destination)?;
+        let config_file_empty = options.config_path.is_some() && reload::is_empty_config(&text);
         Ok(Self {
             config,
             server,
             authenticator,
             policy,
+            config_file_empty,
         })
     }
 
@@ -220,7 +239,9 @@ impl Shared {
                 self.pseudonym("account:", account.as_bytes()),
             ),
             None => {
-                let digest = self.pseudonym("client:", client.to_string().as_bytes());
+                // IPv6 clients by their /64: one host usually holds a whole /64, and rotating
+                // addresses inside it must not reset its strikes.
+                let digest = self.pseudonym("client:", client_network(client).as_bytes());
                 let hex = hex::encode(digest.get(..12).unwrap_or(&digest));
                 (StrikeSubject::Client(hex), digest)
             }
@@ -228,6 +249,18 @@ impl Shared {
         let mut first = [0u8; 8];
         first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
         (subject, ClientKey(u64::from_be_bytes(first)))
+    }
+}
+
+/// The strike identity of an unauthenticated client address: IPv4 (and IPv4-mapped) as the
+/// address, IPv6 as its /64 network.
+fn client_network(client: IpAddr) -> String {
+    match client.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("{}/64", std::net::Ipv6Addr::from(network))
+        }
     }
 }
 
@@ -242,6 +275,12 @@ impl Server {
     /// with the admin surface.
     pub async fn bind(options: ServeOptions, metrics: Arc<Metrics>) -> Result<Self, ServerError> {
         let runtime = Runtime::load(&options)?;
+        if runtime.config_file_empty {
+            tracing::warn!(
+                file = ?options.config_path,
+                "the configuration file is empty: every setting has its default"
+            );
+        }
         let address = runtime.server.listen;
         runtime.check_listen(address)?;
         if runtime.server.danger_disable_inspection {
@@ -249,6 +288,12 @@ impl Server {
                 "server.danger_disable_inspection is set: TCP sessions are NOT inspected and \
                  BitTorrent over TCP is not blocked"
             );
+        }
+        if let Some(warning) = runtime.config.security.weak_argon2_warning() {
+            tracing::warn!("{warning}");
+        }
+        if let Err(error) = fd_reserve::init(runtime.server.max_sessions) {
+            tracing::warn!(%error, "cannot read the open-file limit; no descriptor reserve");
         }
         let listener = TcpListener::bind(address)
             .await
@@ -269,6 +314,10 @@ impl Server {
             .data_dir
             .clone()
             .unwrap_or_else(crate::store::default_data_dir);
+        // Whatever the store: the data directory also holds the secret key and (by default)
+        // the audit log.
+        crate::store::create_private_dir(&data_dir)
+            .map_err(|error| ServerError::Setup(format!("data directory: {error}")))?;
         let store = Store::open(&store_config, &data_dir, Arc::clone(&metrics))
             .await
             .map_err(|error| ServerError::Setup(format!("state store: {error}")))?;
@@ -283,12 +332,17 @@ impl Server {
         )
         .unwrap_or_default();
         if let Some(parent) = audit_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|error| {
-                ServerError::Setup(format!("cannot create {}: {error}", parent.display()))
-            })?;
+            crate::store::create_private_dir(parent)
+                .map_err(|error| ServerError::Setup(format!("audit log: {error}")))?;
         }
+        // The secret key lives in the data directory unless configured elsewhere: never in
+        // the working directory (which may be a checkout) nor beside a relocated audit log.
+        let mut security_config = runtime.config.security.clone();
+        security_config
+            .secret_key_file
+            .get_or_insert_with(|| data_dir.join(crate::auth::DEFAULT_KEY_FILE));
         let security = SecuritySetup::load(
-            &runtime.config.security,
+            &security_config,
             runtime.server.accounts.as_deref(),
             Some(&audit_path),
             store.clone(),
@@ -397,15 +451,29 @@ impl ServerHandle {
     }
 
     /// Re-read the config file and accounts file, validate, and swap the runtime snapshot
-    /// atomically. On error the old snapshot stays. Counts `config_reloads{result}`. The
-    /// listen address is not re-bound (a change is reported as an error and not applied).
+    /// atomically. On error the old snapshot stays. Counts `config_reloads{result}`.
+    ///
+    /// An empty configuration file is refused (it would reset every setting to its default).
+    /// Keys only read at start (`server.listen`, `server.max_sessions`, `[store]`, `[admin]`,
+    /// ...) keep their running values and are logged by name as not applied.
     pub async fn reload(&self) -> Result<(), String> {
         let options = self.shared.options.clone();
         let loaded = tokio::task::spawn_blocking(move || Runtime::load(&options))
             .await
             .map_err(|error| error.to_string())
             .and_then(|loaded| loaded.map_err(|error| error.to_string()));
-        let current_listen = self.shared.runtime.load().server.listen;
+        let current = self.shared.runtime.load_full();
+        let loaded = loaded.and_then(|runtime| {
+            if runtime.config_file_empty {
+                let path = self.shared.options.config_path.clone().unwrap_or_default();
+                return Err(format!(
+                    "{}: the configuration file is empty; refusing to reset every setting to \
+                     its default (reload not applied)",
+                    path.display()
+                ));
+            }
+            Ok(runtime)
+        });
         let loaded = match loaded {
             Ok(mut runtime) => match self.shared.security.reload(&runtime.config.security).await {
                 Ok(()) => {
@@ -416,16 +484,17 @@ impl ServerHandle {
             },
             Err(error) => Err(error),
         };
-        let result = loaded.and_then(|runtime| {
-            if runtime.server.listen != current_listen {
-                return Err(format!(
-                    "server.listen changed to {}: a restart is needed to re-bind",
-                    runtime.server.listen
-                ));
-            }
+        let result = loaded.and_then(|mut runtime| {
             runtime
-                .check_listen(current_listen)
+                .check_listen(current.server.listen)
                 .map_err(|error| error.to_string())?;
+            let not_applied = reload::keep_start_only_settings(&current, &mut runtime);
+            if !not_applied.is_empty() {
+                tracing::warn!(
+                    keys = %not_applied.join(", "),
+                    "configuration changes that need a restart were NOT applied"
+                );
+            }
             self.shared.runtime.store(Arc::new(runtime));
             Ok(())
         });
@@ -451,5 +520,25 @@ impl ServerHandle {
     /// Sessions currently open (handshaking or relaying).
     pub fn open_sessions(&self) -> usize {
         self.shared.tracker.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_network;
+
+    #[test]
+    fn unauthenticated_ipv6_clients_are_known_by_their_slash_64() {
+        let a = client_network("2001:db8:1:2::1".parse().unwrap());
+        let b = client_network("2001:db8:1:2:ffff:ee:dd:7".parse().unwrap());
+        let c = client_network("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a, "2001:db8:1:2::/64");
+        assert_eq!(client_network("192.0.2.7".parse().unwrap()), "192.0.2.7");
+        assert_eq!(
+            client_network("::ffff:192.0.2.7".parse().unwrap()),
+            "192.0.2.7"
+        );
     }
 }

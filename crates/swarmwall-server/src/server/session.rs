@@ -247,10 +247,13 @@ async fn handshake(
         if let Some(source) = source {
             client = source.ip().to_canonical();
         }
+        // A pipelining client may have sent its credentials right behind the header.
+        let leftover = zeroize::Zeroizing::new(leftover);
         machine.handle_input(&leftover);
     }
 
-    let mut buffer = vec![0u8; HANDSHAKE_READ];
+    // Holds raw RFC 1929 credentials after a read: wiped when the handshake ends.
+    let mut buffer = zeroize::Zeroizing::new(vec![0u8; HANDSHAKE_READ]);
     let mut account = None;
     loop {
         while let Some(bytes) = machine.poll_transmit() {
@@ -319,8 +322,9 @@ async fn authenticate(
 async fn read_proxy_header(
     stream: &mut TcpStream,
 ) -> Result<(Option<SocketAddr>, Vec<u8>), Refusal> {
-    let mut buffer = Vec::with_capacity(MAX_PROXY_HEADER);
-    let mut chunk = [0u8; 64];
+    // Bytes past the header may be the client's credentials: both buffers are wiped.
+    let mut buffer = zeroize::Zeroizing::new(Vec::with_capacity(MAX_PROXY_HEADER));
+    let mut chunk = zeroize::Zeroizing::new([0u8; 64]);
     loop {
         let outcome = if buffer.is_empty() {
             ParseOutcome::Incomplete

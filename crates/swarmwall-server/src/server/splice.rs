@@ -31,6 +31,9 @@ pub(super) type Pipe = (OwnedFd, OwnedFd);
 pub(super) fn new_pipe() -> io::Result<Pipe> {
     let created =
         nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    // The higher end decides: both are given back when it lies in the admin reserve.
+    super::fd_reserve::check(&created.0)?;
+    super::fd_reserve::check(&created.1)?;
     // Best effort: past the per-user pipe quota the kernel refuses, and the default-sized
     // pipe still works (only with more calls per byte).
     let _ = fcntl(&created.1, FcntlArg::F_SETPIPE_SZ(PIPE_BYTES as i32));

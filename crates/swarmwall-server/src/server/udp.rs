@@ -3,8 +3,8 @@
 //! Two sockets per association: the *relay* socket, bound on the address the client reached
 //! us on, talks only to the client; the *outbound* socket (dual-stack when the host allows)
 //! talks to targets. The relay socket accepts datagrams only from the client's address and,
-//! once known, its port (from the request, or the first datagram). Fragments (FRAG != 0) are
-//! dropped and counted. Each (association, remote endpoint) pair has a [`UdpFlow`] classifier
+//! once known, its port (from the request, or the first datagram). Fragments (FRAG != 0),
+//! headers with a non-zero RSV field and datagrams to port 0 are dropped and counted. Each (association, remote endpoint) pair has a [`UdpFlow`] classifier
 //! state in a bounded map; BitTorrent datagrams are dropped, counted and struck, and an
 //! association that keeps sending them can be torn down (`udp_teardown_after_blocks`).
 //! Datagrams from endpoints the client never sent to are dropped. Replies are wrapped in the
@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
 use swarmwall_core::classify::{BtForm, Direction, FlowContext, UdpFlow, Verdict};
-use swarmwall_core::socks5::{Address, Reply, UdpHeader};
+use swarmwall_core::socks5::{Address, Error as Socks5Error, Reply, UdpHeader};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -31,7 +31,10 @@ const MAX_NAMES: usize = 64;
 
 /// Carry out a UDP ASSOCIATE request.
 pub(super) async fn run(context: &SessionContext, mut control: TcpStream, requested: &Address) {
-    let relay = match UdpSocket::bind(SocketAddr::new(context.local.ip(), 0)).await {
+    let relay = match UdpSocket::bind(SocketAddr::new(context.local.ip(), 0))
+        .await
+        .and_then(outside_reserve)
+    {
         Ok(socket) => socket,
         Err(error) => {
             context.refused("bind_failed");
@@ -40,7 +43,7 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
             return;
         }
     };
-    let outbound = match bind_outbound().await {
+    let outbound = match bind_outbound().await.and_then(outside_reserve) {
         Ok(socket) => socket,
         Err(error) => {
             context.refused("bind_failed");
@@ -163,12 +166,24 @@ impl Association<'_> {
             self.count(DIRECTION, "dropped_foreign_source");
             return Next::Continue;
         }
-        let Ok((header, offset)) = UdpHeader::decode(datagram) else {
-            self.count(DIRECTION, "dropped_malformed");
-            return Next::Continue;
+        let (header, offset) = match UdpHeader::decode(datagram) {
+            Ok(decoded) => decoded,
+            Err(Socks5Error::ReservedNotZero) => {
+                self.count(DIRECTION, "dropped_reserved");
+                return Next::Continue;
+            }
+            Err(_) => {
+                self.count(DIRECTION, "dropped_malformed");
+                return Next::Continue;
+            }
         };
         if header.frag != 0 {
             self.count(DIRECTION, "dropped_fragment");
+            return Next::Continue;
+        }
+        if header.address.port() == 0 {
+            // Nothing listens on port 0 and the kernel refuses to send there: say so.
+            self.count(DIRECTION, "dropped_port_zero");
             return Next::Continue;
         }
         self.client_port = Some(source.port());
@@ -435,6 +450,11 @@ async fn bind_outbound() -> std::io::Result<UdpSocket> {
         Ok(socket) => Ok(socket),
         Err(_) => UdpSocket::bind("0.0.0.0:0").await,
     }
+}
+
+/// `socket`, unless its descriptor lies in the admin listener's reserve.
+fn outside_reserve(socket: UdpSocket) -> std::io::Result<UdpSocket> {
+    super::fd_reserve::check(&socket).map(|()| socket)
 }
 
 /// IPv4 targets are sent to as IPv4-mapped IPv6 addresses on a dual-stack socket.

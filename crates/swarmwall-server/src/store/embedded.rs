@@ -63,8 +63,9 @@ struct Inner {
 impl EmbeddedStore {
     /// Open (or create) `DIR/state.redb`, creating `DIR` (mode 0700) when missing.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        create_private_dir(dir)?;
+        super::create_private_dir(dir)?;
         let path = dir.join(FILE_NAME);
+        create_private_file(&path)?;
         let db = Database::create(&path).map_err(|error| match error {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
                 "{} is in use by another swarmwall process (stop it, or use the admin API)",
@@ -367,17 +368,30 @@ fn backend(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("embedded store: {error}"))
 }
 
-/// Create `dir` (and parents) with mode 0700: the state names accounts.
-fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        return Ok(());
+/// Create `path` with mode 0600 when missing (redb would create it with the umask's mode,
+/// 0644 by default), and take group/other access away from an existing one: the state names
+/// accounts and holds lockouts, suspensions and TOTP windows.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let unavailable =
+        |error: std::io::Error| StoreError::Unavailable(format!("{}: {error}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(unavailable)?;
+    let mode = file.metadata().map_err(unavailable)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format_args!("{mode:04o}"),
+            "state store file was accessible by group or others; setting mode 0600"
+        );
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(unavailable)?;
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|error| {
-            StoreError::Unavailable(format!("cannot create {}: {error}", dir.display()))
-        })
+    Ok(())
 }

@@ -557,6 +557,33 @@ pub fn default_data_dir() -> PathBuf {
     PathBuf::from(".swarmwall-state")
 }
 
+/// Create the data directory `dir` (and missing parents) with mode 0700: it holds the state
+/// store, the secret key and the audit log. An existing directory is left as it is, with a
+/// warning when group or others may enter it (it may be shared on purpose, e.g. `/tmp`).
+pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Ok(metadata) = std::fs::metadata(dir)
+        && metadata.is_dir()
+    {
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                directory = %dir.display(),
+                mode = format_args!("{mode:04o}"),
+                "data directory is accessible by group or others; run chmod 700"
+            );
+        }
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|error| {
+            StoreError::Unavailable(format!("cannot create {}: {error}", dir.display()))
+        })
+}
+
 /// True when `dir` exists and accepts a new file, or can be created.
 fn dir_is_writable(dir: &Path) -> bool {
     if !dir.exists() {

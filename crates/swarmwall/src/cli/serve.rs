@@ -141,6 +141,9 @@ pub(crate) fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
                     message,
                 }
             })?;
+            if let Some(warning) = config.security.weak_argon2_warning() {
+                eprintln!("{}: warning: {warning}", args.file.display());
+            }
             Ok(())
         });
     match result {

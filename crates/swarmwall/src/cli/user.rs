@@ -99,6 +99,9 @@ pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
         .or_else(|| security.accounts.clone())
         .context("no accounts file: pass --accounts FILE (or set [security] accounts)")?;
     let params = HashParams::from_config(&security);
+    if let Some(warning) = security.weak_argon2_warning() {
+        eprintln!("swarmwall: warning: {warning}");
+    }
     if let Some(mode) = shared_mode(&path) {
         eprintln!(
             "swarmwall: warning: {} has mode {mode:04o}; it will be rewritten as 0600",
