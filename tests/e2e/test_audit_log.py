@@ -42,7 +42,9 @@ def test_cli_actions_join_the_chain_and_cut_or_rechained_logs_fail(tmp_path, sta
         str(tmp_path / "config.toml"),
         f'audit_log = "{log}"\naudit_syslog = "{sock_path}"\n'
         'audit_checkpoint_records = 3\naudit_checkpoint_interval = "1s"\n'
-        'audit_node_name = "e2e-node"\nmax_failures = 100000\n',
+        'audit_node_name = "e2e-node"\nmax_failures = 100000\n'
+        # The CLI and the node find the same key through the config.
+        f'secret_key_file = "{tmp_path / "secret.key"}"\n',
     )
     accounts = str(tmp_path / "accounts.toml")
     add_user(accounts, config, "alice", "alice-secret-pw")

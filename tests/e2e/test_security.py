@@ -173,7 +173,8 @@ def test_no_secrets_in_logs_and_audit_log_verifies(setup, target):
                         "203.0.113.7", "$argon2id$"):
         assert secret_text not in output, secret_text
         assert secret_text not in audit_text, secret_text
-    verify = run_cli("audit", "verify", paths["audit"])
+    # The key is the node's: in the data directory the node was started with.
+    verify = run_cli("audit", "verify", paths["audit"], "--data-dir", str(paths["dir"] / "data"))
     assert verify.returncode == 0, verify.stderr
     # Tampering is found and the line named.
     lines = audit_text.splitlines()
@@ -183,7 +184,7 @@ def test_no_secrets_in_logs_and_audit_log_verifies(setup, target):
     tampered = str(paths["dir"] / "tampered.jsonl")
     with open(tampered, "w") as f:
         f.write("\n".join(lines) + "\n")
-    verify = run_cli("audit", "verify", tampered)
+    verify = run_cli("audit", "verify", tampered, "--data-dir", str(paths["dir"] / "data"))
     assert verify.returncode == 1
     assert "line 1" in verify.stderr
     # The key file is in the data directory (never beside the log nor in the working
