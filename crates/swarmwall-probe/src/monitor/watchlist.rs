@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use sha1::{Digest, Sha1};
-use swarmwall_core::classify::bencode::{self, Limits, Value};
+use swarmwall_core::bt::bencode::{self, Limits, Value};
 
 /// Largest `.torrent` file read.
 const MAX_TORRENT_BYTES: u64 = 16 * 1024 * 1024;
