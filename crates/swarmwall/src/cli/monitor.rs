@@ -97,7 +97,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 serde_json::json!({
                     "event": "watchlist_error",
                     "line": error.line,
-                    "message": error.message,
+                    "message": error.problem.to_string(),
                 })
             ));
         }
