@@ -29,20 +29,27 @@ cleanup() {
 trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
+# A password as in production (swarmwall refuses a password-less Redis); in a 0600 file, not argv.
+password=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+(umask 077 && printf 'requirepass %s\n' "$password" >"$work/redis.conf")
+redis-server "$work/redis.conf" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$work" >/dev/null &
 redis_pid=$!
 for _ in $(seq 1 100); do
-    redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break
+    REDISCLI_AUTH="$password" redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break
     sleep 0.05
 done
+# The URL with the password goes in a 0600 config file, not on the command line.
+(umask 077 && printf '[store]\nurl = "redis://:%s@127.0.0.1:%s/"\n' "$password" "$port" \
+    >"$work/redis-store.toml")
 
 data_dir=${DATA_DIR:-$work/embedded}
 for run in $(seq 1 "$RUNS"); do
     "$SWARMWALL_BIN" store bench --store "embedded:$data_dir" --iterations "$ITERATIONS" >>"$work/embedded.jsonl"
-    "$SWARMWALL_BIN" store bench --store "redis://127.0.0.1:$port/" --iterations "$ITERATIONS" >>"$work/redis.jsonl"
+    "$SWARMWALL_BIN" store bench --config "$work/redis-store.toml" --iterations "$ITERATIONS" >>"$work/redis.jsonl"
     "$SWARMWALL_BIN" store bench --store "embedded:$data_dir" --iterations "$ITERATIONS" \
         --concurrency "$CONCURRENCY" >>"$work/embedded-concurrent.jsonl"
-    "$SWARMWALL_BIN" store bench --store "redis://127.0.0.1:$port/" --iterations "$ITERATIONS" \
+    "$SWARMWALL_BIN" store bench --config "$work/redis-store.toml" --iterations "$ITERATIONS" \
         --concurrency "$CONCURRENCY" >>"$work/redis-concurrent.jsonl"
     echo "run $run/$RUNS done" >&2
 done

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-packages=(curl openssl python3 python3-pytest python3-libtorrent redis-server opentracker
+packages=(curl openssl python3 python3-pytest python3-libtorrent redis-server redis-sentinel
+          redis-tools opentracker
           tshark tcpdump chromium microsocks dante-server libndpi-bin hyperfine iproute2)
 missing=()
 for p in "${packages[@]}"; do

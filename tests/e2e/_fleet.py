@@ -23,34 +23,92 @@ def run_cli(*args, stdin=None, timeout=60):
                           text=True, timeout=timeout)
 
 
-class Redis:
-    """redis-server on a free loopback port without persistence; stop() and start() keep the
-    port so nodes can reconnect."""
+def resp_command(port, *args, password=None, host="127.0.0.1", timeout=2.0, ssl_context=None):
+    """One Redis command over a plain socket (RESP), after AUTH when `password` is given.
+    Returns the reply: str for simple strings, bytes for bulk strings, int, list, None, or
+    an Exception instance for an error reply. No redis-cli needed. With `ssl_context`, over
+    TLS."""
+    def encode(parts):
+        out = b"*%d\r\n" % len(parts)
+        for part in parts:
+            part = part if isinstance(part, bytes) else str(part).encode()
+            out += b"$%d\r\n%s\r\n" % (len(part), part)
+        return out
 
-    def __init__(self):
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        sock = ssl_context.wrap_socket(raw, server_hostname=host) if ssl_context else raw
+        reader = sock.makefile("rb")
+        if password is not None:
+            sock.sendall(encode(["AUTH", password]))
+            reply = _read_resp(reader)
+            if isinstance(reply, Exception):
+                return reply
+        sock.sendall(encode(args))
+        return _read_resp(reader)
+
+
+def _read_resp(reader):
+    line = reader.readline()
+    if not line:
+        raise ConnectionError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        return RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = reader.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_read_resp(reader) for _ in range(n)]
+    raise ValueError(f"unexpected RESP reply {line!r}")
+
+
+class Redis:
+    """redis-server on a free loopback port without persistence, protected by a password
+    generated per instance (`requirepass`; the URL carries it); stop() and start() keep the
+    port and password so nodes can reconnect. `extra` adds redis-server arguments."""
+
+    def __init__(self, extra=()):
         if subprocess.run(["which", "redis-server"], capture_output=True).returncode != 0:
             pytest.skip("SKIP: redis-server is not installed (apt-get install redis-server)")
         self.port = free_port()
+        self.password = "rp-" + os.urandom(12).hex()
+        self.extra = list(extra)
         self.dir = tempfile.mkdtemp(prefix="swarmwall-fleet-redis-")
         self.proc = None
         self.start()
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}/"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/"
+
+    def command(self, *args):
+        """Run one command as an operator (or an attacker with the password) would."""
+        return resp_command(self.port, *args, password=self.password)
 
     def ping(self):
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(7) == b"+PONG\r\n"
+            return self.command("PING") == "PONG"
         except OSError:
             return False
 
     def start(self):
+        # The password goes in through a config file: on the command line it would show in
+        # `ps`; a 0600 file in the private directory keeps it off the process list.
+        conf = os.path.join(self.dir, "redis.conf")
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"requirepass {self.password}\n")
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
+            ["redis-server", conf, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.dir, *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert wait_until(self.ping, timeout=10), "redis-server did not start"
 

@@ -15,6 +15,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LISTENING = re.compile(r"listening on (\S+)")
 ADMIN = re.compile(r"admin interface on (\S+)")
+# CLI commands audit into the default data directory's log: never the machine's own.
+os.environ.setdefault("SWARMWALL_DATA_DIR", tempfile.mkdtemp(prefix="sw-e2e-data-"))
 
 
 def swarmwall_bin():

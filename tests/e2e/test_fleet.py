@@ -48,7 +48,10 @@ def fleet(tmp_path, redis, start_swarmwall):
             "--config", config, "--accounts", accounts, "--store", redis.url,
             "--data-dir", str(tmp_path / name), "--allow-destination", "127.0.0.0/8")
 
-    return node("a"), node("b")
+    a, b = node("a"), node("b")
+    # The CLI reads the same config: its writes to Redis are signed with the fleet's key.
+    a.fleet_config = config
+    return a, b
 
 
 def strike_out(node, user, password, port, incidents=3):
@@ -75,12 +78,12 @@ def test_strikes_on_one_node_suspend_on_the_other(fleet, sink):
 def test_strikes_cli_lists_and_clears_for_the_whole_fleet(fleet, sink, redis):
     a, b = fleet
     strike_out(b, "alice", "alice-password-1", sink.port)
-    out = run_cli("strikes", "list", "--json", "--store", redis.url)
+    out = run_cli("strikes", "list", "--json", "--store", redis.url, "--config", a.fleet_config)
     assert out.returncode == 0, out.stderr
     records = [json.loads(line) for line in out.stdout.splitlines()]
     alice = [r for r in records if r["subject"] == {"kind": "account", "id": "alice"}]
     assert alice and alice[0]["incidents"] >= 3 and alice[0]["suspended_until_ms"], records
-    out = run_cli("strikes", "clear", "alice", "--store", redis.url)
+    out = run_cli("strikes", "clear", "alice", "--store", redis.url, "--config", a.fleet_config)
     assert out.returncode == 0, out.stderr
     assert http_via(a, "alice", "alice-password-1", sink.port) == b"fleet"
     assert http_via(b, "alice", "alice-password-1", sink.port) == b"fleet"

@@ -86,6 +86,15 @@ pub struct OperationLabels {
     pub operation: &'static str,
 }
 
+/// Labels of a store value that failed its integrity check.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForgedLabels {
+    /// Store namespace (`lockout_account`, `trusted_window`, ...).
+    pub namespace: &'static str,
+    /// `edited` (wrong or missing MAC) or `deleted` (gone while this node knew it active).
+    pub kind: &'static str,
+}
+
 /// Admin action labels.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AdminActionLabels {
@@ -138,6 +147,10 @@ pub struct Metrics {
     pub store_errors: Family<OperationLabels, Counter>,
     /// 1 while the state store answers, 0 while it does not.
     pub store_up: Gauge,
+    /// Redis values that failed their integrity check (forged, edited or deleted by hand).
+    pub store_forged_values: Family<ForgedLabels, Counter>,
+    /// Store operations answered from node-local state during an outage (`on_outage = local`).
+    pub store_local_operations: Family<OperationLabels, Counter>,
     /// Monitor: our own egress address seen in a watched swarm.
     pub monitor_leaks: Counter,
     /// Admin API requests refused for a missing or wrong bearer token.
@@ -171,6 +184,8 @@ impl Metrics {
             config_reloads: Family::default(),
             store_errors: Family::default(),
             store_up: Gauge::default(),
+            store_forged_values: Family::default(),
+            store_local_operations: Family::default(),
             monitor_leaks: Counter::default(),
             admin_auth_failures: Counter::default(),
             admin_actions: Family::default(),
@@ -259,6 +274,16 @@ impl Metrics {
             "store_up",
             "1 while the state store answers",
             m.store_up.clone(),
+        );
+        registry.register(
+            "store_forged_values",
+            "Redis values rejected by their integrity check (forged, edited, deleted)",
+            m.store_forged_values.clone(),
+        );
+        registry.register(
+            "store_local_operations",
+            "Store operations answered from node-local state during an outage",
+            m.store_local_operations.clone(),
         );
         registry.register(
             "monitor_leaks",

@@ -95,6 +95,9 @@ pub enum StrikeOutcome {
         /// Deadline (Unix ms).
         until_ms: u64,
     },
+    /// The store is unreachable: the incident is buffered on this node and will be written
+    /// (with its original time) when the store answers again.
+    Buffered,
 }
 
 /// One subject's graduated-response state (admin listings).
@@ -212,8 +215,9 @@ impl Strikes {
 
     /// Record one blocked flow of `form` for `subject` at `now_ms`.
     ///
-    /// On a store error the incident is buffered (and the error returned); it is replayed
-    /// with its original time when the store answers again.
+    /// On a store error the incident is buffered ([`StrikeOutcome::Buffered`], or
+    /// [`StrikeOutcome::SameIncident`] when it joins a buffered burst); it is replayed with
+    /// its original time when the store answers again.
     pub async fn record_block(
         &self,
         subject: &StrikeSubject,
@@ -227,22 +231,13 @@ impl Strikes {
             // The store failed recently and the replay task has not caught up yet: queue
             // behind the earlier incidents (keeps their order, and a block never waits for a
             // store that is known to be down).
-            return if self.buffer(subject, form, now_ms) {
-                Ok(StrikeOutcome::SameIncident)
-            } else {
-                Err(StoreError::Unavailable(
-                    "strike buffered while the state store is unreachable".into(),
-                ))
-            };
+            return Ok(self.buffer_outcome(subject, form, now_ms));
         }
         match self.record_incident(subject, form, now_ms, true).await {
             Ok(outcome) => Ok(outcome),
             Err(error) => {
-                if self.buffer(subject, form, now_ms) {
-                    Ok(StrikeOutcome::SameIncident)
-                } else {
-                    Err(error)
-                }
+                tracing::debug!(%error, "strike not written; buffering it");
+                Ok(self.buffer_outcome(subject, form, now_ms))
             }
         }
     }
@@ -391,7 +386,10 @@ impl Strikes {
         }
         drop(pending);
         if replayed > 0 {
-            tracing::info!(replayed, "buffered strikes written to the state store");
+            tracing::info!(
+                written = replayed,
+                "state store back: written {replayed} buffered strikes"
+            );
         }
         Ok(replayed)
     }
@@ -489,6 +487,23 @@ impl Strikes {
                 "incidents": incidents,
             }),
         );
+    }
+
+    /// Queue an incident for replay and say so: the first incident of an outage logs one
+    /// warning ("buffered, will be written when the store is back"), the rest are counted.
+    fn buffer_outcome(&self, subject: &StrikeSubject, form: BtForm, now_ms: u64) -> StrikeOutcome {
+        let was_empty = self.pending_len() == 0;
+        if self.buffer(subject, form, now_ms) {
+            return StrikeOutcome::SameIncident;
+        }
+        if was_empty {
+            tracing::warn!(
+                capacity = MAX_PENDING,
+                "state store unreachable: strikes are buffered on this node and will be \
+                 written when it is back"
+            );
+        }
+        StrikeOutcome::Buffered
     }
 
     /// Queue an incident for replay. True when it joins a burst already queued (the caller

@@ -53,7 +53,7 @@ long_window = "24h"
 long_suspend_for = "1d"
 
 [store]
-url = "redis://127.0.0.1:6379/0"
+url = "redis://:change-me@127.0.0.1:6379/0"
 redis_prefix = "fleet1"
 timeout = "150ms"
 purge_interval = "30s"

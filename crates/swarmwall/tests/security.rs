@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use swarmwall_server::audit::AuditLog;
+use swarmwall_server::audit::{AuditLog, AuditOptions};
 use swarmwall_server::auth::{AccountsFile, PseudonymKey, totp};
 
 fn swarmwall() -> Command {
@@ -42,6 +42,8 @@ impl Dir {
             .arg(self.path("accounts.toml"))
             .arg("--config")
             .arg(self.path("config.toml"))
+            .arg("--data-dir")
+            .arg(self.path("data"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -197,7 +199,9 @@ fn user_totp_prints_the_otpauth_uri_and_stores_the_secret() {
 }
 
 fn write_log(path: &Path, records: u64) {
-    let log = AuditLog::open(path, Some(PseudonymKey::random())).unwrap();
+    // The key file beside the log, where `serve` keeps it and `audit verify` finds it.
+    let key = PseudonymKey::load_or_create(&path.with_file_name("swarmwall-secret.key")).unwrap();
+    let log = AuditLog::open(path, &key, &AuditOptions::default()).unwrap();
     for n in 0..records {
         log.record(
             "auth_failure",

@@ -36,7 +36,7 @@ use zeroize::Zeroizing;
 
 pub use accounts::{Account, AccountsError, AccountsFile, HashParams, hash_password};
 pub use key::{KeyError, PseudonymKey, shared_mode, warn_if_shared};
-pub use setup::{DEFAULT_KEY_FILE, SecuritySetup, SetupError};
+pub use setup::{DEFAULT_KEY_FILE, SecuritySetup, SetupError, key_file_path};
 
 use crate::audit::AuditLog;
 use crate::config::SecurityConfig;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{AccountsError, AccountsFile, Authenticator, KeyError, PseudonymKey};
-use crate::audit::{AuditError, AuditLog};
+use crate::audit::{AuditError, AuditLog, AuditOptions};
 use crate::config::SecurityConfig;
 use crate::geo::{GeoDb, GeoError};
 use crate::metrics::Metrics;
@@ -64,6 +64,20 @@ pub struct SecuritySetup {
     pub key: PseudonymKey,
 }
 
+/// The secret key file `serve` uses with the audit log at `audit_path` (empty: log off):
+/// `[security] secret_key_file`, else `swarmwall-secret.key` beside the log (working
+/// directory when the log is off). CLI commands that write or verify the log use the same.
+pub fn key_file_path(config: &SecurityConfig, audit_path: &Path) -> PathBuf {
+    let audit_on = !audit_path.as_os_str().is_empty();
+    config
+        .secret_key_file
+        .clone()
+        .unwrap_or_else(|| match audit_path.parent() {
+            Some(dir) if audit_on && !dir.as_os_str().is_empty() => dir.join(DEFAULT_KEY_FILE),
+            _ => PathBuf::from(DEFAULT_KEY_FILE),
+        })
+}
+
 impl SecuritySetup {
     /// Validate `config`, load the accounts (`accounts` overrides `[security] accounts`), open
     /// the key file, the audit log (`audit_log` overrides `[security] audit_log`; an empty path
@@ -90,21 +104,11 @@ impl SecuritySetup {
         };
         let audit_path = audit_log.unwrap_or(&config.audit_log);
         let audit_on = !audit_path.as_os_str().is_empty();
-        let key_path =
-            config
-                .secret_key_file
-                .clone()
-                .unwrap_or_else(|| match audit_path.parent() {
-                    Some(dir) if audit_on && !dir.as_os_str().is_empty() => {
-                        dir.join(DEFAULT_KEY_FILE)
-                    }
-                    _ => PathBuf::from(DEFAULT_KEY_FILE),
-                });
-        let key = PseudonymKey::load_or_create(&key_path)?;
-        let pseudonymise = config.pseudonymise_addresses.then(|| key.clone());
+        let key = PseudonymKey::load_or_create(&key_file_path(config, audit_path))?;
         let audit = if audit_on {
-            AuditLog::open_with(audit_path, pseudonymise, config.audit_recent)?
+            AuditLog::open(audit_path, &key, &AuditOptions::from_config(config))?
         } else {
+            let pseudonymise = config.pseudonymise_addresses.then(|| key.clone());
             AuditLog::memory(pseudonymise, config.audit_recent)
         };
         let geo = match &config.geoip_database {
@@ -201,7 +205,7 @@ mod tests {
             .await;
         assert!(matches!(outcome, super::super::AuthOutcome::Rejected(_)));
         assert_eq!(setup.audit.recent(10).len(), 1);
-        let report = crate::audit::verify(&audit_path).unwrap();
+        let report = crate::audit::verify(&audit_path, setup.audit.key().unwrap()).unwrap();
         assert_eq!(report.records, 1);
         let watcher = setup.spawn_accounts_watcher().unwrap();
         watcher.abort();

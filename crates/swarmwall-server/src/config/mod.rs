@@ -22,7 +22,8 @@ pub use policy::{
 };
 pub use security::SecurityConfig;
 pub use server::{FastPath, ServerConfig};
-pub use store::{StoreBackend, StoreConfig};
+pub(crate) use store::sentinel_address;
+pub use store::{OutageMode, StoreBackend, StoreConfig};
 
 /// The whole configuration file. Every section and key is optional; defaults are secure.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -75,6 +75,21 @@ pub struct SecurityConfig {
     /// mode 0600 when missing. Never put the key itself in the configuration file. Default:
     /// `swarmwall-secret.key` beside the audit log (working directory when the log is off).
     pub secret_key_file: Option<PathBuf>,
+    /// Rotate the security event log when it would grow past this many bytes (0: never). The
+    /// chain continues across files (`FILE.1` is the newest rotated one).
+    pub audit_max_bytes: u64,
+    /// Rotated security event log files kept (`FILE.1` … `FILE.N`; at least 1).
+    pub audit_keep_files: usize,
+    /// Emit a signed checkpoint of the log's head after this many records (0: only by time).
+    pub audit_checkpoint_records: u64,
+    /// Emit a signed checkpoint at this interval when the log's head moved.
+    #[serde(with = "humantime_serde")]
+    pub audit_checkpoint_interval: Duration,
+    /// Syslog datagram socket that receives checkpoints (journald and rsyslog listen on
+    /// `/dev/log`); `""` turns the system-log copy off.
+    pub audit_syslog: PathBuf,
+    /// Node name in checkpoints and in the fleet store key (default: the host name).
+    pub audit_node_name: Option<String>,
 }
 
 impl Default for SecurityConfig {
@@ -103,11 +118,31 @@ impl Default for SecurityConfig {
             audit_recent: 1_000,
             pseudonymise_addresses: true,
             secret_key_file: None,
+            audit_max_bytes: 64 * 1024 * 1024,
+            audit_keep_files: 10,
+            audit_checkpoint_records: 100,
+            audit_checkpoint_interval: Duration::from_secs(60),
+            audit_syslog: PathBuf::from("/dev/log"),
+            audit_node_name: None,
         }
     }
 }
 
 impl SecurityConfig {
+    /// The audit checkpoint settings (node name defaults to the host name).
+    pub fn checkpoint_settings(&self) -> crate::audit::CheckpointSettings {
+        crate::audit::CheckpointSettings {
+            node: self
+                .audit_node_name
+                .clone()
+                .unwrap_or_else(crate::audit::host_name),
+            every_records: self.audit_checkpoint_records,
+            interval: self.audit_checkpoint_interval,
+            syslog_socket: (!self.audit_syslog.as_os_str().is_empty())
+                .then(|| self.audit_syslog.clone()),
+        }
+    }
+
     /// Only the `[security]` section of the configuration file at `path`; other sections are
     /// not checked (for tools such as `swarmwall user` that need nothing else).
     pub fn load_section(path: &Path) -> Result<Self, ConfigError> {
@@ -152,6 +187,28 @@ impl SecurityConfig {
             return Err((
                 "security.argon2_memory_kib",
                 "must be at least 8 KiB per lane".to_owned(),
+            ));
+        }
+        if self.audit_keep_files == 0 {
+            return Err((
+                "security.audit_keep_files",
+                "must be at least 1 (rotation never deletes the file it rotates)".to_owned(),
+            ));
+        }
+        if self.audit_checkpoint_interval.is_zero() {
+            return Err((
+                "security.audit_checkpoint_interval",
+                "must be longer than zero".to_owned(),
+            ));
+        }
+        if self
+            .audit_node_name
+            .as_deref()
+            .is_some_and(|name| name.is_empty() || name.contains(char::is_whitespace))
+        {
+            return Err((
+                "security.audit_node_name",
+                "must be a non-empty name without spaces".to_owned(),
             ));
         }
         if !(self.max_travel_speed_kmh.is_finite() && self.max_travel_speed_kmh > 0.0) {

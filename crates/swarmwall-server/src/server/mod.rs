@@ -276,14 +276,12 @@ impl Server {
         // ---- ACCOUNT SECURITY AND AUDIT LOG (single place) -------------------------------
         // The audit log (and the secret key file beside it) default to the data directory;
         // `--audit-log` or an explicit `[security] audit_log` win.
-        let audit_path = options.audit_log.clone().unwrap_or_else(|| {
-            let configured = &runtime.config.security.audit_log;
-            if *configured == crate::config::SecurityConfig::default().audit_log {
-                data_dir.join("audit.jsonl")
-            } else {
-                configured.clone()
-            }
-        });
+        let audit_path = crate::audit::resolve_path(
+            &runtime.config.security.audit_log,
+            options.audit_log.as_deref(),
+            &data_dir,
+        )
+        .unwrap_or_default();
         if let Some(parent) = audit_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|error| {
                 ServerError::Setup(format!("cannot create {}: {error}", parent.display()))
@@ -298,7 +296,14 @@ impl Server {
         )
         .map_err(|error| ServerError::Setup(format!("account security: {error}")))?;
         security.spawn_accounts_watcher();
+        // Lockouts, suspensions and TOTP state in Redis carry a MAC from the fleet's secret.
+        store.attach_integrity_key(security.key.derive(crate::store::INTEGRITY_KEY_PURPOSE));
         let audit = security.audit.clone();
+        crate::audit::spawn_checkpointer(
+            audit.clone(),
+            runtime.config.security.checkpoint_settings(),
+            store.clone(),
+        );
         // From the persistent secret file, so that strike subjects of unauthenticated clients
         // survive restarts and agree across nodes that share the key file.
         let pseudonym_key = security.key.derive("session-pseudonym");

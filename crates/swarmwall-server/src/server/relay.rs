@@ -392,9 +392,16 @@ pub(super) async fn strike(context: &SessionContext, form: swarmwall_core::class
         .await
     {
         // The strikes engine counts `strikes`/`suspensions` and records the suspension event.
+        Ok(crate::strikes::StrikeOutcome::Buffered) => {
+            // The strikes engine logged the outage once; replay logs the write-back.
+            tracing::debug!(
+                form = form.as_str(),
+                "strike buffered until the store is back"
+            );
+        }
         Ok(outcome) => tracing::debug!(?outcome, form = form.as_str(), "strike recorded"),
         Err(error) => {
-            tracing::warn!(%error, "recording a strike failed");
+            tracing::warn!(%error, "recording a strike failed (not buffered)");
             shared
                 .metrics
                 .store_errors

@@ -26,6 +26,11 @@ impl MemoryStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Values held (live or not yet dropped).
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
     fn key(namespace: Namespace, subject: &str) -> (Namespace, String) {
         (namespace, subject.to_owned())
     }

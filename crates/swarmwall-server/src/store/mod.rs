@@ -32,6 +32,28 @@ pub use value::StoredValue;
 use crate::config::{StoreBackend, StoreConfig};
 use crate::metrics::Metrics;
 
+/// Label of the subkey (of the node secret) that signs Redis values: see
+/// [`Store::attach_integrity_key`].
+pub const INTEGRITY_KEY_PURPOSE: &str = "store-integrity";
+
+/// A Redis call that, in `on_outage = "local"` mode, is answered from node-local state while
+/// Redis is known down or when the call fails for want of Redis (see `redis/outage.rs`).
+macro_rules! redis_or_local {
+    ($store:expr, $namespace:expr, $operation:literal, |$local:ident| $local_call:expr, $redis_call:expr) => {{
+        let store = $store;
+        if let Some($local) = store.local_now($namespace, $operation) {
+            return Ok($local_call);
+        }
+        match $redis_call.await {
+            Err(error) => match store.local_after($namespace, $operation, &error) {
+                Some($local) => Ok($local_call),
+                None => Err(error),
+            },
+            ok => ok,
+        }
+    }};
+}
+
 /// Which kind of state a key holds; also the key prefix in every backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Namespace {
@@ -103,6 +125,9 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("state store holds corrupt data: {0}")]
     Corrupt(String),
+    /// The `[store]` section cannot be used (names the key).
+    #[error("invalid configuration: key {0}")]
+    Config(String),
 }
 
 /// Handle to the configured backend. Cheap to clone.
@@ -130,6 +155,9 @@ impl Store {
         data_dir: &Path,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
+        config
+            .validate()
+            .map_err(|(key, message)| StoreError::Config(format!("`{key}`: {message}")))?;
         match &config.url {
             StoreBackend::Memory => {
                 metrics.store_up.set(1);
@@ -146,8 +174,7 @@ impl Store {
             }
             StoreBackend::Redis(url) => {
                 metrics.store_up.set(0);
-                let store =
-                    RedisStore::connect(url, &config.redis_prefix, config.timeout, metrics)?;
+                let store = RedisStore::connect(config, url, metrics).await?;
                 // One ping so the log says at start whether Redis answers; a failure is not
                 // fatal (the node serves and reconnects when Redis returns).
                 if let Err(error) = store.ping().await {
@@ -158,6 +185,15 @@ impl Store {
         }
     }
 
+    /// Sign and check the access-granting values (lockouts, suspensions, trusted windows,
+    /// used TOTP codes) with `key` from now on. Only Redis values are signed: the embedded
+    /// and memory stores live on this node, beside the secret itself.
+    pub fn attach_integrity_key(&self, key: [u8; 32]) {
+        if let Self::Redis(store) = self {
+            store.attach_integrity_key(key);
+        }
+    }
+
     /// Which backend, for logs (`embedded:/var/lib/swarmwall/state.redb`, a Redis URL without
     /// password, `memory`).
     pub fn describe(&self) -> String {
@@ -165,6 +201,31 @@ impl Store {
             Self::Memory(_) => "memory".to_owned(),
             Self::Embedded(store) => format!("embedded:{}", store.path().display()),
             Self::Redis(store) => store.describe(),
+        }
+    }
+
+    /// Keep `checkpoint` (JSON) as the latest security event log checkpoint of `node`. Only
+    /// Redis holds checkpoints (an embedded or memory store is on the host being protected):
+    /// `Ok(false)` for the others.
+    pub async fn put_audit_checkpoint(
+        &self,
+        node: &str,
+        checkpoint: &str,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Redis(store) => store
+                .put_audit_checkpoint(node, checkpoint)
+                .await
+                .map(|()| true),
+            Self::Memory(_) | Self::Embedded(_) => Ok(false),
+        }
+    }
+
+    /// The latest security event log checkpoint of `node` (Redis only; `None` elsewhere).
+    pub async fn audit_checkpoint(&self, node: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Self::Redis(store) => store.audit_checkpoint(node).await,
+            Self::Memory(_) | Self::Embedded(_) => Ok(None),
         }
     }
 
@@ -188,7 +249,13 @@ impl Store {
                     .await;
                 store.observe_result("record_event", result)
             }
-            Self::Redis(store) => store.record_event(namespace, subject, now_ms, window).await,
+            Self::Redis(store) => redis_or_local!(
+                store,
+                namespace,
+                "record_event",
+                |local| local.record_event(namespace, subject, now_ms, window),
+                store.record_event(namespace, subject, now_ms, window)
+            ),
         }
     }
 
@@ -206,7 +273,13 @@ impl Store {
                 let events = self.events(namespace, subject, now_ms, window).await?;
                 Ok(u32::try_from(events.len()).unwrap_or(u32::MAX))
             }
-            Self::Redis(store) => store.count_events(namespace, subject, now_ms, window).await,
+            Self::Redis(store) => redis_or_local!(
+                store,
+                namespace,
+                "count_events",
+                |local| local.count_events(namespace, subject, now_ms, window),
+                store.count_events(namespace, subject, now_ms, window)
+            ),
         }
     }
 
@@ -226,7 +299,13 @@ impl Store {
                     .map(|old| value::events(old.as_ref(), now_ms, window));
                 store.observe_result("events", result)
             }
-            Self::Redis(store) => store.events(namespace, subject, now_ms, window).await,
+            Self::Redis(store) => redis_or_local!(
+                store,
+                namespace,
+                "events",
+                |local| local.events(namespace, subject, now_ms, window),
+                store.events(namespace, subject, now_ms, window)
+            ),
         }
     }
 
@@ -251,7 +330,13 @@ impl Store {
                     .await;
                 store.observe_result("set_until", result)
             }
-            Self::Redis(store) => store.set_until(namespace, subject, until_ms).await,
+            Self::Redis(store) => redis_or_local!(
+                store,
+                namespace,
+                "set_until",
+                |local| local.set_until(namespace, subject, until_ms),
+                store.set_until(namespace, subject, until_ms)
+            ),
         }
     }
 
@@ -270,7 +355,13 @@ impl Store {
                     .map(|old| value::active_until(old.as_ref(), now_ms));
                 store.observe_result("active_until", result)
             }
-            Self::Redis(store) => store.active_until(namespace, subject, now_ms).await,
+            Self::Redis(store) => redis_or_local!(
+                store,
+                namespace,
+                "active_until",
+                |local| store.local_active_until(local, namespace, subject, now_ms),
+                store.active_until(namespace, subject, now_ms)
+            ),
         }
     }
 
@@ -300,11 +391,13 @@ impl Store {
                     .await;
                 store.observe_result("push_history", result)
             }
-            Self::Redis(store) => {
-                store
-                    .push_history(namespace, subject, entry, max_entries, ttl)
-                    .await
-            }
+            Self::Redis(store) => redis_or_local!(
+                store,
+                namespace,
+                "push_history",
+                |local| local.push_history(namespace, subject, entry, max_entries, ttl, now_ms),
+                store.push_history(namespace, subject, entry, max_entries, ttl)
+            ),
         }
     }
 
@@ -324,7 +417,13 @@ impl Store {
                     .map(|old| value::history(old.as_ref(), now_ms));
                 store.observe_result("history", result)
             }
-            Self::Redis(store) => store.history(namespace, subject).await,
+            Self::Redis(store) => redis_or_local!(
+                store,
+                namespace,
+                "history",
+                |local| local.history(namespace, subject, now_ms),
+                store.history(namespace, subject)
+            ),
         }
     }
 
@@ -353,7 +452,13 @@ impl Store {
                     .await;
                 store.observe_result("claim_once", result)
             }
-            Self::Redis(store) => store.claim_once(namespace, subject, ttl, now_ms).await,
+            Self::Redis(store) => redis_or_local!(
+                store,
+                namespace,
+                "claim_once",
+                |local| local.claim_once(namespace, subject, ttl, now_ms),
+                store.claim_once(namespace, subject, ttl, now_ms)
+            ),
         }
     }
 
@@ -368,7 +473,13 @@ impl Store {
                 let result = store.update(namespace, subject, 0, |_| (None, ())).await;
                 store.observe_result("clear", result)
             }
-            Self::Redis(store) => store.clear(namespace, subject).await,
+            Self::Redis(store) => redis_or_local!(
+                store,
+                namespace,
+                "clear",
+                |local| local.clear(namespace, subject),
+                store.clear(namespace, subject)
+            ),
         }
     }
 

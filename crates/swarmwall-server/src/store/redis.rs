@@ -18,11 +18,17 @@
 //! comes back. Which callers fail open or closed is documented in the README ("Fleet: state
 //! store").
 
+mod checkpoint;
+mod connect;
+mod outage;
+mod signed;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use arc_swap::ArcSwapOption;
+use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
 use super::value::{StoredValue, duration_ms, window_start};
@@ -42,7 +48,16 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    connection: ConnectionManager,
+    /// The connection to the current primary (none while Sentinel names none).
+    connection: ArcSwapOption<ConnectionManager>,
+    /// Where the connection goes (one URL, or Sentinel).
+    target: connect::Target,
+    /// `HOST:PORT` of the current primary.
+    address: std::sync::Mutex<String>,
+    /// Wakes the health task to ask Sentinel again after a failed call.
+    resolve_now: tokio::sync::Notify,
+    /// Node-local state for `on_outage = "local"` (`outage.rs`).
+    local: Option<outage::Local>,
     prefix: String,
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -53,6 +68,8 @@ struct Inner {
     /// Errors since the last log line.
     suppressed_errors: AtomicU64,
     scripts: Scripts,
+    /// MAC key and shadow of the access-granting values (`signed.rs`).
+    integrity: signed::Integrity,
 }
 
 struct Scripts {
@@ -72,29 +89,26 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Prepare a store for `url`. Connecting is lazy: a node starts even while Redis is down,
-    /// and state calls fail (within `timeout`) until it answers.
-    pub fn connect(
+    /// Prepare a store for `url` with the TLS, Sentinel and outage settings of `config`.
+    /// Connecting is lazy: a node starts even while Redis (or every sentinel) is down, and
+    /// state calls fail (within `timeout`) until it answers.
+    pub async fn connect(
+        config: &crate::config::StoreConfig,
         url: &str,
-        prefix: &str,
-        timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let display_url = crate::config::StoreBackend::Redis(url.to_owned()).to_string();
-        let client = redis::Client::open(url)
-            .map_err(|error| StoreError::Unavailable(format!("{display_url}: {error}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|error| StoreError::Unavailable(format!("{display_url}: {error}")))?;
+        let target = connect::Target::new(config, url, &display_url)?;
+        let timeout = config.timeout;
         let store = Self {
             inner: Arc::new(Inner {
-                connection,
-                prefix: prefix.to_owned(),
+                connection: ArcSwapOption::empty(),
+                target,
+                address: std::sync::Mutex::new(String::new()),
+                resolve_now: tokio::sync::Notify::new(),
+                local: (config.on_outage == crate::config::OutageMode::Local)
+                    .then(outage::Local::default),
+                prefix: config.redis_prefix.clone(),
                 timeout,
                 metrics,
                 display_url,
@@ -102,10 +116,41 @@ impl RedisStore {
                 last_error_log_ms: AtomicU64::new(0),
                 suppressed_errors: AtomicU64::new(0),
                 scripts: Scripts::new(),
+                integrity: signed::Integrity::default(),
             }),
         };
+        // Sentinel gets a few timeouts' time at start; the health task keeps asking.
+        if let Err(error) = store.resolve_primary(timeout.saturating_mul(5)).await {
+            tracing::warn!(store = %store.inner.display_url, %error, "no Redis primary yet; will retry");
+        }
         store.spawn_health_check();
         Ok(store)
+    }
+
+    /// Connect to the primary the target names now, when it changed (or at first).
+    async fn resolve_primary(&self, timeout: Duration) -> Result<(), StoreError> {
+        let client = self.inner.target.resolve(timeout).await?;
+        let address = connect::server_address(&client);
+        let changed = {
+            let mut current = self
+                .inner
+                .address
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let changed = *current != address || self.inner.connection.load().is_none();
+            if changed {
+                *current = address.clone();
+            }
+            changed
+        };
+        if changed {
+            let manager = connect::manager(client, self.inner.timeout)?;
+            self.inner.connection.store(Some(Arc::new(manager)));
+            if self.inner.target.is_sentinel() {
+                tracing::info!(primary = %address, "Redis primary (named by Sentinel)");
+            }
+        }
+        Ok(())
     }
 
     /// `redis://host:port/db (prefix P)`, without any password.
@@ -198,6 +243,9 @@ impl RedisStore {
         subject: &str,
         until_ms: u64,
     ) -> Result<(), StoreError> {
+        if self.signs(namespace) {
+            return self.signed_set_until(namespace, subject, until_ms).await;
+        }
         let key = self.key(namespace, subject);
         self.run("set_until", async |mut con: ConnectionManager| {
             self.inner
@@ -217,14 +265,18 @@ impl RedisStore {
         subject: &str,
         now_ms: u64,
     ) -> Result<Option<u64>, StoreError> {
+        if self.signs(namespace) {
+            return self.signed_active_until(namespace, subject, now_ms).await;
+        }
         let key = self.key(namespace, subject);
         let raw = self
             .run("active_until", async |mut con: ConnectionManager| {
                 con.get::<_, Option<String>>(&key).await
             })
             .await?;
+        // Leading digits: a signed value read without the key (tools) still has a deadline.
         Ok(raw
-            .and_then(|text| text.parse::<u64>().ok())
+            .and_then(|text| text.split('.').next().and_then(|t| t.parse::<u64>().ok()))
             .filter(|&until| until > now_ms))
     }
 
@@ -270,6 +322,11 @@ impl RedisStore {
         ttl: Duration,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
+        if self.signs(namespace) {
+            return self
+                .signed_claim_once(namespace, subject, ttl, now_ms)
+                .await;
+        }
         let key = self.key(namespace, subject);
         self.run("claim_once", async |mut con: ConnectionManager| {
             self.inner
@@ -289,6 +346,9 @@ impl RedisStore {
         namespace: Namespace,
         subject: &str,
     ) -> Result<(), StoreError> {
+        if self.signs(namespace) {
+            return self.signed_clear(namespace, subject).await;
+        }
         let key = self.key(namespace, subject);
         self.run("clear", async |mut con: ConnectionManager| {
             con.del::<_, ()>(&key).await
@@ -383,15 +443,25 @@ impl RedisStore {
                 }),
                 "string" => {
                     let text: Option<String> = con.get(&key).await?;
-                    text.and_then(|text| match text.strip_prefix('c') {
-                        Some(claim) => claim
-                            .parse()
-                            .ok()
-                            .map(|expires_ms| StoredValue::Claim { expires_ms }),
-                        None => text
-                            .parse()
-                            .ok()
-                            .map(|until_ms| StoredValue::Until { until_ms }),
+                    if self.signs(namespace) {
+                        return Ok(text.and_then(|raw| {
+                            self.signed_stored_value(namespace, subject, &raw, now_ms)
+                        }));
+                    }
+                    // Unsigned, or signed but read without the key: the payload before `.`.
+                    let text = text.map(|t| t.split('.').next().unwrap_or_default().to_owned());
+                    text.and_then(|text| match text.strip_prefix('x') {
+                        Some(_) => None,
+                        None => match text.strip_prefix('c') {
+                            Some(claim) => claim
+                                .parse()
+                                .ok()
+                                .map(|expires_ms| StoredValue::Claim { expires_ms }),
+                            None => text
+                                .parse()
+                                .ok()
+                                .map(|until_ms| StoredValue::Until { until_ms }),
+                        },
                     })
                 }
                 _ => None,
@@ -423,6 +493,12 @@ impl RedisStore {
                         )
                         .ignore();
                     }
+                }
+                StoredValue::Until { .. } | StoredValue::Claim { .. } if self.signs(namespace) => {
+                    let raw = self
+                        .signed_raw(namespace, subject, value)
+                        .unwrap_or_default();
+                    pipe.set(&key, raw).ignore();
                 }
                 StoredValue::Until { until_ms } => {
                     pipe.set(&key, until_ms.to_string()).ignore();
@@ -456,16 +532,26 @@ impl RedisStore {
         operation: &'static str,
         body: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
-        let connection = self.inner.connection.clone();
-        let result = match tokio::time::timeout(self.inner.timeout, body(connection)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) if error.is_timeout() => Err(StoreError::Timeout),
-            Ok(Err(error)) => Err(StoreError::Unavailable(error.to_string())),
-            Err(_) => Err(StoreError::Timeout),
+        let result = match self.inner.connection.load_full() {
+            None => Err(StoreError::Unavailable("no Redis primary known".into())),
+            Some(connection) => {
+                let connection = ConnectionManager::clone(&connection);
+                match tokio::time::timeout(self.inner.timeout, body(connection)).await {
+                    Ok(Ok(value)) => Ok(value),
+                    Ok(Err(error)) if error.is_timeout() => Err(StoreError::Timeout),
+                    Ok(Err(error)) => Err(StoreError::Unavailable(error.to_string())),
+                    Err(_) => Err(StoreError::Timeout),
+                }
+            }
         };
         match &result {
             Ok(_) => self.mark_up(),
-            Err(error) => self.mark_error(operation, error),
+            Err(error) => {
+                self.mark_error(operation, error);
+                if self.inner.target.is_sentinel() {
+                    self.inner.resolve_now.notify_one();
+                }
+            }
         }
         result
     }
@@ -473,6 +559,7 @@ impl RedisStore {
     fn mark_up(&self) {
         if !self.inner.up.swap(true, Ordering::Relaxed) {
             self.inner.metrics.store_up.set(1);
+            self.spawn_merge_local();
             let suppressed = self.inner.suppressed_errors.swap(0, Ordering::Relaxed);
             tracing::info!(
                 store = %self.inner.display_url,
@@ -514,7 +601,8 @@ impl RedisStore {
     }
 
     /// Ping once a second while the store lives, so `store_up` and the logs follow Redis even
-    /// when no session touches state.
+    /// when no session touches state. With Sentinel, ask for the primary each time too (and
+    /// at once after a failed call, at most every 100 ms).
     fn spawn_health_check(&self) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
@@ -523,11 +611,29 @@ impl RedisStore {
         handle.spawn(async move {
             let mut ticker = tokio::time::interval(Duration::from_secs(1));
             loop {
-                ticker.tick().await;
+                let notified = {
+                    let Some(inner) = weak.upgrade() else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = ticker.tick() => false,
+                        () = async { inner.resolve_now.notified().await } => true,
+                    }
+                };
                 let Some(inner) = weak.upgrade() else {
                     return;
                 };
-                let _ = Self { inner }.ping().await;
+                let store = Self { inner };
+                if store.inner.target.is_sentinel()
+                    && let Err(error) = store.resolve_primary(store.inner.timeout * 5).await
+                {
+                    tracing::debug!(%error, "asking Sentinel for the primary failed");
+                }
+                if notified {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                } else {
+                    let _ = store.ping().await;
+                }
             }
         });
     }

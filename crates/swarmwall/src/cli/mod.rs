@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod admin_audit;
 pub(crate) mod audit;
 pub(crate) mod inspect;
 pub(crate) mod monitor;

@@ -45,7 +45,7 @@ struct WiringArgs {
     /// File holding the admin API token.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
-    /// State store (`memory`, `file:PATH`, `redis://HOST:PORT/DB`).
+    /// State store (`memory`, `file:PATH`, `redis://:PASSWORD@HOST:PORT/DB`, `rediss://...`).
     #[arg(long, value_name = "URL")]
     store: Option<String>,
     /// Directory for the embedded state store and other state.
@@ -134,6 +134,13 @@ pub(crate) fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
             let config = Config::parse(&text, &args.file)?;
             config.server.validate(&text, &args.file)?;
             DestinationPolicy::new(&config.policy, &[])?;
+            config.store.validate().map_err(|(key, message)| {
+                swarmwall_server::config::ConfigError::Invalid {
+                    path: args.file.clone(),
+                    key: key.to_owned(),
+                    message,
+                }
+            })?;
             Ok(())
         });
     match result {

@@ -75,13 +75,24 @@ impl StoreLocation {
         }
     }
 
+    /// `--data-dir`, if given.
+    pub(crate) fn data_dir(&self) -> Option<&Path> {
+        self.data_dir.as_deref()
+    }
+
     /// Open the store (inside a runtime).
     pub(crate) async fn open(&self, config: &Config) -> anyhow::Result<Store> {
         let mut store_config = config.store.clone();
         if let Some(url) = &self.store {
             store_config.url = url.clone();
         }
-        open_store(&store_config, self.data_dir.as_deref()).await
+        let store = open_store(&store_config, self.data_dir.as_deref()).await?;
+        attach_fleet_key(
+            &store,
+            config.security.secret_key_file.as_deref(),
+            self.data_dir.as_deref(),
+        )?;
+        Ok(store)
     }
 }
 
@@ -92,6 +103,39 @@ async fn open_store(config: &StoreConfig, data_dir: Option<&Path>) -> anyhow::Re
         .await
         .with_context(|| format!("cannot open the state store {}", config.url))?;
     Ok(store)
+}
+
+/// With Redis, sign what this command writes with the fleet's secret (`key_file`, else the
+/// default key file in the data directory), as the nodes do: an unsigned suspension or a
+/// plain `DEL` would be taken for a forgery. Without a key file, warn and go on unsigned.
+pub(crate) fn attach_fleet_key(
+    store: &Store,
+    key_file: Option<&Path>,
+    data_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    if !matches!(store, Store::Redis(_)) {
+        return Ok(());
+    }
+    let path = key_file.map_or_else(
+        || {
+            data_dir
+                .map_or_else(store::default_data_dir, Path::to_owned)
+                .join(swarmwall_server::auth::DEFAULT_KEY_FILE)
+        },
+        Path::to_owned,
+    );
+    if !path.exists() {
+        eprintln!(
+            "warning: no secret key file at {}: values written to Redis are unsigned and the \
+             nodes will reject them (pass --config with [security] secret_key_file)",
+            path.display()
+        );
+        return Ok(());
+    }
+    let key = swarmwall_server::auth::PseudonymKey::load_or_create(&path)
+        .with_context(|| format!("cannot read the secret key {}", path.display()))?;
+    store.attach_integrity_key(key.derive(store::INTEGRITY_KEY_PURPOSE));
+    Ok(())
 }
 
 /// A small runtime for one command.
@@ -122,6 +166,9 @@ pub(crate) fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
             };
             let source = open_store(&side(from), data_dir.as_deref()).await?;
             let target = open_store(&side(to), data_dir.as_deref()).await?;
+            for side in [&source, &target] {
+                attach_fleet_key(side, None, data_dir.as_deref())?;
+            }
             let report = store::migrate(&source, &target, store::unix_now_ms())
                 .await
                 .context("migration failed")?;

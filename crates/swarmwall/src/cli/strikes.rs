@@ -10,7 +10,11 @@ use swarmwall_server::metrics::Metrics;
 use swarmwall_server::store::unix_now_ms;
 use swarmwall_server::strikes::{StrikeSubject, Strikes};
 
+use super::admin_audit::AdminAudit;
 use super::store::{StoreLocation, runtime};
+
+/// Subjects named in the `admin_action` record of `clear --all` (the count is always there).
+const MAX_LISTED_SUBJECTS: usize = 1_000;
 
 /// Arguments of `swarmwall strikes`.
 #[derive(Debug, clap::Args)]
@@ -19,6 +23,10 @@ pub(crate) struct StrikesArgs {
     command: StrikesCommand,
     #[command(flatten)]
     location: StoreLocation,
+    /// Security event log that receives `admin_action` records of clear/suspend/unsuspend
+    /// (default: as `serve`); `""` for none.
+    #[arg(long, global = true, value_name = "FILE")]
+    audit_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -73,6 +81,22 @@ fn humantime_duration(text: &str) -> Result<Duration, String> {
 /// Run `swarmwall strikes`.
 pub(crate) fn run(args: StrikesArgs) -> anyhow::Result<ExitCode> {
     let config = args.location.config()?;
+    let audit = match &args.command {
+        StrikesCommand::List { .. } => None,
+        _ => Some(AdminAudit::open(
+            &config.security,
+            args.audit_log.as_deref(),
+            args.location.data_dir(),
+        )?),
+    };
+    let record = |action: &str,
+                  subject: Option<&str>,
+                  details: serde_json::Value,
+                  outcome: &anyhow::Result<()>| {
+        audit.as_ref().map_or(Ok(()), |audit| {
+            audit.record(action, subject, details, outcome)
+        })
+    };
     runtime()?.block_on(async {
         let store = args.location.open(&config).await?;
         let strikes = Strikes::with_config(
@@ -127,20 +151,58 @@ pub(crate) fn run(args: StrikesArgs) -> anyhow::Result<ExitCode> {
                         .collect(),
                     (None, false) => anyhow::bail!("name a SUBJECT to clear, or pass --all"),
                 };
+                let mut cleared = Vec::new();
+                let mut outcome = Ok(());
                 for subject in &subjects {
-                    strikes.clear(subject).await?;
+                    if let Err(error) = strikes.clear(subject).await {
+                        outcome = Err(anyhow::Error::from(error));
+                        break;
+                    }
+                    cleared.push(subject.store_key());
                 }
+                if all {
+                    let listed: Vec<_> = cleared.iter().take(MAX_LISTED_SUBJECTS).collect();
+                    record(
+                        "strikes_clear_all",
+                        None,
+                        serde_json::json!({ "cleared": cleared.len(), "subjects": listed }),
+                        &outcome,
+                    )?;
+                } else {
+                    let subject = subjects.first().map(StrikeSubject::store_key);
+                    record(
+                        "strikes_clear",
+                        subject.as_deref(),
+                        serde_json::json!({}),
+                        &outcome,
+                    )?;
+                }
+                outcome?;
                 println!("cleared {} subject(s)", subjects.len());
             }
             StrikesCommand::Suspend { subject, duration } => {
                 let subject = StrikeSubject::from_store_key(&subject);
                 let until = now.saturating_add(u64::try_from(duration.as_millis()).unwrap_or(0));
-                strikes.suspend(&subject, until).await?;
+                let outcome = strikes.suspend(&subject, until).await.map_err(Into::into);
+                record(
+                    "strikes_suspend",
+                    Some(&subject.store_key()),
+                    serde_json::json!({ "duration_secs": duration.as_secs(), "until_ms": until }),
+                    &outcome,
+                )?;
+                outcome?;
                 println!("suspended {subject} for {}", ago(until - now));
             }
             StrikesCommand::Unsuspend { subject } => {
                 let subject = StrikeSubject::from_store_key(&subject);
-                strikes.unsuspend(&subject).await?;
+                let outcome = strikes.unsuspend(&subject).await.map_err(Into::into);
+                record(
+                    "strikes_unsuspend",
+                    Some(&subject.store_key()),
+                    serde_json::json!({}),
+                    &outcome,
+                )?;
+                outcome?;
                 println!("unsuspended {subject}");
             }
         }

@@ -14,15 +14,24 @@ use swarmwall_server::auth::{AccountsFile, HashParams, shared_mode, totp};
 use swarmwall_server::config::SecurityConfig;
 use zeroize::Zeroizing;
 
+use super::admin_audit::AdminAudit;
+
 /// Arguments of `swarmwall user`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct UserArgs {
     /// Accounts file (TOML). Defaults to `[security] accounts` of `--config`.
     #[arg(long, global = true, env = "SWARMWALL_ACCOUNTS")]
     accounts: Option<PathBuf>,
-    /// Configuration file (for the accounts path, argon2 cost and TOTP issuer).
+    /// Configuration file (for the accounts path, argon2 cost, TOTP issuer and audit log).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Security event log that receives the `admin_action` record (default: as `serve`:
+    /// `[security] audit_log`, else `audit.jsonl` in the data directory); `""` for none.
+    #[arg(long, global = true, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
+    /// Data directory (for the default audit log and key file).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: UserCommand,
 }
@@ -96,7 +105,58 @@ pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
-    match args.command {
+    let opened = AdminAudit::open(
+        &security,
+        args.audit_log.as_deref(),
+        args.data_dir.as_deref(),
+    );
+    let audit = match (opened, &args.command) {
+        (Ok(audit), _) => audit,
+        // Listing changes nothing: an operator who may read the accounts but not write the
+        // log still gets the list.
+        (Err(error), UserCommand::List) => {
+            eprintln!("swarmwall: warning: not audited: {error:#}");
+            AdminAudit::off()
+        }
+        (Err(error), _) => return Err(error),
+    };
+    let (action, name) = match &args.command {
+        UserCommand::Add { name, .. } => ("user_add", Some(name.as_str())),
+        UserCommand::Passwd { name, .. } => ("user_passwd", Some(name.as_str())),
+        UserCommand::Remove { name } => ("user_remove", Some(name.as_str())),
+        UserCommand::List => ("user_list", None),
+        UserCommand::Disable { name } => ("user_disable", Some(name.as_str())),
+        UserCommand::Enable { name } => ("user_enable", Some(name.as_str())),
+        UserCommand::Totp { name, remove, .. } => (
+            if *remove {
+                "user_totp_remove"
+            } else {
+                "user_totp_enrol"
+            },
+            Some(name.as_str()),
+        ),
+    };
+    let action = action.to_owned();
+    let name = name.map(str::to_owned);
+    let outcome = apply(args.command, &path, &params, &security);
+    audit.record(
+        &action,
+        name.as_deref(),
+        serde_json::json!({ "accounts_file": path.display().to_string() }),
+        &outcome,
+    )?;
+    outcome
+}
+
+/// Carry out one `user` command on the accounts file at `path`.
+fn apply(
+    command: UserCommand,
+    path: &Path,
+    params: &HashParams,
+    security: &SecurityConfig,
+) -> anyhow::Result<ExitCode> {
+    let path = path.to_owned();
+    match command {
         UserCommand::Add {
             name,
             password_stdin,
@@ -106,7 +166,7 @@ pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
             }
             let password = read_password(password_stdin)?;
             AccountsFile::edit_locked(&path, true, |file| {
-                file.add(&name, password.as_bytes(), &params)
+                file.add(&name, password.as_bytes(), params)
             })?;
             eprintln!("added account `{name}` to {}", path.display());
         }
@@ -119,7 +179,7 @@ pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
             }
             let password = read_password(password_stdin)?;
             AccountsFile::edit_locked(&path, false, |file| {
-                file.set_password(&name, password.as_bytes(), &params)
+                file.set_password(&name, password.as_bytes(), params)
             })?;
             eprintln!("changed the password of `{name}`");
         }

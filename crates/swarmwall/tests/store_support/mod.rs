@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 
 use swarmwall_server::config::StoreBackend;
 
-/// A `redis-server` child (no persistence) killed on drop.
+/// A `redis-server` child (no persistence, `requirepass` with a password generated per
+/// server, given in a 0600 config file so it never shows in `ps`) killed on drop.
 pub struct RedisServer {
     pub port: u16,
+    pub password: String,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
@@ -32,6 +34,7 @@ impl RedisServer {
         let port = free_port();
         let mut server = Self {
             port,
+            password: random_password(),
             child: None,
             dir: tempfile::tempdir().unwrap(),
         };
@@ -39,9 +42,14 @@ impl RedisServer {
         Some(server)
     }
 
-    /// `redis://127.0.0.1:PORT/`.
+    /// `redis://:PASSWORD@127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://:{}@127.0.0.1:{}/", self.password, self.port)
+    }
+
+    /// The store URL with the password.
     pub fn backend(&self) -> StoreBackend {
-        StoreBackend::Redis(format!("redis://127.0.0.1:{}/", self.port))
+        StoreBackend::Redis(self.url())
     }
 
     /// Kill the server (its data is gone: no persistence).
@@ -63,8 +71,11 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.stop();
         let deadline = Instant::now() + Duration::from_secs(20);
+        let conf = self.dir.path().join("redis.conf");
+        write_private(&conf, &format!("requirepass {}\n", self.password));
         loop {
             let child = Command::new("redis-server")
+                .arg(&conf)
                 .args([
                     "--port",
                     &self.port.to_string(),
@@ -84,7 +95,7 @@ impl RedisServer {
                 .spawn()
                 .expect("spawn redis-server");
             self.child = Some(child);
-            if wait_ping(self.port, Duration::from_secs(5)) {
+            if wait_ping(self.port, &self.password, Duration::from_secs(5)) {
                 return;
             }
             if let Some(mut child) = self.child.take() {
@@ -95,9 +106,11 @@ impl RedisServer {
         }
     }
 
-    /// Run `redis-cli -p PORT ARGS...` and return its stdout.
+    /// Run `redis-cli -p PORT ARGS...` (password through `REDISCLI_AUTH`, not argv) and
+    /// return its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         let output = Command::new("redis-cli")
+            .env("REDISCLI_AUTH", &self.password)
             .args(["-p", &self.port.to_string()])
             .args(args)
             .output()
@@ -109,6 +122,7 @@ impl RedisServer {
     pub fn cli_spawn(&self, args: &[&str]) -> ChildGuard {
         ChildGuard(
             Command::new("redis-cli")
+                .env("REDISCLI_AUTH", &self.password)
                 .args(["-p", &self.port.to_string()])
                 .args(args)
                 .stdout(Stdio::null())
@@ -138,6 +152,16 @@ impl Drop for ChildGuard {
     }
 }
 
+/// 16 random bytes from the kernel, hex: a Redis password for one test server.
+pub fn random_password() -> String {
+    let mut bytes = [0_u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut file| file.read_exact(&mut bytes))
+        .expect("/dev/urandom");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("rp-{hex}")
+}
+
 /// A loopback port free right now.
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -147,16 +171,30 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// True once a raw `PING` gets `+PONG` (bounded by `timeout`).
-fn wait_ping(port: u16, timeout: Duration) -> bool {
+/// Write `text` to a new file only the owner can read.
+pub fn write_private(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+/// True once `AUTH` + `PING` get `+OK` + `+PONG` (bounded by `timeout`).
+pub fn wait_ping(port: u16, password: &str, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
+    let request = format!("AUTH {password}\r\nPING\r\n");
     while Instant::now() < deadline {
         if let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
             let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-            let mut reply = [0_u8; 7];
-            if stream.write_all(b"PING\r\n").is_ok()
+            let mut reply = [0_u8; 12];
+            if stream.write_all(request.as_bytes()).is_ok()
                 && stream.read_exact(&mut reply).is_ok()
-                && &reply == b"+PONG\r\n"
+                && &reply == b"+OK\r\n+PONG\r\n"
             {
                 return true;
             }
