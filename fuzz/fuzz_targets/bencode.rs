@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swarmwall_core::classify::bencode::{Limits, Value, parse_exact};
+use swarmwall_core::bt::bencode::{Limits, Value, parse_exact};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(value) = parse_exact(data, Limits::default()) {

@@ -11,7 +11,12 @@ fuzz_target!(|data: &[u8]| {
         max_flows: 64,
         ..InspectOptions::default()
     };
-    let _ = inspect(std::io::Cursor::new(data), Some(data.len() as u64), options, |_| {});
+    let _ = inspect(
+        std::io::Cursor::new(data),
+        Some(data.len() as u64),
+        options,
+        |_| {},
+    );
     for linktype in [0, 1, 9, 12, 14, 50, 101, 104, 108, 113, 192, 228, 229, 276] {
         let _ = decode::decode(linktype, data);
     }

@@ -1,8 +1,9 @@
-//! Fuzz the monitor's KRPC (BEP 5) parser and the node/value walkers. None may panic.
+//! Fuzz the KRPC (BEP 5) parser (`swarmwall_core::bt::krpc`, used by the monitor) and the
+//! node/value walkers. None may panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swarmwall_server::monitor::krpc::{self, MessageKind};
+use swarmwall_core::bt::krpc::{self, MessageKind};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(message) = krpc::parse(data)

@@ -1,9 +1,10 @@
-//! Fuzz the monitor's tracker response parsers: HTTP framing (incl. chunked), bencoded
-//! announce and scrape bodies, and BEP 15 UDP connect/announce/scrape responses. None may panic.
+//! Fuzz the tracker response parsers (`swarmwall_core::bt::tracker`, used by the monitor): HTTP
+//! framing (incl. chunked), bencoded announce and scrape bodies, and BEP 15 UDP
+//! connect/announce/scrape responses. None may panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swarmwall_server::monitor::tracker;
+use swarmwall_core::bt::tracker;
 
 fuzz_target!(|data: &[u8]| {
     let transaction = data

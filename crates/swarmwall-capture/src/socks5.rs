@@ -302,7 +302,12 @@ mod tests {
             0x05, 0x01, 0x00, 0x03, 0x04, b'h', b'o', b's', b't', 0x1a, 0xe1,
         ]);
         let socks_len = client.len();
-        client.extend_from_slice(b"\x13BitTorrent protocol");
+        let handshake = swarmwall_core::bt::peer_wire::Handshake {
+            reserved: swarmwall_core::bt::peer_wire::RESERVED_NONE,
+            info_hash: [1; 20],
+            peer_id: [2; 20],
+        };
+        client.extend_from_slice(&handshake.encode());
         let mut server = vec![0x05, 0x02, 0x01, 0x00];
         server.extend_from_slice(&[0x05, 0x00, 0x00, 0x01, 127, 0, 0, 1, 0x30, 0x39]);
         let server_len = server.len();

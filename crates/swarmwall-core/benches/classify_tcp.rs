@@ -7,6 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use swarmwall_core::bt::peer_wire::{self, Handshake};
 use swarmwall_core::classify::{Direction, FlowContext, MseStrictness, TcpFlow, Verdict};
 
 const C: Direction = Direction::ClientToServer;
@@ -41,10 +42,12 @@ fn classify(context: FlowContext, script: &[(Direction, &[u8])]) -> Verdict {
 }
 
 fn benches(c: &mut Criterion) {
-    let mut handshake = b"\x13BitTorrent protocol".to_vec();
-    handshake.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x05]);
-    handshake.extend([7u8; 20]);
-    handshake.extend_from_slice(b"-lt2080-abcdefghijkl");
+    let handshake = Handshake {
+        reserved: peer_wire::RESERVED_LIBTORRENT,
+        info_hash: [7; 20],
+        peer_id: *b"-lt2080-abcdefghijkl",
+    }
+    .encode();
     let get = b"GET /index.html HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
     let response = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=UTF-8\r\nContent-Length: 1256\r\n\r\n<!doctype html><html>";
     let (hello_a, hello_b) = CHROMIUM_HELLO.split_at(1200);

@@ -2,6 +2,8 @@
 //!
 //! - [`socks5`]: SOCKS5 (RFC 1928) and username/password (RFC 1929) wire types, codec and the
 //!   server-side handshake state machine. Bytes in, typed messages and bytes out.
+//! - [`bt`]: pure BitTorrent wire pieces (bencode, KRPC, tracker responses, the peer-wire
+//!   handshake) shared by the classifier, the client tools and the fuzz targets.
 //! - [`classify`]: the BitTorrent classifier (per TCP flow, per UDP datagram, per client).
 //! - [`proxy_protocol`]: HAProxy PROXY protocol v1/v2 header parser.
 //!
@@ -11,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bt;
 pub mod classify;
 pub mod proxy_protocol;
 pub mod socks5;

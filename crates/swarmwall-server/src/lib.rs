@@ -10,7 +10,6 @@
 //!   actions, graduated response.
 //! - [`store`]: durable state behind one interface (memory, embedded file, Redis).
 //! - [`metrics`], [`admin`]: Prometheus metrics, admin API, dashboard.
-//! - [`probe`], [`monitor`]: proof-of-enforcement tools.
 
 pub mod admin;
 pub mod audit;
@@ -18,9 +17,7 @@ pub mod auth;
 pub mod config;
 pub mod geo;
 pub mod metrics;
-pub mod monitor;
 pub mod policy;
-pub mod probe;
 pub mod server;
 pub mod store;
 pub mod strikes;

@@ -6,10 +6,11 @@
 //!
 //! Layout: [`TcpFlow`] (in `tcp`) dispatches to one module per wire form (`peer_wire`, `mse`,
 //! `http`, `tls`, ...); [`UdpFlow`] (in `udp`) does the same for datagram forms (`dht`, `utp`,
-//! `udp_tracker`, `lsd`); `bencode` is the shared bounded validator; [`Correlator`] holds the
+//! `udp_tracker`, `lsd`); [`crate::bt::bencode`] is the shared bounded validator; [`Correlator`] holds the
 //! per-client evidence (E1..E5 of docs/bittorrent-detection.md §2.4).
 
-pub mod bencode;
+// The bounded bencode reader lives in `crate::bt`; the wire-form modules reach it from here.
+pub(crate) use crate::bt::bencode;
 mod correlator;
 pub mod destination;
 mod tcp;

@@ -8,13 +8,17 @@
 //!   (greeting, method selection, RFC 1929 sub-negotiation, request). The caller feeds bytes
 //!   with `handle_input`, drains `poll_transmit` and `poll_event`, and answers events with
 //!   `handle_auth_result` and `handle_reply`. Nothing here awaits or reads a clock.
+//! - `client`: [`ClientHandshake`], the client side (greeting, RFC 1929, one request), driven
+//!   the same way; its `read_hint` never reads past the server's reply.
 //!
 //! Errors map to SOCKS5 reply codes with [`Error::as_reply`] (the idea of shadowsocks-rust's
 //! `Error::as_reply`), so every refusal gets the precise code.
 
+mod client;
 mod server;
 mod wire;
 
+pub use client::{ClientError, ClientHandshake};
 pub use server::{Event, ServerHandshake};
 pub use wire::{
     Address, Command, Error, Greeting, MAX_UDP_HEADER_LEN, Method, MethodSelection, PasswordReply,

@@ -1,5 +1,5 @@
 //! `swarmwall monitor`: watch known swarms for the operator's own egress addresses (see
-//! `swarmwall_server::monitor`).
+//! `swarmwall_probe::monitor`).
 //!
 //! Exit status: 0 no leak, 1 leak found, 2 usage or watchlist errors (and no leak).
 
@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ipnet::IpNet;
-use swarmwall_server::metrics::Metrics;
-use swarmwall_server::monitor::{self, Leak, LeakSource, Monitor, MonitorConfig, WorkReport};
+use swarmwall_probe::monitor::{
+    self, Leak, LeakSource, Monitor, MonitorConfig, MonitorMetrics, WorkReport,
+};
 
 use super::probe::{out, parse_duration};
 
@@ -96,7 +97,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 serde_json::json!({
                     "event": "watchlist_error",
                     "line": error.line,
-                    "message": error.message,
+                    "message": error.problem.to_string(),
                 })
             ));
         }
@@ -114,7 +115,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     config.confirm = !args.no_confirm;
     config.tracker_rate_per_minute = args.tracker_rate;
     config.dht_rate_per_minute = args.dht_rate;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(MonitorMetrics::new());
     let monitor = Monitor::new(config, Arc::clone(&metrics))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

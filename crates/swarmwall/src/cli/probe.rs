@@ -1,4 +1,4 @@
-//! `swarmwall probe`: active self-test of a SOCKS5 node (see `swarmwall_server::probe`).
+//! `swarmwall probe`: active self-test of a SOCKS5 node (see `swarmwall_probe::probe`).
 //!
 //! Exit status: 0 when every BitTorrent form was blocked and every control passed; 1 when a
 //! form leaked or a control broke; 2 when the proxy could not be used at all.
@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
-use swarmwall_server::probe::{self, Credentials, ProbeConfig, ProbeError, ProbeReport};
+use swarmwall_core::socks5::ClientError;
+use swarmwall_probe::probe::{self, Credentials, ProbeConfig, ProbeError, ProbeReport};
 
 /// Arguments of `swarmwall probe`.
 #[derive(Debug, clap::Args)]
@@ -129,17 +130,22 @@ pub(crate) fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
 
 /// A stable machine-readable reason for exit status 2.
 fn error_reason(error: &ProbeError) -> &'static str {
-    use swarmwall_server::probe::SocksError as S;
+    use swarmwall_probe::probe::SocksError as S;
     match error {
         ProbeError::Resolve(_) => "resolve_failed",
         ProbeError::Proxy { source, .. } => match source {
             S::Connect(_) => "connection_refused",
             S::Timeout(_) => "timeout",
             S::Closed(_) => "closed",
-            S::NotSocks5(_) => "not_socks5",
-            S::NoAcceptableMethod(_) | S::UnexpectedMethod(_) => "no_acceptable_method",
-            S::CredentialsRequired => "credentials_required",
-            S::AuthFailed(_) | S::BadCredentials => "auth_failed",
+            S::Handshake(refusal) => match refusal {
+                ClientError::NotSocks5(_) => "not_socks5",
+                ClientError::NoAcceptableMethod(_) | ClientError::UnexpectedMethod(_) => {
+                    "no_acceptable_method"
+                }
+                ClientError::CredentialsRequired => "credentials_required",
+                ClientError::AuthFailed(_) | ClientError::BadCredentials => "auth_failed",
+                _ => "proxy_error",
+            },
             _ => "proxy_error",
         },
         ProbeError::TargetAddress(_) | ProbeError::TargetBind { .. } => "target_bind",

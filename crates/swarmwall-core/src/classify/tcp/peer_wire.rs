@@ -11,7 +11,7 @@ use crate::classify::bencode::{self, Limits, Value};
 /// First byte of the handshake: the length of the protocol string.
 pub(super) const PSTRLEN: u8 = 0x13;
 /// `pstrlen` followed by the protocol string (BEP 3).
-pub(super) const HANDSHAKE_PREFIX: &[u8; 20] = b"\x13BitTorrent protocol";
+pub(super) const HANDSHAKE_PREFIX: &[u8; 20] = crate::bt::peer_wire::PROTOCOL_PREFIX;
 
 /// Largest frame accepted for messages whose size is not fixed (bitfield, piece, extended,
 /// hashes): 128 KiB covers a 16 KiB block and bitfields of a million pieces.

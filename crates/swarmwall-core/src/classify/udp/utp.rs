@@ -31,7 +31,7 @@ const SEQ_WINDOW: u16 = 1024;
 pub(super) const MID_FLOW_DATAGRAMS: u8 = 3;
 
 /// The peer-wire handshake prefix (BEP 3): pstrlen 19 then the protocol string.
-const PEER_WIRE_PREFIX: &[u8; 20] = b"\x13BitTorrent protocol";
+const PEER_WIRE_PREFIX: &[u8; 20] = crate::bt::peer_wire::PROTOCOL_PREFIX;
 
 /// uTP packet types (BEP 29 `type` nibble).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

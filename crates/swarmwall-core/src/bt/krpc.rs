@@ -1,12 +1,12 @@
-//! BEP 5 KRPC messages for the DHT lookup: encode `get_peers`, parse responses. Pure, bounded
-//! (the core's allocation-free bencode reader) and panic-free on any input (proptest here, a
-//! fuzz target in `fuzz/fuzz_targets/krpc.rs`).
+//! BEP 5 KRPC messages for a DHT lookup: encode `get_peers`, parse responses. Pure, bounded
+//! (the allocation-free bencode reader) and panic-free on any input (proptest here, a fuzz
+//! target in `fuzz/fuzz_targets/krpc.rs`).
 
 use std::net::SocketAddr;
 
-use swarmwall_core::classify::bencode::{self, Value};
-
-use super::tracker::{RESPONSE_LIMITS, compact_address};
+use super::RESPONSE_LIMITS;
+use super::bencode::{self, Value};
+use super::compact;
 
 /// Why a datagram is not a usable KRPC message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum MessageKind<'a> {
     Response(Response<'a>),
     /// An error (`y` = `e`) with its code, if any.
     Error(Option<i64>),
-    /// A query (`y` = `q`); the monitor does not answer queries.
+    /// A query (`y` = `q`).
     Query,
 }
 
@@ -59,7 +59,7 @@ impl<'a> Response<'a> {
         let mut count = 0;
         if let Some(values) = self.values {
             for value in values.list_items() {
-                if let Some(address) = value.as_bytes().and_then(compact_address) {
+                if let Some(address) = value.as_bytes().and_then(compact::address) {
                     count += 1;
                     visit(address);
                 }
@@ -74,7 +74,7 @@ impl<'a> Response<'a> {
             for entry in bytes.chunks_exact(size) {
                 let (Some(id), Some(address)) = (
                     entry.get(..20).and_then(|b| <[u8; 20]>::try_from(b).ok()),
-                    entry.get(20..).and_then(compact_address),
+                    entry.get(20..).and_then(compact::address),
                 ) else {
                     continue;
                 };

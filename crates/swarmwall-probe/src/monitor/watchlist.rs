@@ -3,10 +3,10 @@
 //! `announce-list` are used). Empty lines and lines starting with `#` are skipped. A line that
 //! cannot be parsed is reported with its number; the others still run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha1::{Digest, Sha1};
-use swarmwall_core::classify::bencode::{self, Limits, Value};
+use swarmwall_core::bt::bencode::{self, BencodeError, Limits, Value};
 
 /// Largest `.torrent` file read.
 const MAX_TORRENT_BYTES: u64 = 16 * 1024 * 1024;
@@ -30,13 +30,65 @@ impl Work {
 }
 
 /// A watchlist line that could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("watchlist line {line}: {message}")]
+#[derive(Debug, thiserror::Error)]
+#[error("watchlist line {line}: {problem}")]
 pub struct EntryError {
     /// Line number (1-based).
     pub line: usize,
     /// Why.
-    pub message: String,
+    pub problem: WatchlistError,
+}
+
+/// Why a watchlist entry (or a `.torrent` file) is unusable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchlistError {
+    /// Neither an info-hash, a magnet link nor a `.torrent` file (the entry, truncated).
+    #[error(
+        "not an info-hash (40 hex or 32 base32 characters), a magnet link or a .torrent file: \
+         {0:?}"
+    )]
+    Unrecognised(String),
+    /// A magnet link with an invalid `%XX` escape or non-UTF-8 text.
+    #[error("bad percent-encoding in the magnet link")]
+    MagnetEncoding,
+    /// A magnet `xt` whose info-hash does not parse (truncated).
+    #[error("bad info-hash in magnet xt: {0:?}")]
+    MagnetHash(String),
+    /// A magnet link without `xt=urn:btih:`.
+    #[error("magnet link without a v1 info-hash (xt=urn:btih:…)")]
+    MagnetWithoutHash,
+    /// The `.torrent` file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The `.torrent` file is over the size bound.
+    #[error("{} is larger than 16 MiB", .0.display())]
+    TooLarge(PathBuf),
+    /// The bytes are not a usable `.torrent` file.
+    #[error("{}: {problem}", path.display())]
+    Torrent {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: TorrentError,
+    },
+}
+
+/// Why bytes are not a usable `.torrent` file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TorrentError {
+    /// Not bencoded within the bounds.
+    #[error("not a valid .torrent file ({0})")]
+    Bencode(BencodeError),
+    /// No `info` dictionary.
+    #[error("no info dictionary")]
+    NoInfo,
 }
 
 /// Parse a watchlist. Relative `.torrent` paths are resolved against `base_dir`.
@@ -55,13 +107,13 @@ pub fn parse(text: &str, base_dir: &Path) -> (Vec<Work>, Vec<EntryError>) {
                 trackers,
                 line,
             }),
-            Err(message) => errors.push(EntryError { line, message }),
+            Err(problem) => errors.push(EntryError { line, problem }),
         }
     }
     (works, errors)
 }
 
-fn parse_entry(entry: &str, base_dir: &Path) -> Result<([u8; 20], Vec<String>), String> {
+fn parse_entry(entry: &str, base_dir: &Path) -> Result<([u8; 20], Vec<String>), WatchlistError> {
     if let Some(query) = entry.strip_prefix("magnet:?") {
         return parse_magnet(query);
     }
@@ -76,11 +128,7 @@ fn parse_entry(entry: &str, base_dir: &Path) -> Result<([u8; 20], Vec<String>), 
     {
         return read_torrent(&path);
     }
-    Err(format!(
-        "not an info-hash (40 hex or 32 base32 characters), a magnet link or a .torrent file: \
-         {:?}",
-        truncate(entry)
-    ))
+    Err(WatchlistError::Unrecognised(truncate(entry)))
 }
 
 fn truncate(text: &str) -> String {
@@ -122,25 +170,26 @@ fn base32_decode(text: &str) -> Option<[u8; 20]> {
     (written == 20).then_some(out)
 }
 
-fn parse_magnet(query: &str) -> Result<([u8; 20], Vec<String>), String> {
+fn parse_magnet(query: &str) -> Result<([u8; 20], Vec<String>), WatchlistError> {
     let mut hash = None;
     let mut trackers = Vec::new();
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value).ok_or("bad percent-encoding in the magnet link")?;
+        let value = percent_decode(value).ok_or(WatchlistError::MagnetEncoding)?;
         match key {
             "xt" => {
                 if let Some(text) = value.strip_prefix("urn:btih:") {
-                    hash = Some(parse_info_hash(text).ok_or_else(|| {
-                        format!("bad info-hash in magnet xt: {:?}", truncate(text))
-                    })?);
+                    hash = Some(
+                        parse_info_hash(text)
+                            .ok_or_else(|| WatchlistError::MagnetHash(truncate(text)))?,
+                    );
                 }
             }
             "tr" => trackers.push(value),
             _ => {}
         }
     }
-    let hash = hash.ok_or("magnet link without a v1 info-hash (xt=urn:btih:…)")?;
+    let hash = hash.ok_or(WatchlistError::MagnetWithoutHash)?;
     Ok((hash, trackers))
 }
 
@@ -170,27 +219,31 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn read_torrent(path: &Path) -> Result<([u8; 20], Vec<String>), String> {
-    let metadata = std::fs::metadata(path)
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+fn read_torrent(path: &Path) -> Result<([u8; 20], Vec<String>), WatchlistError> {
+    let read_error = |source| WatchlistError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let metadata = std::fs::metadata(path).map_err(read_error)?;
     if metadata.len() > MAX_TORRENT_BYTES {
-        return Err(format!("{} is larger than 16 MiB", path.display()));
+        return Err(WatchlistError::TooLarge(path.to_owned()));
     }
-    let bytes =
-        std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-    parse_torrent(&bytes).map_err(|why| format!("{}: {why}", path.display()))
+    let bytes = std::fs::read(path).map_err(read_error)?;
+    parse_torrent(&bytes).map_err(|problem| WatchlistError::Torrent {
+        path: path.to_owned(),
+        problem,
+    })
 }
 
 /// Info-hash and trackers of a `.torrent` file's bytes.
-pub fn parse_torrent(bytes: &[u8]) -> Result<([u8; 20], Vec<String>), String> {
+pub fn parse_torrent(bytes: &[u8]) -> Result<([u8; 20], Vec<String>), TorrentError> {
     let limits = Limits {
         max_depth: 16,
         max_items: 1_000_000,
     };
-    let root = bencode::parse_exact(bytes, limits)
-        .map_err(|error| format!("not a valid .torrent file ({error})"))?;
+    let root = bencode::parse_exact(bytes, limits).map_err(TorrentError::Bencode)?;
     let Some(Value::Dict(info)) = root.get(b"info") else {
-        return Err("no info dictionary".to_owned());
+        return Err(TorrentError::NoInfo);
     };
     // `Value::Dict` keeps the raw bencoded bytes: hashing them gives the v1 info-hash.
     let info_hash: [u8; 20] = Sha1::digest(info).into();
@@ -258,5 +311,14 @@ mod tests {
         );
         assert!(works.is_empty());
         assert_eq!(errors.len(), 2);
+        assert!(matches!(
+            errors[0].problem,
+            WatchlistError::MagnetWithoutHash
+        ));
+        assert_eq!(
+            errors[1].to_string(),
+            "watchlist line 2: bad info-hash in magnet xt: \"zz\""
+        );
+        assert_eq!(parse_torrent(b"d4:name1:ae"), Err(TorrentError::NoInfo));
     }
 }

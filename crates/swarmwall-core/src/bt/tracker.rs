@@ -1,39 +1,25 @@
-//! Tracker lookups: HTTP (BEP 3, BEP 23 compact peers, BEP 7 `peers6`, BEP 48 scrape) and UDP
-//! (BEP 15). Announce with a large `numwant`, then `stopped` so the monitor leaves the swarm,
-//! then scrape. The parsers are pure and never panic on any input (proptest here, fuzz targets
-//! in `fuzz/fuzz_targets/tracker_response.rs`); peers are handed to a visitor one by one and
-//! never collected here.
+//! Tracker messages, pure: announce URLs, HTTP announce and scrape responses (BEP 3, BEP 23
+//! compact peers, BEP 7 `peers6`, BEP 48 scrape) and UDP tracker requests and responses
+//! (BEP 15). The parsers never panic on any input (proptest here, a fuzz target in
+//! `fuzz/fuzz_targets/tracker_response.rs`); peers are handed to a visitor one by one and never
+//! collected here.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
 
-use swarmwall_core::classify::bencode::{self, Limits, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
-use tokio::time::timeout;
-
-/// Largest HTTP tracker response read.
-pub const MAX_HTTP_RESPONSE_BYTES: usize = 1024 * 1024;
+use super::RESPONSE_LIMITS;
+use super::bencode::{self, Value};
+use super::compact;
 
 /// BEP 15 protocol id of the connect request.
-const UDP_PROTOCOL_ID: u64 = 0x0417_2710_1980;
+pub const UDP_PROTOCOL_ID: u64 = 0x0417_2710_1980;
 
-/// Why a tracker lookup failed.
+/// Why a tracker URL or response is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TrackerError {
     /// The URL is not `http://` or `udp://` or does not parse.
     #[error("unsupported or malformed tracker URL ({0})")]
     Url(&'static str),
-    /// Name resolution failed.
-    #[error("cannot resolve the tracker host")]
-    Resolve,
-    /// No answer within the configured timeout.
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    /// Network error.
-    #[error("network error: {0}")]
-    Io(String),
     /// The HTTP response is malformed or not 200.
     #[error("bad HTTP response: {0}")]
     Http(String),
@@ -157,79 +143,6 @@ fn split_host_port(authority: &str) -> Result<(String, Option<u16>), TrackerErro
     }
 }
 
-/// Parameters of one announce.
-#[derive(Debug, Clone, Copy)]
-pub struct Announce<'a> {
-    /// Info-hash.
-    pub info_hash: &'a [u8; 20],
-    /// Our peer id.
-    pub peer_id: &'a [u8; 20],
-    /// The port we announce.
-    pub port: u16,
-    /// Peers asked for.
-    pub numwant: u32,
-    /// Per-request bound.
-    pub timeout: Duration,
-}
-
-// ---------------------------------------------------------------- HTTP
-
-/// Announce (`started`), then `stopped`, then scrape over HTTP. Peers go to `visit`.
-pub async fn http_lookup(
-    host: &str,
-    port: u16,
-    path: &str,
-    announce: Announce<'_>,
-    visit: &mut dyn FnMut(SocketAddr),
-) -> Result<(AnnounceInfo, Option<ScrapeCounts>), TrackerError> {
-    let query = announce_query(&announce, "started");
-    let raw = http_get(host, port, &with_query(path, &query), announce.timeout).await?;
-    let body = parse_http_response(&raw)?;
-    let info = parse_announce_body(&body, visit)?;
-    // Leave the swarm; the answer does not matter (its peers are not looked at).
-    let stopped = announce_query(&announce, "stopped");
-    let _ = http_get(host, port, &with_query(path, &stopped), announce.timeout).await;
-    let scrape = match scrape_path(path) {
-        Some(scrape_path) => {
-            let query = format!("info_hash={}", percent_encode(announce.info_hash));
-            match http_get(
-                host,
-                port,
-                &with_query(&scrape_path, &query),
-                announce.timeout,
-            )
-            .await
-            {
-                Ok(raw) => parse_http_response(&raw)
-                    .ok()
-                    .and_then(|body| parse_scrape_body(&body, announce.info_hash).ok()),
-                Err(_) => None,
-            }
-        }
-        None => None,
-    };
-    Ok((info, scrape))
-}
-
-fn announce_query(announce: &Announce<'_>, event: &str) -> String {
-    format!(
-        "info_hash={}&peer_id={}&port={}&uploaded=0&downloaded=0&left=1&compact=1&numwant={}\
-         &event={event}",
-        percent_encode(announce.info_hash),
-        percent_encode(announce.peer_id),
-        announce.port,
-        announce.numwant,
-    )
-}
-
-fn with_query(path: &str, query: &str) -> String {
-    if path.contains('?') {
-        format!("{path}&{query}")
-    } else {
-        format!("{path}?{query}")
-    }
-}
-
 /// BEP 48 convention: replace the last `announce` path segment with `scrape`.
 pub fn scrape_path(path: &str) -> Option<String> {
     let (base, query) = path.split_once('?').unwrap_or((path, ""));
@@ -243,7 +156,9 @@ pub fn scrape_path(path: &str) -> Option<String> {
     Some(out)
 }
 
-fn percent_encode(bytes: &[u8]) -> String {
+/// RFC 3986 percent-encoding of every byte outside the unreserved set (`A-Z a-z 0-9 - . _ ~`),
+/// as announce queries carry `info_hash` and `peer_id`.
+pub fn percent_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 3);
     for &byte in bytes {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
@@ -253,47 +168,6 @@ fn percent_encode(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-async fn http_get(
-    host: &str,
-    port: u16,
-    path_and_query: &str,
-    limit: Duration,
-) -> Result<Vec<u8>, TrackerError> {
-    let exchange = async {
-        let mut stream = TcpStream::connect((host, port))
-            .await
-            .map_err(|error| TrackerError::Io(error.kind().to_string()))?;
-        let host_header = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        let request = format!(
-            "GET {path_and_query} HTTP/1.0\r\nHost: {host_header}\r\n\
-             User-Agent: swarmwall-monitor/{}\r\nAccept-Encoding: identity\r\n\
-             Connection: close\r\n\r\n",
-            env!("CARGO_PKG_VERSION")
-        );
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|error| TrackerError::Io(error.kind().to_string()))?;
-        let mut response = Vec::new();
-        let mut limited = (&mut stream).take(MAX_HTTP_RESPONSE_BYTES as u64 + 1);
-        limited
-            .read_to_end(&mut response)
-            .await
-            .map_err(|error| TrackerError::Io(error.kind().to_string()))?;
-        if response.len() > MAX_HTTP_RESPONSE_BYTES {
-            return Err(TrackerError::Http("response larger than 1 MiB".to_owned()));
-        }
-        Ok(response)
-    };
-    timeout(limit, exchange)
-        .await
-        .unwrap_or(Err(TrackerError::Timeout(limit)))
 }
 
 /// Split an HTTP/1.x response into its body (de-chunked if needed). Status must be 200.
@@ -352,12 +226,6 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, TrackerError> {
     }
 }
 
-/// Bounds for tracker and KRPC bencoding: shallow, but room for a few hundred peer dicts.
-pub(crate) const RESPONSE_LIMITS: Limits = Limits {
-    max_depth: 6,
-    max_items: 16_384,
-};
-
 /// Parse an announce body: failure reason, interval, counts, and every peer (compact `peers`,
 /// dictionary-model `peers`, compact `peers6`) handed to `visit`.
 pub fn parse_announce_body(
@@ -386,7 +254,7 @@ pub fn parse_announce_body(
     };
     match root.get(b"peers") {
         Some(Value::Bytes(compact)) => {
-            info.peers += visit_compact(compact, false, visit);
+            info.peers += compact::visit_peers(compact, false, visit);
         }
         Some(list @ Value::List(_)) => {
             for peer in list.list_items() {
@@ -408,45 +276,9 @@ pub fn parse_announce_body(
         _ => {}
     }
     if let Some(Value::Bytes(compact)) = root.get(b"peers6") {
-        info.peers += visit_compact(compact, true, visit);
+        info.peers += compact::visit_peers(compact, true, visit);
     }
     Ok(info)
-}
-
-/// Visit 6-byte (IPv4) or 18-byte (IPv6) compact peer entries; a trailing partial entry is
-/// ignored. Returns the number visited.
-pub fn visit_compact(bytes: &[u8], ipv6: bool, visit: &mut dyn FnMut(SocketAddr)) -> usize {
-    let size = if ipv6 { 18 } else { 6 };
-    let mut count = 0;
-    for entry in bytes.chunks_exact(size) {
-        if let Some(address) = compact_address(entry) {
-            count += 1;
-            visit(address);
-        }
-    }
-    count
-}
-
-/// One compact address (6 or 18 bytes).
-pub fn compact_address(entry: &[u8]) -> Option<SocketAddr> {
-    match entry.len() {
-        6 => {
-            let ip = Ipv4Addr::new(
-                *entry.first()?,
-                *entry.get(1)?,
-                *entry.get(2)?,
-                *entry.get(3)?,
-            );
-            let port = u16::from_be_bytes([*entry.get(4)?, *entry.get(5)?]);
-            Some(SocketAddr::new(IpAddr::V4(ip), port))
-        }
-        18 => {
-            let octets: [u8; 16] = entry.get(..16)?.try_into().ok()?;
-            let port = u16::from_be_bytes([*entry.get(16)?, *entry.get(17)?]);
-            Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(octets)), port))
-        }
-        _ => None,
-    }
 }
 
 /// Parse a scrape body (`d5:filesd20:<hash>d8:completei..e...eee`).
@@ -492,107 +324,94 @@ fn printable(bytes: &[u8]) -> String {
 
 // ---------------------------------------------------------------- UDP (BEP 15)
 
-/// Connect, announce (`started`), announce (`stopped`), scrape over UDP. Peers go to `visit`.
-pub async fn udp_lookup(
-    host: &str,
-    port: u16,
-    announce: Announce<'_>,
-    visit: &mut dyn FnMut(SocketAddr),
-) -> Result<(AnnounceInfo, Option<ScrapeCounts>), TrackerError> {
-    let target = timeout(announce.timeout, tokio::net::lookup_host((host, port)))
-        .await
-        .map_err(|_| TrackerError::Timeout(announce.timeout))?
-        .map_err(|_| TrackerError::Resolve)?
-        .next()
-        .ok_or(TrackerError::Resolve)?;
-    let bind: SocketAddr = if target.is_ipv6() {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = UdpSocket::bind(bind)
-        .await
-        .map_err(|error| TrackerError::Io(error.kind().to_string()))?;
-    socket
-        .connect(target)
-        .await
-        .map_err(|error| TrackerError::Io(error.kind().to_string()))?;
-    let mut buf = vec![0u8; 65_536];
-
-    let transaction: u32 = rand::random();
+/// A BEP 15 connect request.
+pub fn udp_connect_request(transaction: u32) -> Vec<u8> {
     let mut request = UDP_PROTOCOL_ID.to_be_bytes().to_vec();
     request.extend_from_slice(&0u32.to_be_bytes());
     request.extend_from_slice(&transaction.to_be_bytes());
-    let reply = udp_exchange(&socket, &request, &mut buf, announce.timeout).await?;
-    let connection = parse_udp_connect(reply, transaction)?;
-
-    let transaction = transaction.wrapping_add(1);
-    let request = udp_announce_request(connection, transaction, &announce, 2);
-    let reply = udp_exchange(&socket, &request, &mut buf, announce.timeout).await?;
-    let info = parse_udp_announce(reply, transaction, target.is_ipv6(), visit)?;
-
-    // Leave the swarm: one `stopped` announce; its answer (peers included) is not looked at.
-    let request = udp_announce_request(connection, transaction.wrapping_add(1), &announce, 3);
-    let _ = udp_exchange(&socket, &request, &mut buf, announce.timeout).await;
-
-    let transaction = transaction.wrapping_add(2);
-    let mut request = connection.to_be_bytes().to_vec();
-    request.extend_from_slice(&2u32.to_be_bytes());
-    request.extend_from_slice(&transaction.to_be_bytes());
-    request.extend_from_slice(announce.info_hash);
-    let scrape = match udp_exchange(&socket, &request, &mut buf, announce.timeout).await {
-        Ok(reply) => parse_udp_scrape(reply, transaction).ok(),
-        Err(_) => None,
-    };
-    Ok((info, scrape))
-}
-
-fn udp_announce_request(
-    connection: u64,
-    transaction: u32,
-    announce: &Announce<'_>,
-    event: u32,
-) -> Vec<u8> {
-    let mut request = connection.to_be_bytes().to_vec();
-    request.extend_from_slice(&1u32.to_be_bytes());
-    request.extend_from_slice(&transaction.to_be_bytes());
-    request.extend_from_slice(announce.info_hash);
-    request.extend_from_slice(announce.peer_id);
-    request.extend_from_slice(&0u64.to_be_bytes()); // downloaded
-    request.extend_from_slice(&1u64.to_be_bytes()); // left
-    request.extend_from_slice(&0u64.to_be_bytes()); // uploaded
-    request.extend_from_slice(&event.to_be_bytes());
-    request.extend_from_slice(&0u32.to_be_bytes()); // ip: the source address
-    request.extend_from_slice(&rand::random::<u32>().to_be_bytes()); // key
-    request.extend_from_slice(
-        &i32::try_from(announce.numwant)
-            .unwrap_or(i32::MAX)
-            .to_be_bytes(),
-    );
-    request.extend_from_slice(&announce.port.to_be_bytes());
     request
 }
 
-/// Send `request`; wait for a reply; one retransmission (BEP 15 asks for retries, bounded
-/// here by the caller's timeout: at most two waits).
-async fn udp_exchange<'b>(
-    socket: &UdpSocket,
-    request: &[u8],
-    buf: &'b mut [u8],
-    limit: Duration,
-) -> Result<&'b [u8], TrackerError> {
-    for _attempt in 0..2 {
-        socket
-            .send(request)
-            .await
-            .map_err(|error| TrackerError::Io(error.kind().to_string()))?;
-        match timeout(limit / 2, socket.recv(buf)).await {
-            Ok(Ok(len)) => return buf.get(..len).ok_or(TrackerError::Malformed("length")),
-            Ok(Err(error)) => return Err(TrackerError::Io(error.kind().to_string())),
-            Err(_) => continue,
+/// The `event` of an announce (BEP 15 numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnounceEvent {
+    /// A regular announce (0).
+    None,
+    /// The download completed (1).
+    Completed,
+    /// The first announce (2).
+    Started,
+    /// Leaving the swarm (3).
+    Stopped,
+}
+
+impl AnnounceEvent {
+    /// The BEP 15 wire value.
+    pub fn to_u32(self) -> u32 {
+        match self {
+            Self::None => 0,
+            Self::Completed => 1,
+            Self::Started => 2,
+            Self::Stopped => 3,
         }
     }
-    Err(TrackerError::Timeout(limit))
+}
+
+/// A BEP 15 announce request.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpAnnounce<'a> {
+    /// Connection id from the connect response.
+    pub connection: u64,
+    /// Transaction id.
+    pub transaction: u32,
+    /// Info-hash.
+    pub info_hash: &'a [u8; 20],
+    /// Our peer id.
+    pub peer_id: &'a [u8; 20],
+    /// Bytes downloaded.
+    pub downloaded: u64,
+    /// Bytes left.
+    pub left: u64,
+    /// Bytes uploaded.
+    pub uploaded: u64,
+    /// Event.
+    pub event: AnnounceEvent,
+    /// Random key.
+    pub key: u32,
+    /// Peers wanted (-1: the tracker's default).
+    pub num_want: i32,
+    /// The port announced.
+    pub port: u16,
+}
+
+impl UdpAnnounce<'_> {
+    /// The 98 wire bytes (the `ip` field is 0: the source address).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut request = Vec::with_capacity(98);
+        request.extend_from_slice(&self.connection.to_be_bytes());
+        request.extend_from_slice(&1u32.to_be_bytes());
+        request.extend_from_slice(&self.transaction.to_be_bytes());
+        request.extend_from_slice(self.info_hash);
+        request.extend_from_slice(self.peer_id);
+        request.extend_from_slice(&self.downloaded.to_be_bytes());
+        request.extend_from_slice(&self.left.to_be_bytes());
+        request.extend_from_slice(&self.uploaded.to_be_bytes());
+        request.extend_from_slice(&self.event.to_u32().to_be_bytes());
+        request.extend_from_slice(&0u32.to_be_bytes());
+        request.extend_from_slice(&self.key.to_be_bytes());
+        request.extend_from_slice(&self.num_want.to_be_bytes());
+        request.extend_from_slice(&self.port.to_be_bytes());
+        request
+    }
+}
+
+/// A BEP 15 scrape request for one info-hash.
+pub fn udp_scrape_request(connection: u64, transaction: u32, info_hash: &[u8; 20]) -> Vec<u8> {
+    let mut request = connection.to_be_bytes().to_vec();
+    request.extend_from_slice(&2u32.to_be_bytes());
+    request.extend_from_slice(&transaction.to_be_bytes());
+    request.extend_from_slice(info_hash);
+    request
 }
 
 fn check_udp_header(datagram: &[u8], action: u32, transaction: u32) -> Result<(), TrackerError> {
@@ -648,7 +467,7 @@ pub fn parse_udp_announce(
             "announce response shorter than 20 bytes",
         ));
     };
-    let peers = visit_compact(datagram.get(20..).unwrap_or_default(), ipv6, visit);
+    let peers = compact::visit_peers(datagram.get(20..).unwrap_or_default(), ipv6, visit);
     Ok(AnnounceInfo {
         interval: Some(interval),
         complete: Some(seeders),
@@ -738,6 +557,37 @@ mod tests {
         assert_eq!(parse_http_response(raw).unwrap(), b"abcde");
         assert!(parse_http_response(b"HTTP/1.1 404 Not Found\r\n\r\n").is_err());
         assert!(parse_http_response(b"garbage").is_err());
+    }
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved_bytes() {
+        assert_eq!(percent_encode(b"aZ9-._~"), "aZ9-._~");
+        assert_eq!(percent_encode(&[0x00, b' ', 0xff, b'/']), "%00%20%FF%2F");
+    }
+
+    #[test]
+    fn udp_requests_have_the_bep15_layout() {
+        let connect = udp_connect_request(7);
+        assert_eq!(connect.len(), 16);
+        assert_eq!(&connect[..8], &UDP_PROTOCOL_ID.to_be_bytes());
+        let announce = UdpAnnounce {
+            connection: 42,
+            transaction: 9,
+            info_hash: &[1; 20],
+            peer_id: &[2; 20],
+            downloaded: 0,
+            left: 1,
+            uploaded: 0,
+            event: AnnounceEvent::Stopped,
+            key: 5,
+            num_want: 200,
+            port: 6881,
+        }
+        .encode();
+        assert_eq!(announce.len(), 98);
+        assert_eq!(&announce[80..84], &3u32.to_be_bytes());
+        assert_eq!(&announce[96..], &6881u16.to_be_bytes());
+        assert_eq!(udp_scrape_request(42, 9, &[1; 20]).len(), 36);
     }
 
     #[test]

@@ -6,13 +6,13 @@
 //! **on sight**: an address outside them is dropped at once (never stored, printed or logged);
 //! an address inside them is a [`Leak`]: evidence that blocking failed somewhere. A leak can be
 //! confirmed with a BitTorrent handshake to that address, which also yields the peer's client
-//! id. Leaks are counted in [`Metrics::monitor_leaks`].
+//! id. Leaks are counted in [`MonitorMetrics`] (`swarmwall_monitor_leaks_total`).
 //!
 //! Every network step has a timeout; requests are rate-limited per tracker and per DHT node
 //! (governor); the DHT lookup is bounded in queries and concurrency.
 
 pub mod dht;
-pub mod krpc;
+mod metrics;
 pub mod tracker;
 pub mod watchlist;
 
@@ -23,11 +23,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use governor::Quota;
 use ipnet::IpNet;
+use swarmwall_core::bt::peer_wire::{self, Handshake};
+use swarmwall_core::bt::tracker::TrackerUrl;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::metrics::Metrics;
-use tracker::{Announce, TrackerUrl};
+pub use metrics::{MonitorMetrics, serve_metrics};
+use tracker::Announce;
 pub use watchlist::{EntryError, Work};
 
 /// Keyed (by `host:port`) rate limiter for trackers and DHT nodes.
@@ -155,12 +157,12 @@ pub struct Monitor {
     peer_id: [u8; 20],
     tracker_limiter: RateLimiter,
     dht_limiter: RateLimiter,
-    metrics: Arc<Metrics>,
+    metrics: Arc<MonitorMetrics>,
 }
 
 impl Monitor {
     /// A monitor with its own rate limiters.
-    pub fn new(config: MonitorConfig, metrics: Arc<Metrics>) -> Result<Self, MonitorError> {
+    pub fn new(config: MonitorConfig, metrics: Arc<MonitorMetrics>) -> Result<Self, MonitorError> {
         if config.egress.is_empty() {
             return Err(MonitorError::NoEgress);
         }
@@ -243,7 +245,7 @@ impl Monitor {
             } else {
                 None
             };
-            self.metrics.monitor_leaks.inc();
+            self.metrics.record_leak();
             leaks.push(Leak {
                 time: SystemTime::now(),
                 info_hash: work.info_hash,
@@ -394,36 +396,21 @@ async fn confirm(
 ) -> Option<String> {
     let exchange = async {
         let mut stream = TcpStream::connect(address).await.ok()?;
-        let mut handshake = Vec::with_capacity(68);
-        handshake.push(0x13);
-        handshake.extend_from_slice(b"BitTorrent protocol");
-        handshake.extend_from_slice(&[0; 8]);
-        handshake.extend_from_slice(info_hash);
-        handshake.extend_from_slice(peer_id);
-        stream.write_all(&handshake).await.ok()?;
-        let mut reply = [0u8; 68];
+        let ours = Handshake {
+            reserved: peer_wire::RESERVED_NONE,
+            info_hash: *info_hash,
+            peer_id: *peer_id,
+        };
+        stream.write_all(&ours.encode()).await.ok()?;
+        let mut reply = [0u8; peer_wire::HANDSHAKE_LEN];
         stream.read_exact(&mut reply).await.ok()?;
-        if reply.get(..20) != handshake.get(..20) || reply.get(28..48) != Some(&info_hash[..]) {
+        let theirs = Handshake::decode(&reply)?;
+        if theirs.info_hash != *info_hash {
             return None;
         }
-        Some(client_id(reply.get(48..68)?))
+        Some(peer_wire::client_prefix(&theirs.peer_id))
     };
     tokio::time::timeout(limit, exchange).await.ok().flatten()
-}
-
-/// Azureus-style `-XXnnnn-` prefix, or the printable start of the peer id.
-fn client_id(peer_id: &[u8]) -> String {
-    let prefix = peer_id.get(..8).unwrap_or_default();
-    prefix
-        .iter()
-        .map(|&b| {
-            if b.is_ascii_graphic() {
-                char::from(b)
-            } else {
-                '.'
-            }
-        })
-        .collect()
 }
 
 /// RFC 3339 UTC timestamp with seconds (`2026-11-23T10:00:00Z`).
@@ -447,29 +434,6 @@ pub fn rfc3339(time: SystemTime) -> String {
         rest % 3600 / 60,
         rest % 60
     )
-}
-
-/// Serve `/metrics` (Prometheus text) on `listener` until the task is dropped.
-pub async fn serve_metrics(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-) -> std::io::Result<()> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let metrics = Arc::clone(&metrics);
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    metrics.encode(),
-                )
-            }
-        }),
-    );
-    axum::serve(listener, app).await
 }
 
 #[cfg(test)]
@@ -507,11 +471,5 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-23T10:51:18Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
-    }
-
-    #[test]
-    fn client_ids() {
-        assert_eq!(client_id(b"-lt20A0-abcdefghijkl"), "-lt20A0-");
-        assert_eq!(client_id(b"\x00\x01abcdefghijklmnopqr"), "..abcdef");
     }
 }

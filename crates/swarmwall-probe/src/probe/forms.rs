@@ -7,6 +7,9 @@
 //! MSE); the controls are what a browser, curl or a DNS resolver would send.
 
 use rand::{Rng, RngCore};
+use swarmwall_core::bt::krpc;
+use swarmwall_core::bt::peer_wire::{self, Handshake};
+use swarmwall_core::bt::tracker::{self, AnnounceEvent, UdpAnnounce, percent_encode};
 
 /// Whether a form is BitTorrent (must be blocked) or a benign control (must pass).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -169,27 +172,14 @@ fn peer_id(rng: &mut impl RngCore, prefix: &[u8; 8]) -> [u8; 20] {
 }
 
 /// BEP 3 handshake with the extension (BEP 10), DHT and Fast bits set, as libtorrent sends.
-pub fn peer_wire_handshake(info_hash: &[u8; 20], peer_id: &[u8; 20]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(68);
-    out.push(0x13);
-    out.extend_from_slice(b"BitTorrent protocol");
-    out.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x05]);
-    out.extend_from_slice(info_hash);
-    out.extend_from_slice(peer_id);
-    out
-}
-
-/// RFC 3986 percent-encoding of every byte outside the unreserved set.
-pub fn percent_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 3);
-    for &byte in bytes {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
+fn peer_wire_handshake(info_hash: &[u8; 20], peer_id: &[u8; 20]) -> Vec<u8> {
+    Handshake {
+        reserved: peer_wire::RESERVED_LIBTORRENT,
+        info_hash: *info_hash,
+        peer_id: *peer_id,
     }
-    out
+    .encode()
+    .to_vec()
 }
 
 fn http_tracker_announce(host: &str, info_hash: &[u8; 20], peer_id: &[u8; 20]) -> Vec<Flight> {
@@ -421,11 +411,7 @@ fn dht_get_peers(
     target_node_id: &[u8; 20],
     info_hash: &[u8; 20],
 ) -> (Vec<u8>, Vec<u8>) {
-    let mut query = b"d1:ad2:id".to_vec();
-    bencode_bytes(&mut query, node_id);
-    query.extend_from_slice(b"9:info_hash");
-    bencode_bytes(&mut query, info_hash);
-    query.extend_from_slice(b"e1:q9:get_peers1:t2:gp1:y1:qe");
+    let query = krpc::get_peers(b"gp", node_id, info_hash);
     let mut reply = b"d1:rd2:id".to_vec();
     bencode_bytes(&mut reply, target_node_id);
     reply.extend_from_slice(b"5:token");
@@ -442,27 +428,26 @@ fn udp_tracker(
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
     let transaction: u32 = rng.random();
     let connection: u64 = rng.random();
-    let mut connect = 0x0417_2710_1980u64.to_be_bytes().to_vec();
-    connect.extend_from_slice(&0u32.to_be_bytes());
-    connect.extend_from_slice(&transaction.to_be_bytes());
+    let connect = tracker::udp_connect_request(transaction);
     let mut connect_reply = 0u32.to_be_bytes().to_vec();
     connect_reply.extend_from_slice(&transaction.to_be_bytes());
     connect_reply.extend_from_slice(&connection.to_be_bytes());
 
     let announce_tx = transaction.wrapping_add(1);
-    let mut announce = connection.to_be_bytes().to_vec();
-    announce.extend_from_slice(&1u32.to_be_bytes());
-    announce.extend_from_slice(&announce_tx.to_be_bytes());
-    announce.extend_from_slice(info_hash);
-    announce.extend_from_slice(peer_id);
-    announce.extend_from_slice(&0u64.to_be_bytes()); // downloaded
-    announce.extend_from_slice(&1_048_576u64.to_be_bytes()); // left
-    announce.extend_from_slice(&0u64.to_be_bytes()); // uploaded
-    announce.extend_from_slice(&2u32.to_be_bytes()); // event: started
-    announce.extend_from_slice(&0u32.to_be_bytes()); // ip: default
-    announce.extend_from_slice(&rng.random::<u32>().to_be_bytes()); // key
-    announce.extend_from_slice(&200i32.to_be_bytes()); // num_want
-    announce.extend_from_slice(&6881u16.to_be_bytes());
+    let announce = UdpAnnounce {
+        connection,
+        transaction: announce_tx,
+        info_hash,
+        peer_id,
+        downloaded: 0,
+        left: 1_048_576,
+        uploaded: 0,
+        event: AnnounceEvent::Started,
+        key: rng.random(),
+        num_want: 200,
+        port: 6881,
+    }
+    .encode();
     let mut announce_reply = 1u32.to_be_bytes().to_vec();
     announce_reply.extend_from_slice(&announce_tx.to_be_bytes());
     announce_reply.extend_from_slice(&1800u32.to_be_bytes());
@@ -503,7 +488,7 @@ fn dns_query(rng: &mut impl RngCore, name: &str) -> (Vec<u8>, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarmwall_core::classify::bencode::{Limits, parse_exact};
+    use swarmwall_core::bt::bencode::{Limits, parse_exact};
 
     #[test]
     fn bencoded_forms_parse() {

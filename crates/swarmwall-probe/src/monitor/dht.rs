@@ -12,8 +12,9 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
+use swarmwall_core::bt::krpc::{self, MessageKind};
+
 use super::RateLimiter;
-use super::krpc::{self, MessageKind};
 
 /// Most node contacts kept during one lookup.
 const MAX_CANDIDATES: usize = 512;
