@@ -34,7 +34,8 @@ fn arg(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// The node secret beside the log (where `serve` keeps it and `audit verify` finds it).
+/// The node secret beside the log (the tests' configs name it in `secret_key_file`; `audit
+/// verify` also looks beside the log).
 fn secret(dir: &Path) -> PseudonymKey {
     PseudonymKey::load_or_create(&dir.join("swarmwall-secret.key")).unwrap()
 }
@@ -322,8 +323,10 @@ fn a_running_server_sends_checkpoints_to_syslog_and_redis() {
             "[security]\nfailure_delay = \"0s\"\nmax_failures = 100000\n\
              audit_checkpoint_records = 5\naudit_checkpoint_interval = \"1s\"\n\
              audit_syslog = \"{}\"\naudit_node_name = \"node-t\"\n\
+             secret_key_file = \"{}\"\n\
              [store]\nurl = \"{url}\"\ntimeout = \"2s\"\n",
-            socket.display()
+            socket.display(),
+            dir.path().join("swarmwall-secret.key").display()
         ),
     )
     .unwrap();
@@ -420,8 +423,12 @@ fn cli_admin_actions_join_the_chain_while_the_server_writes() {
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
-        "[security]\nfailure_delay = \"0s\"\nmax_failures = 100000\nargon2_memory_kib = 64\n\
-         argon2_iterations = 1\naudit_max_bytes = 16000\naudit_keep_files = 100\n",
+        format!(
+            "[security]\nfailure_delay = \"0s\"\nmax_failures = 100000\nargon2_memory_kib = 64\n\
+             argon2_iterations = 1\naudit_max_bytes = 16000\naudit_keep_files = 100\n\
+             secret_key_file = \"{}\"\n",
+            dir.path().join("swarmwall-secret.key").display()
+        ),
     )
     .unwrap();
     let log = dir.path().join("audit.jsonl");
