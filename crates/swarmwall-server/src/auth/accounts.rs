@@ -51,6 +51,48 @@ pub struct Account {
     pub deny_countries: Vec<String>,
 }
 
+impl Account {
+    /// A new enabled account with the PHC string `password` and no TOTP or country lists.
+    pub fn new(name: &str, password: String) -> Self {
+        Self {
+            name: name.to_owned(),
+            password,
+            disabled: false,
+            totp_secret: None,
+            allow_countries: Vec::new(),
+            deny_countries: Vec::new(),
+        }
+    }
+
+    /// Check the fields other than the name: a PHC password string, a base32 TOTP secret,
+    /// two-letter country codes. The message names the field, never its value's secret.
+    pub fn check(&self) -> Result<(), String> {
+        if PasswordHash::new(&self.password).is_err() {
+            return Err(format!(
+                "account `{}`: `password` is not a PHC string (use `swarmwall user passwd`)",
+                self.name
+            ));
+        }
+        if let Some(secret) = &self.totp_secret
+            && totp_rs::Secret::try_from_base32(secret).is_err()
+        {
+            return Err(format!(
+                "account `{}`: `totp_secret` is not base32",
+                self.name
+            ));
+        }
+        for code in self.allow_countries.iter().chain(&self.deny_countries) {
+            if !crate::geo::is_country_code(code) {
+                return Err(format!(
+                    "account `{}`: `{code}` is not a two-letter country code",
+                    self.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Debug for Account {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Account")
@@ -301,40 +343,13 @@ impl AccountsFile {
 
     /// Duplicate names, bad names and non-argon2 password fields are refused.
     fn check(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::with_capacity(self.accounts.len());
         for (index, account) in self.accounts.iter().enumerate() {
             check_name(&account.name).map_err(|m| format!("account #{}: {m}", index + 1))?;
-            if self.accounts[..index]
-                .iter()
-                .any(|other| other.name == account.name)
-            {
+            if !seen.insert(account.name.as_str()) {
                 return Err(format!("account `{}` appears twice", account.name));
             }
-            if PasswordHash::new(&account.password).is_err() {
-                return Err(format!(
-                    "account `{}`: `password` is not a PHC string (use `swarmwall user passwd`)",
-                    account.name
-                ));
-            }
-            if let Some(secret) = &account.totp_secret
-                && totp_rs::Secret::try_from_base32(secret).is_err()
-            {
-                return Err(format!(
-                    "account `{}`: `totp_secret` is not base32",
-                    account.name
-                ));
-            }
-            for code in account
-                .allow_countries
-                .iter()
-                .chain(&account.deny_countries)
-            {
-                if !crate::geo::is_country_code(code) {
-                    return Err(format!(
-                        "account `{}`: `{code}` is not a two-letter country code",
-                        account.name
-                    ));
-                }
-            }
+            account.check()?;
         }
         Ok(())
     }
@@ -362,7 +377,8 @@ fn lock_beside(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Accounts
         .map_err(|(_, errno)| write_error(std::io::Error::from(errno)))
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+/// Check an account name: 1 to 255 bytes, no spaces or control characters.
+pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err("account names are 1 to 255 bytes".to_owned());
     }

@@ -20,6 +20,7 @@
 //! The accounts file is re-read without a restart: [`Authenticator::spawn_accounts_watcher`]
 //! polls its modification time every second and swaps the new accounts in atomically.
 
+mod account_set;
 mod accounts;
 mod key;
 mod setup;
@@ -34,7 +35,8 @@ use arc_swap::ArcSwap;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-pub use accounts::{Account, AccountsError, AccountsFile, HashParams, hash_password};
+pub use account_set::AccountSet;
+pub use accounts::{Account, AccountsError, AccountsFile, HashParams, check_name, hash_password};
 pub use key::{KeyError, PseudonymKey, shared_mode, warn_if_shared};
 pub use setup::{DEFAULT_KEY_FILE, SecuritySetup, SetupError};
 
@@ -123,9 +125,9 @@ struct Policy {
     geo: Option<Arc<GeoDb>>,
 }
 
-/// The accounts plus a dummy hash with the same argon2 cost.
+/// The accounts (a map by name) plus a dummy hash with the same argon2 cost.
 struct Loaded {
-    file: AccountsFile,
+    file: AccountSet,
     dummy_hash: String,
 }
 
@@ -139,13 +141,29 @@ impl std::fmt::Debug for Loaded {
 }
 
 impl Loaded {
-    fn new(file: AccountsFile) -> Self {
-        let first = file
-            .accounts
-            .first()
-            .map(|account| account.password.as_str());
+    fn new(file: AccountSet) -> Self {
+        let first = file.any().map(|account| account.password.as_str());
         let dummy_hash = accounts::dummy_hash_like(first);
         Self { file, dummy_hash }
+    }
+
+    /// A new set with the dummy hash of `self` when the cost parameters did not change (no
+    /// argon2 hashing on the swap path of an API edit).
+    fn replaced(&self, file: AccountSet) -> Self {
+        let params = |phc: Option<&str>| {
+            phc.and_then(|phc| argon2::PasswordHash::new(phc).ok())
+                .and_then(|hash| argon2::Params::try_from(&hash).ok())
+        };
+        let old = params(self.file.any().map(|a| a.password.as_str()));
+        let new = params(file.any().map(|a| a.password.as_str()));
+        if old.is_some() && old == new {
+            Self {
+                file,
+                dummy_hash: self.dummy_hash.clone(),
+            }
+        } else {
+            Self::new(file)
+        }
     }
 }
 
@@ -245,7 +263,7 @@ impl Authenticator {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                accounts: ArcSwap::from_pointee(Loaded::new(accounts)),
+                accounts: ArcSwap::from_pointee(Loaded::new(AccountSet::from(accounts))),
                 policy: ArcSwap::from_pointee(Policy {
                     settings: Settings::new(config),
                     geo,
@@ -261,19 +279,29 @@ impl Authenticator {
 
     /// True when at least one account exists (the server then requires RFC 1929).
     pub fn has_accounts(&self) -> bool {
-        !self.inner.accounts.load().file.accounts.is_empty()
+        !self.inner.accounts.load().file.is_empty()
     }
 
-    /// Names of the loaded accounts with their disabled flag (admin listings).
+    /// Names of the loaded accounts with their disabled flag (admin listings), by name.
     pub fn account_names(&self) -> Vec<(String, bool)> {
-        self.inner
-            .accounts
-            .load()
+        let loaded = self.inner.accounts.load();
+        loaded
             .file
-            .accounts
+            .sorted_names()
             .iter()
+            .filter_map(|name| loaded.file.find(name))
             .map(|account| (account.name.clone(), account.disabled))
             .collect()
+    }
+
+    /// The accounts in force now (a snapshot; O(1) to take).
+    pub fn accounts(&self) -> AccountSet {
+        self.inner.accounts.load().file.clone()
+    }
+
+    /// The account called `name` in force now (O(1)).
+    pub fn account(&self, name: &str) -> Option<Arc<Account>> {
+        self.inner.accounts.load().file.get(name)
     }
 
     /// Swap in new `[security]` settings and GeoIP database (configuration reload). State in
@@ -288,14 +316,28 @@ impl Authenticator {
     /// Swap in new accounts (used by the watcher; also callable on SIGHUP).
     /// Records an `admin_action` event naming the accounts that changed (never their secrets).
     pub async fn reload_accounts(&self, accounts: AccountsFile) {
-        let loaded = tokio::task::spawn_blocking(move || Loaded::new(accounts)).await;
-        if let Ok(loaded) = loaded {
-            let previous = self.inner.accounts.swap(Arc::new(loaded));
-            let current = self.inner.accounts.load();
-            if let Some(changes) = account_changes(&previous.file, &current.file) {
+        let current = self.inner.accounts.load_full();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let set = AccountSet::from(accounts);
+            let changes = account_set::changes(&current.file, &set);
+            (current.replaced(set), changes)
+        })
+        .await;
+        if let Ok((loaded, changes)) = loaded {
+            self.inner.accounts.store(Arc::new(loaded));
+            if let Some(changes) = changes {
                 self.inner.audit.record("admin_action", None, None, changes);
             }
         }
+    }
+
+    /// Swap in `accounts` as they are (API edits and store followers, which audit their own
+    /// changes). Logins in flight finish with the set they started with.
+    pub fn replace_accounts(&self, accounts: AccountSet) {
+        let current = self.inner.accounts.load_full();
+        self.inner
+            .accounts
+            .store(Arc::new(current.replaced(accounts)));
     }
 
     /// Poll `path` every second and reload it when its modification time, size or inode
@@ -786,57 +828,6 @@ fn check_credentials(
         None if !in_window && verify(input) => Credentials::Password,
         None => Credentials::Bad,
     }
-}
-
-/// What changed between two accounts files, as event details; `None` when nothing did.
-fn account_changes(old: &AccountsFile, new: &AccountsFile) -> Option<serde_json::Value> {
-    let names = |file: &AccountsFile, keep: &dyn Fn(&Account) -> bool| -> Vec<String> {
-        file.accounts
-            .iter()
-            .filter(|account| keep(account))
-            .map(|account| account.name.clone())
-            .collect()
-    };
-    let added = names(new, &|a| old.find(&a.name).is_none());
-    let removed = names(old, &|a| new.find(&a.name).is_none());
-    let changed = |test: &dyn Fn(&Account, &Account) -> bool| {
-        names(new, &|a| {
-            old.find(&a.name).is_some_and(|before| test(before, a))
-        })
-    };
-    let password_changed = changed(&|before, after| before.password != after.password);
-    let disabled = changed(&|before, after| !before.disabled && after.disabled);
-    let enabled = changed(&|before, after| before.disabled && !after.disabled);
-    let totp_enrolled = changed(&|before, after| {
-        after.totp_secret.is_some() && before.totp_secret != after.totp_secret
-    });
-    let totp_removed =
-        changed(&|before, after| before.totp_secret.is_some() && after.totp_secret.is_none());
-    let countries_changed = changed(&|before, after| {
-        before.allow_countries != after.allow_countries
-            || before.deny_countries != after.deny_countries
-    });
-    let fields = [
-        ("added", added),
-        ("removed", removed),
-        ("password_changed", password_changed),
-        ("disabled", disabled),
-        ("enabled", enabled),
-        ("totp_enrolled", totp_enrolled),
-        ("totp_removed", totp_removed),
-        ("countries_changed", countries_changed),
-    ];
-    if fields.iter().all(|(_, names)| names.is_empty()) {
-        return None;
-    }
-    let mut details = serde_json::Map::new();
-    details.insert("action".to_owned(), json!("accounts_changed"));
-    for (key, names) in fields {
-        if !names.is_empty() {
-            details.insert(key.to_owned(), json!(names));
-        }
-    }
-    Some(serde_json::Value::Object(details))
 }
 
 /// File identity for the watcher: modification time, size, inode.

@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::AuditLog;
-use crate::auth::{AccountsFile, Authenticator, SecuritySetup};
+use crate::auth::{Authenticator, SecuritySetup};
 use crate::config::{Config, ServerConfig};
 use crate::metrics::Metrics;
 use crate::policy::DestinationPolicy;
@@ -56,6 +56,8 @@ pub struct ServeOptions {
     pub listen: Option<SocketAddr>,
     /// `--accounts FILE`: overrides `server.accounts`; re-read on reload.
     pub accounts: Option<PathBuf>,
+    /// `--accounts-backend`: overrides `[security] accounts_backend`.
+    pub accounts_backend: Option<crate::config::AccountsBackend>,
     /// `--allow-destination CIDR` (repeatable): allow rules ahead of the lateral-movement guard.
     pub allow_destination: Vec<ipnet::IpNet>,
     /// `--admin-listen ADDR`.
@@ -141,16 +143,11 @@ impl Runtime {
         if let Some(accounts) = &options.accounts {
             server.accounts = Some(accounts.clone());
         }
-        // Parse the accounts file now so that a broken file fails start-up or reload with a
-        // precise error; the long-lived authenticator (lockouts, TOTP windows, watcher) lives
-        // in `Shared::security` and is attached by `Server::bind` / `ServerHandle::reload`.
-        let authenticator = match &server.accounts {
-            Some(path) => {
-                let authenticator = Authenticator::new(AccountsFile::load(path)?);
-                authenticator.has_accounts().then_some(authenticator)
-            }
-            None => None,
-        };
+        // The accounts are read once, by the long-lived authenticator in `Shared::security`
+        // (lockouts, TOTP windows, watcher), attached by `Server::bind` /
+        // `ServerHandle::reload`; a broken file fails start-up or reload there with a precise
+        // error. Until then `authenticator` is `None`.
+        let authenticator: Option<Authenticator> = None;
         let policy = DestinationPolicy::new(&config.policy, &options.allow_destination)?;
         Ok(Self {
             config,
@@ -166,6 +163,17 @@ impl Runtime {
         self.authenticator = (self.authenticator.is_some()
             || security.authenticator.has_accounts())
         .then(|| security.authenticator.clone());
+    }
+
+    /// True when an accounts file or another accounts backend is configured (their accounts
+    /// are loaded later, by [`SecuritySetup`]).
+    pub fn accounts_configured(&self, options: &ServeOptions) -> bool {
+        self.server.accounts.is_some()
+            || self.config.security.accounts.is_some()
+            || options
+                .accounts_backend
+                .or(self.config.security.accounts_backend)
+                .is_some_and(|backend| backend != crate::config::AccountsBackend::File)
     }
 
     /// Refuse an open proxy: a non-loopback listener without authentication, unless the
@@ -243,7 +251,11 @@ impl Server {
     pub async fn bind(options: ServeOptions, metrics: Arc<Metrics>) -> Result<Self, ServerError> {
         let runtime = Runtime::load(&options)?;
         let address = runtime.server.listen;
-        runtime.check_listen(address)?;
+        // Accounts are loaded below (after the store): refuse an open proxy now when none are
+        // configured at all, and again once they are loaded (an empty file is no protection).
+        if !runtime.accounts_configured(&options) {
+            runtime.check_listen(address)?;
+        }
         if runtime.server.danger_disable_inspection {
             tracing::warn!(
                 "server.danger_disable_inspection is set: TCP sessions are NOT inspected and \
@@ -304,6 +316,7 @@ impl Server {
         let pseudonym_key = security.key.derive("session-pseudonym");
         let mut runtime = runtime;
         runtime.attach_authenticator(&security);
+        runtime.check_listen(address)?;
         let strikes = Strikes::with_config(
             store,
             &runtime.config.policy.strikes,

@@ -24,6 +24,10 @@ pub(crate) struct ServeArgs {
     /// Accounts file; with accounts, username/password authentication is required.
     #[arg(long, value_name = "FILE")]
     accounts: Option<PathBuf>,
+    /// Where accounts come from: `file` (default with `--accounts`), `store` (the state
+    /// store, shared by a fleet) or `radius` (`[security.radius]`).
+    #[arg(long, value_name = "BACKEND")]
+    accounts_backend: Option<swarmwall_server::config::AccountsBackend>,
     /// Allow destinations in this network despite the lateral-movement guard (repeatable).
     #[arg(long = "allow-destination", value_name = "CIDR", value_parser = parse_cidr)]
     allow_destination: Vec<ipnet::IpNet>,
@@ -79,6 +83,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config_path: args.config,
         listen: args.listen,
         accounts: args.accounts,
+        accounts_backend: args.accounts_backend,
         allow_destination: args.allow_destination,
         admin_listen: args.wiring.admin_listen,
         admin_token_file: args.wiring.admin_token_file,
