@@ -356,7 +356,7 @@ impl AccountsFile {
 }
 
 /// Take an exclusive `flock` on `.NAME.lock` beside `path` (released on drop).
-fn lock_beside(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, AccountsError> {
+pub(crate) fn lock_beside(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, AccountsError> {
     use std::os::unix::fs::OpenOptionsExt;
     let write_error = |source| AccountsError::Write {
         path: path.to_owned(),

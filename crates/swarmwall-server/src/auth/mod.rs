@@ -21,7 +21,9 @@
 //! polls its modification time every second and swaps the new accounts in atomically.
 
 mod account_set;
+pub mod account_store;
 mod accounts;
+mod directory;
 mod key;
 mod setup;
 pub mod totp;
@@ -37,6 +39,9 @@ use zeroize::Zeroizing;
 
 pub use account_set::AccountSet;
 pub use accounts::{Account, AccountsError, AccountsFile, HashParams, check_name, hash_password};
+pub use directory::{
+    AccountDirectory, AccountPatch, DirectoryBackend, DirectoryError, ImportReport, NewAccount,
+};
 pub use key::{KeyError, PseudonymKey, shared_mode, warn_if_shared};
 pub use setup::{DEFAULT_KEY_FILE, SecuritySetup, SetupError};
 
@@ -116,6 +121,8 @@ struct Inner {
     key: PseudonymKey,
     /// Accounts files the watcher could not load (kept the old accounts).
     reload_failures: std::sync::atomic::AtomicU64,
+    /// Authentication is required even with no account loaded (store and RADIUS backends).
+    always_required: std::sync::atomic::AtomicBool,
 }
 
 /// The reloadable part: settings and the GeoIP database.
@@ -273,13 +280,25 @@ impl Authenticator {
                 metrics,
                 key,
                 reload_failures: std::sync::atomic::AtomicU64::new(0),
+                always_required: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
 
     /// True when at least one account exists (the server then requires RFC 1929).
     pub fn has_accounts(&self) -> bool {
-        !self.inner.accounts.load().file.is_empty()
+        self.inner
+            .always_required
+            .load(std::sync::atomic::Ordering::Relaxed)
+            || !self.inner.accounts.load().file.is_empty()
+    }
+
+    /// Require authentication even while no account is loaded (accounts in the state store
+    /// or in RADIUS: an empty local copy must never open the proxy).
+    pub fn require_authentication(&self) {
+        self.inner
+            .always_required
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Names of the loaded accounts with their disabled flag (admin listings), by name.
@@ -830,8 +849,11 @@ fn check_credentials(
     }
 }
 
+/// File identity: modification time, size, inode.
+type FileStamp = (std::time::SystemTime, u64, u64);
+
 /// File identity for the watcher: modification time, size, inode.
-fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64, u64)> {
+fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len(), meta.ino()))

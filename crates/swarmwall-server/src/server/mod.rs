@@ -301,8 +301,12 @@ impl Server {
                 ServerError::Setup(format!("cannot create {}: {error}", parent.display()))
             })?;
         }
+        let mut security_config = runtime.config.security.clone();
+        if let Some(backend) = options.accounts_backend {
+            security_config.accounts_backend = Some(backend);
+        }
         let security = SecuritySetup::load(
-            &runtime.config.security,
+            &security_config,
             runtime.server.accounts.as_deref(),
             Some(&audit_path),
             store.clone(),
@@ -310,6 +314,7 @@ impl Server {
         )
         .map_err(|error| ServerError::Setup(format!("account security: {error}")))?;
         security.spawn_accounts_watcher();
+        security.start_accounts().await;
         let audit = security.audit.clone();
         // From the persistent secret file, so that strike subjects of unauthenticated clients
         // survive restarts and agree across nodes that share the key file.

@@ -216,6 +216,7 @@ async fn start_admin(
             .map(|(name, disabled)| AccountEntry { name, disabled })
             .collect()
     }))
+    .with_directory(handle.security().directory.clone())
     .with_reload(Arc::new(move || {
         let handle = reload_handle.clone();
         Box::pin(async move { handle.reload().await })
