@@ -8,3 +8,4 @@ pub(crate) mod serve;
 pub(crate) mod store;
 pub(crate) mod strikes;
 pub(crate) mod user;
+pub(crate) mod user_store;

@@ -1,4 +1,6 @@
-//! `swarmwall user add|passwd|remove|list|disable|enable|totp`: edit the accounts file.
+//! `swarmwall user add|passwd|remove|list|disable|enable|totp|import`: edit the accounts file,
+//! or with `--store URL` the accounts kept in the state store (`accounts_backend = "store"`;
+//! see `user_store.rs`).
 //!
 //! Every edit loads the file, changes it and replaces it atomically with mode 0600 (see
 //! `AccountsFile::save`); a running `swarmwall serve` picks the change up within a second.
@@ -22,13 +24,20 @@ pub(crate) struct UserArgs {
     accounts: Option<PathBuf>,
     /// Configuration file (for the accounts path, argon2 cost and TOTP issuer).
     #[arg(long, global = true)]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
+    /// Edit the accounts kept in this state store (`redis://HOST:PORT/DB`, `embedded:DIR`)
+    /// instead of an accounts file; every node of a fleet follows within a second.
+    #[arg(long, global = true)]
+    pub(crate) store: Option<swarmwall_server::config::StoreBackend>,
+    /// Data directory of a bare `--store embedded`.
+    #[arg(long, global = true)]
+    pub(crate) data_dir: Option<PathBuf>,
     #[command(subcommand)]
-    command: UserCommand,
+    pub(crate) command: UserCommand,
 }
 
 #[derive(Debug, clap::Subcommand)]
-enum UserCommand {
+pub(crate) enum UserCommand {
     /// Add an account (creates the file if needed).
     Add {
         /// Account name.
@@ -76,10 +85,22 @@ enum UserCommand {
         #[arg(long)]
         no_qr: bool,
     },
+    /// Copy the accounts of a TOML accounts file (hashes as they are) into the store given by
+    /// `--store` (or, without it, merge them into `--accounts`).
+    Import {
+        /// Accounts file to copy from.
+        file: PathBuf,
+        /// Replace accounts that already exist (default: leave them alone).
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 /// Run `swarmwall user`.
 pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
+    if args.store.is_some() {
+        return super::user_store::run(args);
+    }
     let security = match &args.config {
         Some(path) => SecurityConfig::load_section(path)?,
         None => SecurityConfig::default(),
@@ -142,6 +163,30 @@ pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
             remove,
             no_qr,
         } => return enrol_totp(&path, &name, &security.totp_issuer, force, remove, no_qr),
+        UserCommand::Import { file, replace } => {
+            let source = AccountsFile::load(&file)?;
+            let (mut created, mut replaced, mut skipped) = (0, 0, 0);
+            AccountsFile::edit_locked(&path, true, |target| {
+                for account in source.accounts.iter().cloned() {
+                    match target.accounts.iter().position(|a| a.name == account.name) {
+                        Some(_) if !replace => skipped += 1,
+                        Some(index) => {
+                            target.accounts[index] = account;
+                            replaced += 1;
+                        }
+                        None => {
+                            target.accounts.push(account);
+                            created += 1;
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            eprintln!(
+                "imported into {}: {created} created, {replaced} replaced, {skipped} skipped",
+                path.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -154,7 +199,7 @@ fn edit(
     Ok(())
 }
 
-fn list(file: &AccountsFile) {
+pub(crate) fn list(file: &AccountsFile) {
     println!("{:<24} {:<9} {:<5} countries", "NAME", "STATUS", "TOTP");
     for account in &file.accounts {
         let status = if account.disabled {
@@ -246,7 +291,7 @@ fn render_qr(code: &qrcodegen::QrCode) -> String {
 }
 
 /// The new password: one line from stdin, or typed twice without echo.
-fn read_password(from_stdin: bool) -> anyhow::Result<Zeroizing<String>> {
+pub(crate) fn read_password(from_stdin: bool) -> anyhow::Result<Zeroizing<String>> {
     let password = if from_stdin {
         let mut line = Zeroizing::new(String::new());
         std::io::stdin()
