@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 packages=(curl openssl python3 python3-pytest python3-libtorrent redis-server opentracker
-          tshark tcpdump chromium microsocks dante-server libndpi-bin hyperfine iproute2)
+          tshark tcpdump chromium microsocks dante-server libndpi-bin hyperfine iproute2
+          freeradius)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

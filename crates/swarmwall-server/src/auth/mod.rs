@@ -25,6 +25,7 @@ pub mod account_store;
 mod accounts;
 mod directory;
 mod key;
+pub mod radius;
 mod setup;
 pub mod totp;
 
@@ -74,6 +75,8 @@ pub enum RejectReason {
     ImpossibleTravel,
     /// The state store did not answer (logins fail closed).
     StoreUnavailable,
+    /// The accounts backend (RADIUS) did not answer (logins fail closed).
+    AccountsUnavailable,
 }
 
 impl RejectReason {
@@ -88,6 +91,7 @@ impl RejectReason {
             Self::GeoDenied => "geo_denied",
             Self::ImpossibleTravel => "impossible_travel",
             Self::StoreUnavailable => "store_unavailable",
+            Self::AccountsUnavailable => "accounts_unavailable",
         }
     }
 }
@@ -123,6 +127,8 @@ struct Inner {
     reload_failures: std::sync::atomic::AtomicU64,
     /// Authentication is required even with no account loaded (store and RADIUS backends).
     always_required: std::sync::atomic::AtomicBool,
+    /// RADIUS verifies passwords instead of the local accounts (`accounts_backend = "radius"`).
+    radius: std::sync::OnceLock<Arc<radius::RadiusClient>>,
 }
 
 /// The reloadable part: settings and the GeoIP database.
@@ -281,6 +287,7 @@ impl Authenticator {
                 key,
                 reload_failures: std::sync::atomic::AtomicU64::new(0),
                 always_required: std::sync::atomic::AtomicBool::new(false),
+                radius: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -311,6 +318,13 @@ impl Authenticator {
             .filter_map(|name| loaded.file.find(name))
             .map(|account| (account.name.clone(), account.disabled))
             .collect()
+    }
+
+    /// Verify passwords with `client` (RADIUS) instead of local accounts; lockouts, country
+    /// lists, impossible travel and the audit log apply as for local accounts. Set once.
+    pub fn use_radius(&self, client: radius::RadiusClient) {
+        self.require_authentication();
+        let _ = self.inner.radius.set(Arc::new(client));
     }
 
     /// The accounts in force now (a snapshot; O(1) to take).
@@ -486,7 +500,7 @@ impl Authenticator {
         let store = &inner.store;
         let client_hash = inner.key.hash_address(client);
         let loaded = inner.accounts.load_full();
-        let account = loaded.file.find(name).cloned();
+        let mut account = loaded.file.find(name).cloned();
         // Names that are not accounts reach the store only as keyed hashes (people type
         // passwords into the name field); they are counted and locked all the same.
         let subjects = Subjects {
@@ -520,7 +534,19 @@ impl Authenticator {
                 .is_some(),
             None => false,
         };
-        let credentials = {
+        let credentials = if let Some(radius) = inner.radius.get() {
+            // RADIUS decides the password; the account carries no local settings.
+            match radius.verify(name.as_bytes(), &password).await {
+                radius::RadiusVerdict::Accept => {
+                    account = Some(Account::new(name, String::new()));
+                    Credentials::Password
+                }
+                radius::RadiusVerdict::Reject => Credentials::Bad,
+                radius::RadiusVerdict::Unavailable => {
+                    return Ok(AuthOutcome::Rejected(RejectReason::AccountsUnavailable));
+                }
+            }
+        } else {
             let account = account.clone();
             tokio::task::spawn_blocking(move || {
                 check_credentials(account.as_ref(), &loaded.dummy_hash, &password, in_window)

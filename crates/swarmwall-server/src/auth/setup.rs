@@ -154,6 +154,16 @@ impl SecuritySetup {
         if backend != AccountsBackend::File {
             authenticator.require_authentication();
         }
+        if backend == AccountsBackend::Radius {
+            let client =
+                super::radius::RadiusClient::from_config(&config.radius).map_err(|error| {
+                    SetupError::Invalid {
+                        key: "security.radius",
+                        message: error.to_string(),
+                    }
+                })?;
+            authenticator.use_radius(client);
+        }
         let directory = AccountDirectory::new(authenticator.clone(), directory_backend, config);
         Ok(Self {
             authenticator,
