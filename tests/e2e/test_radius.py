@@ -251,3 +251,25 @@ def test_radius_accept_reject_failover_lockout_and_outage(node, radius, forger, 
         "a locked-out login must not even reach RADIUS"
     # The shared secret never reaches the node's log.
     assert SECRET not in node.output()
+
+
+@pytest.mark.parametrize("text,located,words", [
+    ('[security]\naccounts_backend = "radius"\n\n[security.radius]\n'
+     'servers = ["127.0.0.1:1812"]\n  retries = 99\nsecret_file = "/nonexistent"\n',
+     ":6:3:", "security.radius.retries"),
+    ('[security]\naccounts_backend = "ldap"\n', ":2:20:", "ldap"),
+    ('[security]\naccounts_backend = "radius"\n[security.radius]\n'
+     'servers = ["127.0.0.1:1812"]\nsecret_file = "/nonexistent"\n',
+     ":5:1:", "security.radius.secret_file"),
+    ('[security]\naccounts_backend = "radius"\n', ":2:1:", "security.radius.servers"),
+    ('[security.radius]\nservers = ["nope"]\n', ":2:12:", "socket address"),
+    ('[security]\naccounts_backend = "store"\naccounts = "/tmp/a.toml"\n', ":3:1:",
+     "security.accounts"),
+])
+def test_check_config_locates_accounts_settings(tmp_path, text, located, words):
+    from _fleet import run_cli
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    out = run_cli("check-config", str(path))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert (str(path) + located) in out.stderr and words in out.stderr, out.stderr

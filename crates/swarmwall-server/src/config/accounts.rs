@@ -134,7 +134,13 @@ impl RadiusConfig {
 /// or named by key when the key is not written in the file (a default).
 pub fn locate_security_error(text: &str, path: &Path, key: &str, message: &str) -> ConfigError {
     let (section, leaf) = key.rsplit_once('.').unwrap_or(("", key));
-    match locate(text, section, leaf) {
+    // A missing RADIUS key is reported where RADIUS was asked for.
+    let found = locate(text, section, leaf).or_else(|| {
+        key.starts_with("security.radius.")
+            .then(|| locate(text, "security", "accounts_backend"))
+            .flatten()
+    });
+    match found {
         Some((line, column)) => ConfigError::Parse {
             path: path.to_owned(),
             line,

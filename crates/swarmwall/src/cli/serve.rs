@@ -138,6 +138,7 @@ pub(crate) fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
         .and_then(|text| {
             let config = Config::parse(&text, &args.file)?;
             config.server.validate(&text, &args.file)?;
+            check_security(&config, &text, &args.file)?;
             DestinationPolicy::new(&config.policy, &[])?;
             Ok(())
         });
@@ -151,6 +152,41 @@ pub(crate) fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `[security]` values, located at their line in `text`: the accounts backend and its RADIUS
+/// servers (including a readable secret file), and the other checks of `serve`.
+fn check_security(
+    config: &Config,
+    text: &str,
+    path: &std::path::Path,
+) -> Result<(), swarmwall_server::config::ConfigError> {
+    use swarmwall_server::config::{AccountsBackend, locate_security_error};
+    let security = &config.security;
+    security
+        .validate()
+        .map_err(|(key, message)| locate_security_error(text, path, key, &message))?;
+    if security.accounts_backend() == AccountsBackend::Radius
+        && let Some(secret) = &security.radius.secret_file
+        && let Err(error) = std::fs::File::open(secret)
+    {
+        return Err(locate_security_error(
+            text,
+            path,
+            "security.radius.secret_file",
+            &format!("{}: {error}", secret.display()),
+        ));
+    }
+    if security.accounts_backend() != AccountsBackend::File && security.accounts.is_some() {
+        return Err(locate_security_error(
+            text,
+            path,
+            "security.accounts",
+            "an accounts file does not go with accounts_backend = \"store\" or \"radius\" \
+             (copy it into the store with `swarmwall user import`)",
+        ));
+    }
+    Ok(())
 }
 
 /// A CIDR, or a bare address meaning a single host.
