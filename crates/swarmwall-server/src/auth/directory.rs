@@ -508,7 +508,15 @@ impl AccountDirectory {
         .map_err(|error| DirectoryError::Backend(error.to_string()))?
         .map_err(|error| DirectoryError::Backend(error.to_string()))?;
         self.inner.authenticator.replace_accounts(set);
-        Ok(super::file_stamp(path))
+        let stamp = super::file_stamp(path);
+        *self
+            .inner
+            .authenticator
+            .inner
+            .own_write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = stamp;
+        Ok(stamp)
     }
 
     fn audit(&self, name: &str, action: &'static str) {

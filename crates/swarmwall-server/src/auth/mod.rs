@@ -27,10 +27,12 @@ mod directory;
 mod key;
 pub mod radius;
 mod setup;
+mod source;
 pub mod totp;
 
+use source::{FileStamp, file_stamp};
+
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,6 +131,9 @@ struct Inner {
     always_required: std::sync::atomic::AtomicBool,
     /// RADIUS verifies passwords instead of the local accounts (`accounts_backend = "radius"`).
     radius: std::sync::OnceLock<Arc<radius::RadiusClient>>,
+    /// The accounts file as this node last wrote it (API edits): the watcher skips re-reading
+    /// what is already in force.
+    own_write: std::sync::Mutex<Option<FileStamp>>,
 }
 
 /// The reloadable part: settings and the GeoIP database.
@@ -160,8 +165,7 @@ impl Loaded {
         Self { file, dummy_hash }
     }
 
-    /// A new set with the dummy hash of `self` when the cost parameters did not change (no
-    /// argon2 hashing on the swap path of an API edit).
+    /// A new set, keeping the dummy hash when the argon2 cost did not change (no hashing).
     fn replaced(&self, file: AccountSet) -> Self {
         let params = |phc: Option<&str>| {
             phc.and_then(|phc| argon2::PasswordHash::new(phc).ok())
@@ -288,6 +292,7 @@ impl Authenticator {
                 reload_failures: std::sync::atomic::AtomicU64::new(0),
                 always_required: std::sync::atomic::AtomicBool::new(false),
                 radius: std::sync::OnceLock::new(),
+                own_write: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -300,14 +305,6 @@ impl Authenticator {
             || !self.inner.accounts.load().file.is_empty()
     }
 
-    /// Require authentication even while no account is loaded (accounts in the state store
-    /// or in RADIUS: an empty local copy must never open the proxy).
-    pub fn require_authentication(&self) {
-        self.inner
-            .always_required
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
     /// Names of the loaded accounts with their disabled flag (admin listings), by name.
     pub fn account_names(&self) -> Vec<(String, bool)> {
         let loaded = self.inner.accounts.load();
@@ -318,23 +315,6 @@ impl Authenticator {
             .filter_map(|name| loaded.file.find(name))
             .map(|account| (account.name.clone(), account.disabled))
             .collect()
-    }
-
-    /// Verify passwords with `client` (RADIUS) instead of local accounts; lockouts, country
-    /// lists, impossible travel and the audit log apply as for local accounts. Set once.
-    pub fn use_radius(&self, client: radius::RadiusClient) {
-        self.require_authentication();
-        let _ = self.inner.radius.set(Arc::new(client));
-    }
-
-    /// The accounts in force now (a snapshot; O(1) to take).
-    pub fn accounts(&self) -> AccountSet {
-        self.inner.accounts.load().file.clone()
-    }
-
-    /// The account called `name` in force now (O(1)).
-    pub fn account(&self, name: &str) -> Option<Arc<Account>> {
-        self.inner.accounts.load().file.get(name)
     }
 
     /// Swap in new `[security]` settings and GeoIP database (configuration reload). State in
@@ -362,69 +342,6 @@ impl Authenticator {
                 self.inner.audit.record("admin_action", None, None, changes);
             }
         }
-    }
-
-    /// Swap in `accounts` as they are (API edits and store followers, which audit their own
-    /// changes). Logins in flight finish with the set they started with.
-    pub fn replace_accounts(&self, accounts: AccountSet) {
-        let current = self.inner.accounts.load_full();
-        self.inner
-            .accounts
-            .store(Arc::new(current.replaced(accounts)));
-    }
-
-    /// Poll `path` every second and reload it when its modification time, size or inode
-    /// changes. A file that fails to load keeps the old accounts (logged, without its text).
-    /// The task runs until aborted (keep the handle, or let it die with the runtime).
-    pub fn spawn_accounts_watcher(&self, path: PathBuf) -> tokio::task::JoinHandle<()> {
-        self.spawn_accounts_watcher_every(path, Duration::from_secs(1))
-    }
-
-    /// [`Authenticator::spawn_accounts_watcher`] with a custom poll interval.
-    pub fn spawn_accounts_watcher_every(
-        &self,
-        path: PathBuf,
-        interval: Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut seen = file_stamp(&path);
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                let stamp = file_stamp(&path);
-                if stamp == seen {
-                    continue;
-                }
-                seen = stamp;
-                let loaded = {
-                    let path = path.clone();
-                    tokio::task::spawn_blocking(move || AccountsFile::load(&path)).await
-                };
-                match loaded {
-                    Ok(Ok(file)) => {
-                        let count = file.accounts.len();
-                        this.reload_accounts(file).await;
-                        tracing::info!(accounts = count, "accounts file reloaded");
-                    }
-                    Ok(Err(error)) => {
-                        this.inner
-                            .reload_failures
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        tracing::warn!(%error, "accounts file not reloaded; keeping the old one");
-                    }
-                    Err(_) => {}
-                }
-            }
-        })
-    }
-
-    /// How many times the watcher found an accounts file it could not load.
-    pub fn accounts_reload_failures(&self) -> u64 {
-        self.inner
-            .reload_failures
-            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Lift the lockouts of `account` (admin "unlock").
@@ -873,16 +790,6 @@ fn check_credentials(
         None if !in_window && verify(input) => Credentials::Password,
         None => Credentials::Bad,
     }
-}
-
-/// File identity: modification time, size, inode.
-type FileStamp = (std::time::SystemTime, u64, u64);
-
-/// File identity for the watcher: modification time, size, inode.
-fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len(), meta.ino()))
 }
 
 fn duration_ms(duration: Duration) -> u64 {
