@@ -330,14 +330,27 @@ impl AccountStore {
         }
         names.sort_unstable();
         names.dedup();
-        let mut changed = Vec::with_capacity(names.len());
-        for name in names {
-            let account = match self.get_raw(&name).await? {
-                Some(json) => decode(&name, &json),
-                None => None,
-            };
-            changed.push((name, account));
+        if names.is_empty() {
+            return Ok(Changes::Some(Vec::new(), next));
         }
+        // One HMGET for the whole batch (the current value: later changes come again).
+        let values: Vec<Option<String>> = redis
+            .run("accounts_follow", async |mut con: ConnectionManager| {
+                redis::cmd("HMGET")
+                    .arg(&keys.map)
+                    .arg(&names)
+                    .query_async(&mut con)
+                    .await
+            })
+            .await?;
+        let changed = names
+            .into_iter()
+            .zip(values)
+            .map(|(name, json)| {
+                let account = json.and_then(|json| decode(&name, &json));
+                (name, account)
+            })
+            .collect();
         Ok(Changes::Some(changed, next))
     }
 }
