@@ -326,24 +326,6 @@ impl Authenticator {
         }));
     }
 
-    /// Swap in new accounts (used by the watcher; also callable on SIGHUP).
-    /// Records an `admin_action` event naming the accounts that changed (never their secrets).
-    pub async fn reload_accounts(&self, accounts: AccountsFile) {
-        let current = self.inner.accounts.load_full();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let set = AccountSet::from(accounts);
-            let changes = account_set::changes(&current.file, &set);
-            (current.replaced(set), changes)
-        })
-        .await;
-        if let Ok((loaded, changes)) = loaded {
-            self.inner.accounts.store(Arc::new(loaded));
-            if let Some(changes) = changes {
-                self.inner.audit.record("admin_action", None, None, changes);
-            }
-        }
-    }
-
     /// Lift the lockouts of `account` (admin "unlock").
     pub async fn unlock_account(&self, account: &str) -> Result<(), StoreError> {
         let store = &self.inner.store;

@@ -5,9 +5,36 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Account, AccountSet, AccountsFile, Authenticator, radius};
+use super::{Account, AccountSet, AccountsFile, Authenticator, account_set, radius};
 
 impl Authenticator {
+    /// Swap in new accounts (used by the watcher; also callable on SIGHUP).
+    /// Records an `admin_action` event naming the accounts that changed (never their secrets).
+    pub async fn reload_accounts(&self, accounts: AccountsFile) {
+        let current = self.inner.accounts.load_full();
+        let base = Arc::clone(&current);
+        let loaded = tokio::task::spawn_blocking(move || {
+            let set = AccountSet::from(accounts);
+            let changes = account_set::changes(&base.file, &set);
+            (base.replaced(set), changes)
+        })
+        .await;
+        if let Ok((loaded, changes)) = loaded {
+            // An API edit swapped in meanwhile already holds this file (it re-reads a file it
+            // did not write): keep it.
+            let previous = self
+                .inner
+                .accounts
+                .compare_and_swap(&current, Arc::new(loaded));
+            if !Arc::ptr_eq(&previous, &current) {
+                return;
+            }
+            if let Some(changes) = changes {
+                self.inner.audit.record("admin_action", None, None, changes);
+            }
+        }
+    }
+
     /// Require authentication even while no account is loaded (accounts in the state store
     /// or in RADIUS: an empty local copy must never open the proxy).
     pub fn require_authentication(&self) {
