@@ -491,3 +491,80 @@ async fn blocking<T: Send + 'static>(
 fn backend(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("embedded accounts: {error}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::accounts::DUMMY_HASH;
+
+    async fn conditional_writes(store: &AccountStore) {
+        let alice = Account::new("alice", DUMMY_HASH.to_owned());
+        assert_eq!(
+            store
+                .put("alice", Some(&alice), Expect::Absent)
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            store
+                .put("alice", Some(&alice), Expect::Absent)
+                .await
+                .unwrap(),
+            Err(Conflict::Exists)
+        );
+        let stored = store.get_raw("alice").await.unwrap().unwrap();
+        let mut disabled = alice.clone();
+        disabled.disabled = true;
+        assert_eq!(
+            store
+                .put("alice", Some(&disabled), Expect::Equals("{}".to_owned()))
+                .await
+                .unwrap(),
+            Err(Conflict::Changed)
+        );
+        assert_eq!(
+            store
+                .put("alice", Some(&disabled), Expect::Equals(stored))
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            store
+                .put("bob", None, Expect::Equals("{}".to_owned()))
+                .await
+                .unwrap(),
+            Err(Conflict::Missing)
+        );
+        let snapshot = store.snapshot().await.unwrap();
+        assert_eq!(snapshot.accounts.len(), 1);
+        assert!(snapshot.accounts[0].disabled);
+        let raw = store.get_raw("alice").await.unwrap().unwrap();
+        assert_eq!(
+            store.put("alice", None, Expect::Equals(raw)).await.unwrap(),
+            Ok(())
+        );
+        assert!(store.snapshot().await.unwrap().accounts.is_empty());
+    }
+
+    #[tokio::test]
+    async fn memory_and_embedded_stores_apply_conditional_writes() {
+        conditional_writes(&AccountStore::for_store(&Store::memory()).unwrap()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let embedded = crate::store::EmbeddedStore::open(dir.path()).unwrap();
+        let store = AccountStore::for_store(&Store::Embedded(embedded)).unwrap();
+        conditional_writes(&store).await;
+        // Survives a reopen (durable table in state.redb).
+        let alice = Account::new("alice", DUMMY_HASH.to_owned());
+        store
+            .put("alice", Some(&alice), Expect::Any)
+            .await
+            .unwrap()
+            .unwrap();
+        drop(store);
+        let reopened = crate::store::EmbeddedStore::open(dir.path()).unwrap();
+        let store = AccountStore::for_store(&Store::Embedded(reopened)).unwrap();
+        assert_eq!(store.snapshot().await.unwrap().accounts.len(), 1);
+    }
+}
