@@ -7,7 +7,8 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 packages=(curl openssl python3 python3-pytest python3-libtorrent redis-server redis-sentinel
           redis-tools opentracker
-          tshark tcpdump chromium microsocks dante-server libndpi-bin hyperfine iproute2)
+          tshark tcpdump chromium microsocks dante-server libndpi-bin hyperfine iproute2
+          freeradius)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,9 @@
 //! cargo run -p swarmwall-server --example admin_demo -- --token-file FILE [--listen ADDR]
 //! ```
 //!
+//! Account provisioning (`POST /api/v1/accounts`, ...) works on a scratch accounts file in the
+//! temporary directory, with cheap argon2 parameters.
+//!
 //! Prints `admin interface on ADDR` and `debug listening on ADDR` on stderr. The debug
 //! listener takes `POST /activity` with a JSON body such as
 //! `{"sessions": 2, "bytes": 4096, "blocks": {"dht": 3}, "auth_failures": 1, "alerts": 1,
@@ -59,6 +62,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     metrics.store_up.set(1);
     let store = Store::memory();
     let events = MemoryEvents::new(1000);
+    let security = swarmwall_server::config::SecurityConfig {
+        argon2_memory_kib: 64,
+        argon2_iterations: 1,
+        ..swarmwall_server::config::SecurityConfig::default()
+    };
+    let accounts_file =
+        std::env::temp_dir().join(format!("swarmwall-admin-demo-{}.toml", std::process::id()));
+    let authenticator =
+        swarmwall_server::auth::Authenticator::new(swarmwall_server::auth::AccountsFile::default());
+    let directory = swarmwall_server::auth::AccountDirectory::new(
+        authenticator,
+        swarmwall_server::auth::DirectoryBackend::File(accounts_file),
+        &security,
+    );
     let context = AdminContext::new(
         Arc::clone(&metrics),
         store.clone(),
@@ -68,6 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .with_token(AdminToken::from_file(&token_file)?)
     .with_events(Arc::new(events.clone()))
+    .with_directory(directory)
     .with_accounts(Arc::new(|| {
         ["alice", "bob", "carol"]
             .into_iter()

@@ -58,7 +58,7 @@ pub(crate) fn error_response(status: StatusCode, message: &str) -> (StatusCode, 
     )
 }
 
-fn error(status: StatusCode, message: &str) -> ApiError {
+pub(crate) fn error(status: StatusCode, message: &str) -> ApiError {
     ApiError {
         status,
         message: message.to_owned(),
@@ -251,11 +251,20 @@ fn unix_ms(time: std::time::SystemTime) -> u64 {
 /// Most subjects one accounts listing returns.
 const MAX_LISTED: usize = 10_000;
 
+/// Accounts one listing page returns when `limit` is absent.
+const DEFAULT_PAGE: usize = 1_000;
+
 /// Query of `GET /api/v1/accounts`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct AccountsQuery {
     /// Only subjects currently suspended or locked out (cheap: no visit of every account).
     restricted: Option<bool>,
+    /// Only names containing this text.
+    name: Option<String>,
+    /// Skip this many (after filtering, in name order).
+    offset: Option<usize>,
+    /// At most this many (default 1000, at most 10000).
+    limit: Option<usize>,
 }
 
 /// `GET /api/v1/accounts[?restricted=true]`: accounts with their enforcement state.
@@ -265,8 +274,21 @@ pub(crate) async fn accounts(
 ) -> ApiResult {
     let Query(query) =
         query.map_err(|rejection| error(StatusCode::BAD_REQUEST, &rejection.body_text()))?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if limit > MAX_LISTED {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "limit must be at most 10000",
+        ));
+    }
+    let offset = query.offset.unwrap_or(0);
+    let filter = query.name.unwrap_or_default();
     let now = unix_now_ms();
-    let configured = (context.accounts)();
+    let mut configured = (context.accounts)();
+    if !filter.is_empty() {
+        configured.retain(|entry| entry.name.contains(filter.as_str()));
+    }
+    let total = configured.len();
     let listed: Vec<(String, bool, bool)> = if query.restricted.unwrap_or(false) {
         let subjects = context
             .control
@@ -284,6 +306,8 @@ pub(crate) async fn accounts(
     } else {
         configured
             .into_iter()
+            .skip(offset)
+            .take(limit)
             .map(|entry| (entry.name, entry.disabled, true))
             .collect()
     };
@@ -305,7 +329,13 @@ pub(crate) async fn accounts(
             "locked_until_ms": state.locked_until_ms,
         }));
     }
-    Ok(Json(json!({ "now_ms": now, "accounts": out })).into_response())
+    Ok(Json(json!({
+        "now_ms": now,
+        "total": total,
+        "offset": offset,
+        "accounts": out,
+    }))
+    .into_response())
 }
 
 /// The configured account named by the path, or a 400/404 answer.

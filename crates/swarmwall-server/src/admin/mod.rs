@@ -20,6 +20,7 @@
 //! `/api/v1/events`, `/api/v1/reload`, `/api/v1/openapi.json`). Every `/api/` path, known or
 //! not, answers 401 without the right `Authorization: Bearer` token.
 
+mod accounts;
 mod auth;
 mod conn;
 mod control;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 pub use auth::{AdminToken, AdminTokenError};
@@ -71,6 +73,7 @@ pub struct AdminContext {
     pub(crate) control: Arc<dyn AccountControl>,
     pub(crate) events: Arc<dyn SecurityEvents>,
     pub(crate) accounts: AccountsView,
+    pub(crate) directory: Option<crate::auth::AccountDirectory>,
     pub(crate) reload: ReloadHook,
     pub(crate) started: Instant,
     pub(crate) started_at: SystemTime,
@@ -110,6 +113,7 @@ impl AdminContext {
             control: Arc::new(control),
             events: Arc::new(AuditEvents::new(audit)),
             accounts: Arc::new(Vec::new),
+            directory: None,
             reload: Arc::new(|| Box::pin(async { Err("reload is not available".to_owned()) })),
             started: Instant::now(),
             started_at: SystemTime::now(),
@@ -152,6 +156,13 @@ impl AdminContext {
         self
     }
 
+    /// Provision accounts through `directory` (`POST/GET/PATCH/DELETE /api/v1/accounts...`);
+    /// also lists its accounts.
+    pub fn with_directory(mut self, directory: crate::auth::AccountDirectory) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
     /// Use `reload` for `POST /api/v1/reload`.
     pub fn with_reload(mut self, reload: ReloadHook) -> Self {
         self.reload = reload;
@@ -182,7 +193,21 @@ pub fn router(context: AdminContext) -> Router {
     let context = Arc::new(context);
     let api = Router::new()
         .route("/status", get(handlers::status))
-        .route("/accounts", get(handlers::accounts))
+        .route("/accounts", get(handlers::accounts).post(accounts::create))
+        .route(
+            "/accounts/import",
+            post(accounts::import).layer(DefaultBodyLimit::max(accounts::MAX_IMPORT_BYTES)),
+        )
+        .route(
+            "/accounts/{name}",
+            get(accounts::get)
+                .patch(accounts::patch)
+                .delete(accounts::delete),
+        )
+        .route(
+            "/accounts/{name}/totp",
+            post(accounts::enrol_totp).delete(accounts::remove_totp),
+        )
         .route(
             "/accounts/{name}/strikes/clear",
             post(handlers::clear_strikes),

@@ -51,6 +51,55 @@ pub struct Account {
     pub deny_countries: Vec<String>,
 }
 
+impl Account {
+    /// A new enabled account with the PHC string `password` and no TOTP or country lists.
+    pub fn new(name: &str, password: String) -> Self {
+        Self {
+            name: name.to_owned(),
+            password,
+            disabled: false,
+            totp_secret: None,
+            allow_countries: Vec::new(),
+            deny_countries: Vec::new(),
+        }
+    }
+
+    /// Check the fields other than the name: a PHC password string, a base32 TOTP secret,
+    /// two-letter country codes. The message names the field, never its value's secret.
+    pub fn check(&self) -> Result<(), String> {
+        if PasswordHash::new(&self.password).is_err() {
+            return Err(format!(
+                "account `{}`: `password` is not a PHC string (use `swarmwall user passwd`)",
+                self.name
+            ));
+        }
+        if let Some(secret) = &self.totp_secret
+            && totp_rs::Secret::try_from_base32(secret).is_err()
+        {
+            return Err(format!(
+                "account `{}`: `totp_secret` is not base32",
+                self.name
+            ));
+        }
+        for (key, codes) in [
+            ("allow_countries", &self.allow_countries),
+            ("deny_countries", &self.deny_countries),
+        ] {
+            if let Some(position) = codes
+                .iter()
+                .position(|code| !crate::geo::is_country_code(code))
+            {
+                // The position, not the value: a mistyped line may hold a secret.
+                return Err(format!(
+                    "account `{}`: {key}[{position}] is not a two-letter country code",
+                    self.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Debug for Account {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Account")
@@ -119,7 +168,8 @@ pub enum AccountsError {
 }
 
 impl AccountsFile {
-    /// Load and parse `path`. Warns when the file is readable by group or others.
+    /// Load and parse `path`. Warns when the file is readable by group or others, and when
+    /// password hashes are below OWASP's argon2id minimum.
     pub fn load(path: &Path) -> Result<Self, AccountsError> {
         let text = std::fs::read_to_string(path).map_err(|source| AccountsError::Read {
             path: path.to_owned(),
@@ -127,7 +177,17 @@ impl AccountsFile {
         })?;
         super::key::warn_if_shared(path);
         let text = Zeroizing::new(text);
-        Self::parse(&text, path)
+        let file = Self::parse(&text, path)?;
+        let weak = file.weak_hash_count();
+        if weak > 0 {
+            tracing::warn!(
+                file = %path.display(),
+                accounts = weak,
+                "password hashes below OWASP's argon2id minimum; re-hash them with \
+                 `swarmwall user passwd` (after raising [security] argon2_memory_kib)"
+            );
+        }
+        Ok(file)
     }
 
     /// Load `path`, or an empty file when it does not exist yet (for `user add`).
@@ -315,50 +375,20 @@ impl AccountsFile {
 
     /// Duplicate names, bad names and non-argon2 password fields are refused.
     fn check(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::with_capacity(self.accounts.len());
         for (index, account) in self.accounts.iter().enumerate() {
             check_name(&account.name).map_err(|m| format!("account #{}: {m}", index + 1))?;
-            if self.accounts[..index]
-                .iter()
-                .any(|other| other.name == account.name)
-            {
+            if !seen.insert(account.name.as_str()) {
                 return Err(format!("account `{}` appears twice", account.name));
             }
-            if PasswordHash::new(&account.password).is_err() {
-                return Err(format!(
-                    "account `{}`: `password` is not a PHC string (use `swarmwall user passwd`)",
-                    account.name
-                ));
-            }
-            if let Some(secret) = &account.totp_secret
-                && totp_rs::Secret::try_from_base32(secret).is_err()
-            {
-                return Err(format!(
-                    "account `{}`: `totp_secret` is not base32",
-                    account.name
-                ));
-            }
-            for (key, codes) in [
-                ("allow_countries", &account.allow_countries),
-                ("deny_countries", &account.deny_countries),
-            ] {
-                if let Some(position) = codes
-                    .iter()
-                    .position(|code| !crate::geo::is_country_code(code))
-                {
-                    // The position, not the value: a mistyped line may hold a secret.
-                    return Err(format!(
-                        "account `{}`: {key}[{position}] is not a two-letter country code",
-                        account.name
-                    ));
-                }
-            }
+            account.check()?;
         }
         Ok(())
     }
 }
 
 /// Take an exclusive `flock` on `.NAME.lock` beside `path` (released on drop).
-fn lock_beside(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, AccountsError> {
+pub(crate) fn lock_beside(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, AccountsError> {
     use std::os::unix::fs::OpenOptionsExt;
     let write_error = |source| AccountsError::Write {
         path: path.to_owned(),
@@ -420,7 +450,8 @@ fn redact_values(message: &str) -> String {
     out
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+/// Check an account name: 1 to 255 bytes, no spaces or control characters.
+pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err("account names are 1 to 255 bytes".to_owned());
     }

@@ -20,13 +20,19 @@
 //! The accounts file is re-read without a restart: [`Authenticator::spawn_accounts_watcher`]
 //! polls its modification time every second and swaps the new accounts in atomically.
 
+mod account_set;
+pub mod account_store;
 mod accounts;
+mod directory;
 mod key;
+pub mod radius;
 mod setup;
+mod source;
 pub mod totp;
 
+use source::{FileStamp, file_stamp};
+
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +40,11 @@ use arc_swap::ArcSwap;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-pub use accounts::{Account, AccountsError, AccountsFile, HashParams, hash_password};
+pub use account_set::AccountSet;
+pub use accounts::{Account, AccountsError, AccountsFile, HashParams, check_name, hash_password};
+pub use directory::{
+    AccountDirectory, AccountPatch, DirectoryBackend, DirectoryError, ImportReport, NewAccount,
+};
 pub use key::{KeyError, PseudonymKey, shared_mode, warn_if_shared};
 pub use setup::{DEFAULT_KEY_FILE, SecuritySetup, SetupError, key_file_path};
 
@@ -67,6 +77,8 @@ pub enum RejectReason {
     ImpossibleTravel,
     /// The state store did not answer (logins fail closed).
     StoreUnavailable,
+    /// The accounts backend (RADIUS) did not answer (logins fail closed).
+    AccountsUnavailable,
 }
 
 impl RejectReason {
@@ -81,6 +93,7 @@ impl RejectReason {
             Self::GeoDenied => "geo_denied",
             Self::ImpossibleTravel => "impossible_travel",
             Self::StoreUnavailable => "store_unavailable",
+            Self::AccountsUnavailable => "accounts_unavailable",
         }
     }
 }
@@ -114,6 +127,13 @@ struct Inner {
     key: PseudonymKey,
     /// Accounts files the watcher could not load (kept the old accounts).
     reload_failures: std::sync::atomic::AtomicU64,
+    /// Authentication is required even with no account loaded (store and RADIUS backends).
+    always_required: std::sync::atomic::AtomicBool,
+    /// RADIUS verifies passwords instead of the local accounts (`accounts_backend = "radius"`).
+    radius: std::sync::OnceLock<Arc<radius::RadiusClient>>,
+    /// The accounts file as this node last wrote it (API edits): the watcher skips re-reading
+    /// what is already in force.
+    own_write: std::sync::Mutex<Option<FileStamp>>,
 }
 
 /// The reloadable part: settings and the GeoIP database.
@@ -123,9 +143,9 @@ struct Policy {
     geo: Option<Arc<GeoDb>>,
 }
 
-/// The accounts plus a dummy hash with the same argon2 cost.
+/// The accounts (a map by name) plus a dummy hash with the same argon2 cost.
 struct Loaded {
-    file: AccountsFile,
+    file: AccountSet,
     dummy_hash: String,
 }
 
@@ -139,13 +159,28 @@ impl std::fmt::Debug for Loaded {
 }
 
 impl Loaded {
-    fn new(file: AccountsFile) -> Self {
-        let first = file
-            .accounts
-            .first()
-            .map(|account| account.password.as_str());
+    fn new(file: AccountSet) -> Self {
+        let first = file.any().map(|account| account.password.as_str());
         let dummy_hash = accounts::dummy_hash_like(first);
         Self { file, dummy_hash }
+    }
+
+    /// A new set, keeping the dummy hash when the argon2 cost did not change (no hashing).
+    fn replaced(&self, file: AccountSet) -> Self {
+        let params = |phc: Option<&str>| {
+            phc.and_then(|phc| argon2::PasswordHash::new(phc).ok())
+                .and_then(|hash| argon2::Params::try_from(&hash).ok())
+        };
+        let old = params(self.file.any().map(|a| a.password.as_str()));
+        let new = params(file.any().map(|a| a.password.as_str()));
+        if old.is_some() && old == new {
+            Self {
+                file,
+                dummy_hash: self.dummy_hash.clone(),
+            }
+        } else {
+            Self::new(file)
+        }
     }
 }
 
@@ -245,7 +280,7 @@ impl Authenticator {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                accounts: ArcSwap::from_pointee(Loaded::new(accounts)),
+                accounts: ArcSwap::from_pointee(Loaded::new(AccountSet::from(accounts))),
                 policy: ArcSwap::from_pointee(Policy {
                     settings: Settings::new(config),
                     geo,
@@ -255,23 +290,29 @@ impl Authenticator {
                 metrics,
                 key,
                 reload_failures: std::sync::atomic::AtomicU64::new(0),
+                always_required: std::sync::atomic::AtomicBool::new(false),
+                radius: std::sync::OnceLock::new(),
+                own_write: std::sync::Mutex::new(None),
             }),
         }
     }
 
     /// True when at least one account exists (the server then requires RFC 1929).
     pub fn has_accounts(&self) -> bool {
-        !self.inner.accounts.load().file.accounts.is_empty()
+        self.inner
+            .always_required
+            .load(std::sync::atomic::Ordering::Relaxed)
+            || !self.inner.accounts.load().file.is_empty()
     }
 
-    /// Names of the loaded accounts with their disabled flag (admin listings).
+    /// Names of the loaded accounts with their disabled flag (admin listings), by name.
     pub fn account_names(&self) -> Vec<(String, bool)> {
-        self.inner
-            .accounts
-            .load()
+        let loaded = self.inner.accounts.load();
+        loaded
             .file
-            .accounts
+            .sorted_names()
             .iter()
+            .filter_map(|name| loaded.file.find(name))
             .map(|account| (account.name.clone(), account.disabled))
             .collect()
     }
@@ -283,73 +324,6 @@ impl Authenticator {
             settings: Settings::new(config),
             geo,
         }));
-    }
-
-    /// Swap in new accounts (used by the watcher; also callable on SIGHUP).
-    /// Records an `admin_action` event naming the accounts that changed (never their secrets).
-    pub async fn reload_accounts(&self, accounts: AccountsFile) {
-        let loaded = tokio::task::spawn_blocking(move || Loaded::new(accounts)).await;
-        if let Ok(loaded) = loaded {
-            let previous = self.inner.accounts.swap(Arc::new(loaded));
-            let current = self.inner.accounts.load();
-            if let Some(changes) = account_changes(&previous.file, &current.file) {
-                self.inner.audit.record("admin_action", None, None, changes);
-            }
-        }
-    }
-
-    /// Poll `path` every second and reload it when its modification time, size or inode
-    /// changes. A file that fails to load keeps the old accounts (logged, without its text).
-    /// The task runs until aborted (keep the handle, or let it die with the runtime).
-    pub fn spawn_accounts_watcher(&self, path: PathBuf) -> tokio::task::JoinHandle<()> {
-        self.spawn_accounts_watcher_every(path, Duration::from_secs(1))
-    }
-
-    /// [`Authenticator::spawn_accounts_watcher`] with a custom poll interval.
-    pub fn spawn_accounts_watcher_every(
-        &self,
-        path: PathBuf,
-        interval: Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut seen = file_stamp(&path);
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                let stamp = file_stamp(&path);
-                if stamp == seen {
-                    continue;
-                }
-                seen = stamp;
-                let loaded = {
-                    let path = path.clone();
-                    tokio::task::spawn_blocking(move || AccountsFile::load(&path)).await
-                };
-                match loaded {
-                    Ok(Ok(file)) => {
-                        let count = file.accounts.len();
-                        this.reload_accounts(file).await;
-                        tracing::info!(accounts = count, "accounts file reloaded");
-                    }
-                    Ok(Err(error)) => {
-                        this.inner
-                            .reload_failures
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        tracing::warn!(%error, "accounts file not reloaded; keeping the old one");
-                    }
-                    Err(_) => {}
-                }
-            }
-        })
-    }
-
-    /// How many times the watcher found an accounts file it could not load.
-    pub fn accounts_reload_failures(&self) -> u64 {
-        self.inner
-            .reload_failures
-            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Lift the lockouts of `account` (admin "unlock").
@@ -425,7 +399,7 @@ impl Authenticator {
         let store = &inner.store;
         let client_hash = inner.key.hash_address(client);
         let loaded = inner.accounts.load_full();
-        let account = loaded.file.find(name).cloned();
+        let mut account = loaded.file.find(name).cloned();
         // Names that are not accounts reach the store only as keyed hashes (people type
         // passwords into the name field); they are counted and locked all the same.
         let subjects = Subjects {
@@ -459,7 +433,19 @@ impl Authenticator {
                 .is_some(),
             None => false,
         };
-        let credentials = {
+        let credentials = if let Some(radius) = inner.radius.get() {
+            // RADIUS decides the password; the account carries no local settings.
+            match radius.verify(name.as_bytes(), &password).await {
+                radius::RadiusVerdict::Accept => {
+                    account = Some(Account::new(name, String::new()));
+                    Credentials::Password
+                }
+                radius::RadiusVerdict::Reject => Credentials::Bad,
+                radius::RadiusVerdict::Unavailable => {
+                    return Ok(AuthOutcome::Rejected(RejectReason::AccountsUnavailable));
+                }
+            }
+        } else {
             let account = account.clone();
             tokio::task::spawn_blocking(move || {
                 check_credentials(account.as_ref(), &loaded.dummy_hash, &password, in_window)
@@ -786,64 +772,6 @@ fn check_credentials(
         None if !in_window && verify(input) => Credentials::Password,
         None => Credentials::Bad,
     }
-}
-
-/// What changed between two accounts files, as event details; `None` when nothing did.
-fn account_changes(old: &AccountsFile, new: &AccountsFile) -> Option<serde_json::Value> {
-    let names = |file: &AccountsFile, keep: &dyn Fn(&Account) -> bool| -> Vec<String> {
-        file.accounts
-            .iter()
-            .filter(|account| keep(account))
-            .map(|account| account.name.clone())
-            .collect()
-    };
-    let added = names(new, &|a| old.find(&a.name).is_none());
-    let removed = names(old, &|a| new.find(&a.name).is_none());
-    let changed = |test: &dyn Fn(&Account, &Account) -> bool| {
-        names(new, &|a| {
-            old.find(&a.name).is_some_and(|before| test(before, a))
-        })
-    };
-    let password_changed = changed(&|before, after| before.password != after.password);
-    let disabled = changed(&|before, after| !before.disabled && after.disabled);
-    let enabled = changed(&|before, after| before.disabled && !after.disabled);
-    let totp_enrolled = changed(&|before, after| {
-        after.totp_secret.is_some() && before.totp_secret != after.totp_secret
-    });
-    let totp_removed =
-        changed(&|before, after| before.totp_secret.is_some() && after.totp_secret.is_none());
-    let countries_changed = changed(&|before, after| {
-        before.allow_countries != after.allow_countries
-            || before.deny_countries != after.deny_countries
-    });
-    let fields = [
-        ("added", added),
-        ("removed", removed),
-        ("password_changed", password_changed),
-        ("disabled", disabled),
-        ("enabled", enabled),
-        ("totp_enrolled", totp_enrolled),
-        ("totp_removed", totp_removed),
-        ("countries_changed", countries_changed),
-    ];
-    if fields.iter().all(|(_, names)| names.is_empty()) {
-        return None;
-    }
-    let mut details = serde_json::Map::new();
-    details.insert("action".to_owned(), json!("accounts_changed"));
-    for (key, names) in fields {
-        if !names.is_empty() {
-            details.insert(key.to_owned(), json!(names));
-        }
-    }
-    Some(serde_json::Value::Object(details))
-}
-
-/// File identity for the watcher: modification time, size, inode.
-fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len(), meta.ino()))
 }
 
 fn duration_ms(duration: Duration) -> u64 {

@@ -15,9 +15,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{AccountsError, AccountsFile, Authenticator, KeyError, PseudonymKey};
+use super::account_store::AccountStore;
+use super::directory::{NO_FILE, RADIUS_READ_ONLY};
+use super::{
+    AccountDirectory, AccountsError, AccountsFile, Authenticator, DirectoryBackend, KeyError,
+    PseudonymKey,
+};
 use crate::audit::{AuditError, AuditLog, AuditOptions};
-use crate::config::SecurityConfig;
+use crate::config::{AccountsBackend, SecurityConfig};
 use crate::geo::{GeoDb, GeoError};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -62,6 +67,8 @@ pub struct SecuritySetup {
     pub accounts_path: Option<PathBuf>,
     /// The pseudonymisation key (for other modules that must hash client addresses).
     pub key: PseudonymKey,
+    /// Provisioning (admin API, import) over the configured accounts backend.
+    pub directory: AccountDirectory,
 }
 
 /// The secret key file `serve` uses with the audit log at `audit_path` (empty: log off):
@@ -93,12 +100,36 @@ impl SecuritySetup {
         config
             .validate()
             .map_err(|(key, message)| SetupError::Invalid { key, message })?;
+        let backend = config.accounts_backend();
         let accounts_path = accounts
             .map(Path::to_path_buf)
             .or_else(|| config.accounts.clone());
+        if backend != AccountsBackend::File && accounts_path.is_some() {
+            return Err(SetupError::Invalid {
+                key: "security.accounts",
+                message: format!(
+                    "an accounts file is given with accounts_backend = \"{}\"; copy it into \
+                     the store with `swarmwall user import FILE --store URL`, or drop it",
+                    backend.as_str()
+                ),
+            });
+        }
         let accounts = match &accounts_path {
             Some(path) => AccountsFile::load(path)?,
             None => AccountsFile::default(),
+        };
+        let directory_backend = match (backend, &accounts_path) {
+            (AccountsBackend::File, Some(path)) => DirectoryBackend::File(path.clone()),
+            (AccountsBackend::File, None) => DirectoryBackend::ReadOnly(NO_FILE),
+            (AccountsBackend::Store, _) => {
+                DirectoryBackend::Store(AccountStore::for_store(&store).map_err(|error| {
+                    SetupError::Invalid {
+                        key: "security.accounts_backend",
+                        message: format!("state store: {error}"),
+                    }
+                })?)
+            }
+            (AccountsBackend::Radius, _) => DirectoryBackend::ReadOnly(RADIUS_READ_ONLY),
         };
         let audit_path = audit_log.unwrap_or(&config.audit_log);
         let audit_on = !audit_path.as_os_str().is_empty();
@@ -122,11 +153,26 @@ impl SecuritySetup {
             geo,
             key.clone(),
         );
+        if backend != AccountsBackend::File {
+            authenticator.require_authentication();
+        }
+        if backend == AccountsBackend::Radius {
+            let client =
+                super::radius::RadiusClient::from_config(&config.radius).map_err(|error| {
+                    SetupError::Invalid {
+                        key: "security.radius",
+                        message: error.to_string(),
+                    }
+                })?;
+            authenticator.use_radius(client);
+        }
+        let directory = AccountDirectory::new(authenticator.clone(), directory_backend, config);
         Ok(Self {
             authenticator,
             audit,
             accounts_path,
             key,
+            directory,
         })
     }
 
@@ -151,6 +197,35 @@ impl SecuritySetup {
             self.authenticator.reload_accounts(accounts).await;
         }
         Ok(())
+    }
+
+    /// Load the accounts kept in the state store (`accounts_backend = "store"`) and, on Redis,
+    /// start following changes made by other nodes. A store that does not answer at start is
+    /// not fatal: logins are refused until the follower has loaded the accounts. Call once,
+    /// inside the tokio runtime.
+    pub async fn start_accounts(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let DirectoryBackend::Store(store) = self.directory.backend() else {
+            return None;
+        };
+        let position = match store.snapshot().await {
+            Ok(snapshot) => {
+                tracing::info!(
+                    accounts = snapshot.accounts.len(),
+                    "accounts loaded from the state store"
+                );
+                self.authenticator
+                    .replace_accounts(super::AccountSet::from_accounts(snapshot.accounts));
+                Some(snapshot.position)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    "accounts not loaded from the state store; logins are refused until it answers"
+                );
+                None
+            }
+        };
+        self.directory.spawn_follower(position)
     }
 
     /// Start the accounts-file watcher (call inside the tokio runtime); `None` without a file.

@@ -5,6 +5,7 @@
 //! Sections: `[server]` ([`ServerConfig`]), `[security]` ([`SecurityConfig`]), `[policy]`
 //! ([`PolicyConfig`]), `[store]` ([`StoreConfig`]), `[admin]` ([`AdminConfig`]).
 
+mod accounts;
 mod admin;
 mod policy;
 mod security;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use accounts::{AccountsBackend, RadiusConfig, locate_security_error};
 pub use admin::AdminConfig;
 pub use policy::{
     AccountPolicy, DestinationRule, FormActions, MseStrictnessSetting, PolicyConfig, PortRange,

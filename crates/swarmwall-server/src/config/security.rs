@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::ConfigError;
+use super::{AccountsBackend, ConfigError, RadiusConfig};
 
 use crate::geo::{TravelAction, UnknownLocation, is_country_code};
 
@@ -19,6 +19,12 @@ use crate::geo::{TravelAction, UnknownLocation, is_country_code};
 pub struct SecurityConfig {
     /// Accounts file (TOML, argon2id PHC strings). `swarmwall serve --accounts` overrides it.
     pub accounts: Option<PathBuf>,
+    /// Where accounts come from: `file` (default when `accounts` is set), `store` (the state
+    /// store, shared by a fleet) or `radius` (`[security.radius]`). `--accounts-backend`
+    /// overrides it.
+    pub accounts_backend: Option<AccountsBackend>,
+    /// RADIUS servers for `accounts_backend = "radius"`.
+    pub radius: RadiusConfig,
     /// argon2id memory cost in KiB for new password hashes (`user add`, `user passwd`).
     pub argon2_memory_kib: u32,
     /// argon2id iterations for new password hashes.
@@ -97,6 +103,8 @@ impl Default for SecurityConfig {
     fn default() -> Self {
         Self {
             accounts: None,
+            accounts_backend: None,
+            radius: RadiusConfig::default(),
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
@@ -204,8 +212,14 @@ impl SecurityConfig {
         })
     }
 
+    /// The accounts backend in force: `accounts_backend`, else `file`.
+    pub fn accounts_backend(&self) -> AccountsBackend {
+        self.accounts_backend.unwrap_or(AccountsBackend::File)
+    }
+
     /// Check values that parse but make no sense; returns `(key, message)` for the first one.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        self.radius.validate(self.accounts_backend())?;
         if self.max_failures == 0 {
             return Err(("security.max_failures", "must be at least 1".to_owned()));
         }

@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::AuditLog;
-use crate::auth::{AccountsFile, Authenticator, SecuritySetup};
+use crate::auth::{Authenticator, SecuritySetup};
 use crate::config::{Config, ServerConfig};
 use crate::metrics::Metrics;
 use crate::policy::DestinationPolicy;
@@ -61,6 +61,8 @@ pub struct ServeOptions {
     pub listen: Option<SocketAddr>,
     /// `--accounts FILE`: overrides `server.accounts`; re-read on reload.
     pub accounts: Option<PathBuf>,
+    /// `--accounts-backend`: overrides `[security] accounts_backend`.
+    pub accounts_backend: Option<crate::config::AccountsBackend>,
     /// `--allow-destination CIDR` (repeatable): allow rules ahead of the lateral-movement guard.
     pub allow_destination: Vec<ipnet::IpNet>,
     /// `--admin-listen ADDR`.
@@ -148,26 +150,11 @@ impl Runtime {
         if let Some(accounts) = &options.accounts {
             server.accounts = Some(accounts.clone());
         }
-        // Parse the accounts file now so that a broken file fails start-up or reload with a
-        // precise error; the long-lived authenticator (lockouts, TOTP windows, watcher) lives
-        // in `Shared::security` and is attached by `Server::bind` / `ServerHandle::reload`.
-        let authenticator = match &server.accounts {
-            Some(path) => {
-                let file = AccountsFile::load(path)?;
-                let weak = file.weak_hash_count();
-                if weak > 0 {
-                    tracing::warn!(
-                        file = %path.display(),
-                        accounts = weak,
-                        "password hashes below OWASP's argon2id minimum; re-hash them with \
-                         `swarmwall user passwd` (after raising [security] argon2_memory_kib)"
-                    );
-                }
-                let authenticator = Authenticator::new(file);
-                authenticator.has_accounts().then_some(authenticator)
-            }
-            None => None,
-        };
+        // The accounts are read once, by the long-lived authenticator in `Shared::security`
+        // (lockouts, TOTP windows, watcher), attached by `Server::bind` /
+        // `ServerHandle::reload`; a broken file fails start-up or reload there with a precise
+        // error. Until then `authenticator` is `None`.
+        let authenticator: Option<Authenticator> = None;
         let policy = DestinationPolicy::new(&config.policy, &options.allow_destination)?;
         let config_file_empty = options.config_path.is_some() && reload::is_empty_config(&text);
         Ok(Self {
@@ -185,6 +172,17 @@ impl Runtime {
         self.authenticator = (self.authenticator.is_some()
             || security.authenticator.has_accounts())
         .then(|| security.authenticator.clone());
+    }
+
+    /// True when an accounts file or another accounts backend is configured (their accounts
+    /// are loaded later, by [`SecuritySetup`]).
+    pub fn accounts_configured(&self, options: &ServeOptions) -> bool {
+        self.server.accounts.is_some()
+            || self.config.security.accounts.is_some()
+            || options
+                .accounts_backend
+                .or(self.config.security.accounts_backend)
+                .is_some_and(|backend| backend != crate::config::AccountsBackend::File)
     }
 
     /// Refuse an open proxy: a non-loopback listener without authentication, unless the
@@ -282,7 +280,11 @@ impl Server {
             );
         }
         let address = runtime.server.listen;
-        runtime.check_listen(address)?;
+        // Accounts are loaded below (after the store): refuse an open proxy now when none are
+        // configured at all, and again once they are loaded (an empty file is no protection).
+        if !runtime.accounts_configured(&options) {
+            runtime.check_listen(address)?;
+        }
         if runtime.server.danger_disable_inspection {
             tracing::warn!(
                 "server.danger_disable_inspection is set: TCP sessions are NOT inspected and \
@@ -341,6 +343,9 @@ impl Server {
         security_config
             .secret_key_file
             .get_or_insert_with(|| data_dir.join(crate::auth::DEFAULT_KEY_FILE));
+        if let Some(backend) = options.accounts_backend {
+            security_config.accounts_backend = Some(backend);
+        }
         let security = SecuritySetup::load(
             &security_config,
             runtime.server.accounts.as_deref(),
@@ -352,6 +357,7 @@ impl Server {
         security.spawn_accounts_watcher();
         // Lockouts, suspensions and TOTP state in Redis carry a MAC from the fleet's secret.
         store.attach_integrity_key(security.key.derive(crate::store::INTEGRITY_KEY_PURPOSE));
+        security.start_accounts().await;
         let audit = security.audit.clone();
         crate::audit::spawn_checkpointer(
             audit.clone(),
@@ -363,6 +369,7 @@ impl Server {
         let pseudonym_key = security.key.derive("session-pseudonym");
         let mut runtime = runtime;
         runtime.attach_authenticator(&security);
+        runtime.check_listen(address)?;
         let strikes = Strikes::with_config(
             store,
             &runtime.config.policy.strikes,

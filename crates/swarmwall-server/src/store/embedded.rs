@@ -128,6 +128,11 @@ impl EmbeddedStore {
         result
     }
 
+    /// The open database (the accounts store keeps its own table in it).
+    pub(crate) fn database(&self) -> Arc<Database> {
+        Arc::clone(&self.inner.db)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path

@@ -158,6 +158,11 @@ impl RedisStore {
         format!("{} (prefix {})", self.inner.display_url, self.inner.prefix)
     }
 
+    /// The key prefix (`swarmwall` by default).
+    pub(crate) fn key_prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
     /// True when the last call or ping succeeded.
     pub fn is_up(&self) -> bool {
         self.inner.up.load(Ordering::Relaxed)
@@ -527,7 +532,9 @@ impl RedisStore {
     }
 
     /// Run one Redis interaction with the timeout, metrics and logging every call gets.
-    async fn run<T>(
+    /// Run `body` on the shared connection within the timeout, counting failures (also used
+    /// by the accounts store, `auth::account_store`).
+    pub(crate) async fn run<T>(
         &self,
         operation: &'static str,
         body: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,

@@ -9,3 +9,4 @@ pub(crate) mod serve;
 pub(crate) mod store;
 pub(crate) mod strikes;
 pub(crate) mod user;
+pub(crate) mod user_store;

@@ -24,6 +24,10 @@ pub(crate) struct ServeArgs {
     /// Accounts file; with accounts, username/password authentication is required.
     #[arg(long, value_name = "FILE")]
     accounts: Option<PathBuf>,
+    /// Where accounts come from: `file` (default with `--accounts`), `store` (the state
+    /// store, shared by a fleet) or `radius` (`[security.radius]`).
+    #[arg(long, value_name = "BACKEND")]
+    accounts_backend: Option<swarmwall_server::config::AccountsBackend>,
     /// Allow destinations in this network despite the lateral-movement guard (repeatable).
     #[arg(long = "allow-destination", value_name = "CIDR", value_parser = parse_cidr)]
     allow_destination: Vec<ipnet::IpNet>,
@@ -79,6 +83,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config_path: args.config,
         listen: args.listen,
         accounts: args.accounts,
+        accounts_backend: args.accounts_backend,
         allow_destination: args.allow_destination,
         admin_listen: args.wiring.admin_listen,
         admin_token_file: args.wiring.admin_token_file,
@@ -133,6 +138,7 @@ pub(crate) fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
         .and_then(|text| {
             let config = Config::parse(&text, &args.file)?;
             config.server.validate(&text, &args.file)?;
+            check_security(&config, &text, &args.file)?;
             DestinationPolicy::new(&config.policy, &[])?;
             config.store.validate().map_err(|(key, message)| {
                 swarmwall_server::config::ConfigError::Invalid {
@@ -156,6 +162,41 @@ pub(crate) fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `[security]` values, located at their line in `text`: the accounts backend and its RADIUS
+/// servers (including a readable secret file), and the other checks of `serve`.
+fn check_security(
+    config: &Config,
+    text: &str,
+    path: &std::path::Path,
+) -> Result<(), swarmwall_server::config::ConfigError> {
+    use swarmwall_server::config::{AccountsBackend, locate_security_error};
+    let security = &config.security;
+    security
+        .validate()
+        .map_err(|(key, message)| locate_security_error(text, path, key, &message))?;
+    if security.accounts_backend() == AccountsBackend::Radius
+        && let Some(secret) = &security.radius.secret_file
+        && let Err(error) = std::fs::File::open(secret)
+    {
+        return Err(locate_security_error(
+            text,
+            path,
+            "security.radius.secret_file",
+            &format!("{}: {error}", secret.display()),
+        ));
+    }
+    if security.accounts_backend() != AccountsBackend::File && security.accounts.is_some() {
+        return Err(locate_security_error(
+            text,
+            path,
+            "security.accounts",
+            "an accounts file does not go with accounts_backend = \"store\" or \"radius\" \
+             (copy it into the store with `swarmwall user import`)",
+        ));
+    }
+    Ok(())
 }
 
 /// A CIDR, or a bare address meaning a single host.
@@ -221,6 +262,7 @@ async fn start_admin(
             .map(|(name, disabled)| AccountEntry { name, disabled })
             .collect()
     }))
+    .with_directory(handle.security().directory.clone())
     .with_reload(Arc::new(move || {
         let handle = reload_handle.clone();
         Box::pin(async move { handle.reload().await })

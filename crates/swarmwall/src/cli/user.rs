@@ -1,4 +1,6 @@
-//! `swarmwall user add|passwd|remove|list|disable|enable|totp`: edit the accounts file.
+//! `swarmwall user add|passwd|remove|list|disable|enable|totp|import`: edit the accounts file,
+//! or with `--store URL` the accounts kept in the state store (`accounts_backend = "store"`;
+//! see `user_store.rs`).
 //!
 //! Every edit loads the file, changes it and replaces it atomically with mode 0600 (see
 //! `AccountsFile::save`); a running `swarmwall serve` picks the change up within a second.
@@ -24,20 +26,24 @@ pub(crate) struct UserArgs {
     accounts: Option<PathBuf>,
     /// Configuration file (for the accounts path, argon2 cost, TOTP issuer and audit log).
     #[arg(long, global = true)]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Security event log that receives the `admin_action` record (default: as `serve`:
     /// `[security] audit_log`, else `audit.jsonl` in the data directory); `""` for none.
     #[arg(long, global = true, value_name = "FILE")]
-    audit_log: Option<PathBuf>,
-    /// Data directory (for the default audit log and key file).
+    pub(crate) audit_log: Option<PathBuf>,
+    /// Edit the accounts kept in this state store (`redis://HOST:PORT/DB`, `embedded:DIR`)
+    /// instead of an accounts file; every node of a fleet follows within a second.
+    #[arg(long, global = true)]
+    pub(crate) store: Option<swarmwall_server::config::StoreBackend>,
+    /// Data directory (for the default audit log and key file, and a bare `--store embedded`).
     #[arg(long, global = true, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     #[command(subcommand)]
-    command: UserCommand,
+    pub(crate) command: UserCommand,
 }
 
 #[derive(Debug, clap::Subcommand)]
-enum UserCommand {
+pub(crate) enum UserCommand {
     /// Add an account (creates the file if needed).
     Add {
         /// Account name.
@@ -85,6 +91,15 @@ enum UserCommand {
         #[arg(long)]
         no_qr: bool,
     },
+    /// Copy the accounts of a TOML accounts file (hashes as they are) into the store given by
+    /// `--store` (or, without it, merge them into `--accounts`).
+    Import {
+        /// Accounts file to copy from.
+        file: PathBuf,
+        /// Replace accounts that already exist (default: leave them alone).
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 /// Run `swarmwall user`.
@@ -93,6 +108,15 @@ pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
         Some(path) => SecurityConfig::load_section(path)?,
         None => SecurityConfig::default(),
     };
+    if let Some(store) = &args.store {
+        // Accounts in the state store: the same admin_action record, naming the store.
+        let audit = open_audit(&args, &security)?;
+        let (action, name) = action_of(&args.command);
+        let details = serde_json::json!({ "store": store.to_string() });
+        let outcome = super::user_store::run(args);
+        audit.record(&action, name.as_deref(), details, &outcome)?;
+        return outcome;
+    }
     let path = args
         .accounts
         .clone()
@@ -108,39 +132,8 @@ pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
-    let opened = AdminAudit::open(
-        &security,
-        args.audit_log.as_deref(),
-        args.data_dir.as_deref(),
-    );
-    let audit = match (opened, &args.command) {
-        (Ok(audit), _) => audit,
-        // Listing changes nothing: an operator who may read the accounts but not write the
-        // log still gets the list.
-        (Err(error), UserCommand::List) => {
-            eprintln!("swarmwall: warning: not audited: {error:#}");
-            AdminAudit::off()
-        }
-        (Err(error), _) => return Err(error),
-    };
-    let (action, name) = match &args.command {
-        UserCommand::Add { name, .. } => ("user_add", Some(name.as_str())),
-        UserCommand::Passwd { name, .. } => ("user_passwd", Some(name.as_str())),
-        UserCommand::Remove { name } => ("user_remove", Some(name.as_str())),
-        UserCommand::List => ("user_list", None),
-        UserCommand::Disable { name } => ("user_disable", Some(name.as_str())),
-        UserCommand::Enable { name } => ("user_enable", Some(name.as_str())),
-        UserCommand::Totp { name, remove, .. } => (
-            if *remove {
-                "user_totp_remove"
-            } else {
-                "user_totp_enrol"
-            },
-            Some(name.as_str()),
-        ),
-    };
-    let action = action.to_owned();
-    let name = name.map(str::to_owned);
+    let audit = open_audit(&args, &security)?;
+    let (action, name) = action_of(&args.command);
     let outcome = apply(args.command, &path, &params, &security);
     audit.record(
         &action,
@@ -149,6 +142,46 @@ pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
         &outcome,
     )?;
     outcome
+}
+
+/// The security event log that receives the command's `admin_action` record. Listing changes
+/// nothing: an operator who may read the accounts but not write the log still gets the list.
+fn open_audit(args: &UserArgs, security: &SecurityConfig) -> anyhow::Result<AdminAudit> {
+    let opened = AdminAudit::open(
+        security,
+        args.audit_log.as_deref(),
+        args.data_dir.as_deref(),
+    );
+    match (opened, &args.command) {
+        (Ok(audit), _) => Ok(audit),
+        (Err(error), UserCommand::List) => {
+            eprintln!("swarmwall: warning: not audited: {error:#}");
+            Ok(AdminAudit::off())
+        }
+        (Err(error), _) => Err(error),
+    }
+}
+
+/// The `admin_action` label of a command and the account it names.
+fn action_of(command: &UserCommand) -> (String, Option<String>) {
+    let (action, name) = match command {
+        UserCommand::Add { name, .. } => ("user_add", Some(name)),
+        UserCommand::Passwd { name, .. } => ("user_passwd", Some(name)),
+        UserCommand::Remove { name } => ("user_remove", Some(name)),
+        UserCommand::List => ("user_list", None),
+        UserCommand::Disable { name } => ("user_disable", Some(name)),
+        UserCommand::Enable { name } => ("user_enable", Some(name)),
+        UserCommand::Totp { name, remove, .. } => (
+            if *remove {
+                "user_totp_remove"
+            } else {
+                "user_totp_enrol"
+            },
+            Some(name),
+        ),
+        UserCommand::Import { .. } => ("user_import", None),
+    };
+    (action.to_owned(), name.cloned())
 }
 
 /// Carry out one `user` command on the accounts file at `path`.
@@ -205,6 +238,30 @@ fn apply(
             remove,
             no_qr,
         } => return enrol_totp(&path, &name, &security.totp_issuer, force, remove, no_qr),
+        UserCommand::Import { file, replace } => {
+            let source = AccountsFile::load(&file)?;
+            let (mut created, mut replaced, mut skipped) = (0, 0, 0);
+            AccountsFile::edit_locked(&path, true, |target| {
+                for account in source.accounts.iter().cloned() {
+                    match target.accounts.iter().position(|a| a.name == account.name) {
+                        Some(_) if !replace => skipped += 1,
+                        Some(index) => {
+                            target.accounts[index] = account;
+                            replaced += 1;
+                        }
+                        None => {
+                            target.accounts.push(account);
+                            created += 1;
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            eprintln!(
+                "imported into {}: {created} created, {replaced} replaced, {skipped} skipped",
+                path.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -217,7 +274,7 @@ fn edit(
     Ok(())
 }
 
-fn list(file: &AccountsFile) {
+pub(crate) fn list(file: &AccountsFile) {
     println!("{:<24} {:<9} {:<5} countries", "NAME", "STATUS", "TOTP");
     for account in &file.accounts {
         let status = if account.disabled {
@@ -309,7 +366,7 @@ fn render_qr(code: &qrcodegen::QrCode) -> String {
 }
 
 /// The new password: one line from stdin, or typed twice without echo.
-fn read_password(from_stdin: bool) -> anyhow::Result<Zeroizing<String>> {
+pub(crate) fn read_password(from_stdin: bool) -> anyhow::Result<Zeroizing<String>> {
     let password = if from_stdin {
         let mut line = Zeroizing::new(String::new());
         std::io::stdin()

@@ -1,0 +1,363 @@
+//! Account provisioning through the admin API, in-process over real TCP: the contract
+//! (`POST` 201, `GET` 200 without secrets, `PATCH` 200, `DELETE` 204, unknown 404, bad bodies
+//! 400/422 naming the field, never 5xx), the effect on real logins (`Authenticator` with real
+//! argon2id), parallel bursts against one name, the accounts file written atomically with
+//! mode 0600, and the store backend.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use swarmwall_server::admin::{AccountEntry, AdminContext, AdminToken, serve};
+use swarmwall_server::audit::AuditLog;
+use swarmwall_server::auth::account_store::AccountStore;
+use swarmwall_server::auth::{
+    AccountDirectory, AccountsFile, AuthOutcome, Authenticator, DirectoryBackend,
+};
+use swarmwall_server::config::SecurityConfig;
+use swarmwall_server::metrics::Metrics;
+use swarmwall_server::store::Store;
+use swarmwall_server::strikes::Strikes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+struct Admin {
+    address: SocketAddr,
+    authenticator: Authenticator,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Cheap argon2 and no failure delay: the tests exercise the API, not the hash cost.
+fn security() -> SecurityConfig {
+    SecurityConfig {
+        argon2_memory_kib: 64,
+        argon2_iterations: 1,
+        failure_delay: Duration::ZERO,
+        failure_delay_max: Duration::ZERO,
+        max_failures: 1_000,
+        ..SecurityConfig::default()
+    }
+}
+
+async fn start(backend: impl FnOnce(&Store) -> DirectoryBackend) -> Admin {
+    let metrics = Arc::new(Metrics::new());
+    let store = Store::memory();
+    let config = security();
+    let authenticator = Authenticator::with_security(
+        AccountsFile::default(),
+        &config,
+        store.clone(),
+        AuditLog::disabled(),
+        Arc::clone(&metrics),
+        None,
+        swarmwall_server::auth::PseudonymKey::random(),
+    );
+    let directory = AccountDirectory::new(authenticator.clone(), backend(&store), &config);
+    let view = authenticator.clone();
+    let context = AdminContext::new(
+        metrics,
+        store.clone(),
+        Strikes::new(store.clone()),
+        AuditLog::disabled(),
+        "test",
+    )
+    .with_token(AdminToken::from_secret(TOKEN.as_bytes()).unwrap())
+    .with_directory(directory)
+    .with_accounts(Arc::new(move || {
+        view.account_names()
+            .into_iter()
+            .map(|(name, disabled)| AccountEntry { name, disabled })
+            .collect()
+    }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, context, async move {
+        let _ = stopped.await;
+    }));
+    Admin {
+        address,
+        authenticator,
+        _shutdown: shutdown,
+    }
+}
+
+/// One request; returns (status, body text).
+async fn call(address: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
+         Authorization: Bearer {TOKEN}\r\n"
+    );
+    match body {
+        Some(body) => head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )),
+        None => head.push_str("Content-Length: 0\r\n\r\n"),
+    }
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .expect("answer within 30 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+async fn login(admin: &Admin, user: &str, password: &str) -> bool {
+    let client: IpAddr = "192.0.2.7".parse().unwrap();
+    matches!(
+        admin
+            .authenticator
+            .authenticate(user.as_bytes(), password.as_bytes(), client)
+            .await,
+        AuthOutcome::Accepted { .. }
+    )
+}
+
+#[tokio::test]
+async fn contract_and_effect_on_logins_in_file_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accounts.toml");
+    let file = path.clone();
+    let admin = start(move |_| DirectoryBackend::File(file)).await;
+    let a = admin.address;
+
+    let (status, body) = call(
+        a,
+        "POST",
+        "/api/v1/accounts",
+        Some(r#"{"name":"alice","password":"alice-pw-1"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(login(&admin, "alice", "alice-pw-1").await);
+    assert!(!login(&admin, "alice", "alice-pw-2").await);
+    // Generated password, returned once.
+    let (status, body) = call(a, "POST", "/api/v1/accounts", Some(r#"{"name":"gen"}"#)).await;
+    assert_eq!(status, 201);
+    let generated = serde_json::from_str::<Value>(&body).unwrap()["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(login(&admin, "gen", &generated).await);
+    let (status, body) = call(a, "GET", "/api/v1/accounts/gen", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        !body.contains(&generated) && !body.contains("argon2"),
+        "{body}"
+    );
+    // The file: 0600, hashes only, no temporary file left.
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("alice-pw-1") && !text.contains(&generated));
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp"))
+    );
+    // PATCH and DELETE.
+    let (status, _) = call(
+        a,
+        "PATCH",
+        "/api/v1/accounts/alice",
+        Some(r#"{"disabled":true}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(!login(&admin, "alice", "alice-pw-1").await);
+    let (status, _) = call(
+        a,
+        "PATCH",
+        "/api/v1/accounts/alice",
+        Some(r#"{"disabled":false,"password":"alice-pw-2"}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(!login(&admin, "alice", "alice-pw-1").await);
+    assert!(login(&admin, "alice", "alice-pw-2").await);
+    assert_eq!(
+        call(a, "DELETE", "/api/v1/accounts/alice", None).await.0,
+        204
+    );
+    assert!(!login(&admin, "alice", "alice-pw-2").await);
+    // Unknown names and bad bodies: 4xx naming the field, never 5xx.
+    assert_eq!(call(a, "GET", "/api/v1/accounts/alice", None).await.0, 404);
+    assert_eq!(
+        call(a, "DELETE", "/api/v1/accounts/alice", None).await.0,
+        404
+    );
+    for (method, path, body, field) in [
+        ("POST", "/api/v1/accounts", r#"{"password":"x"}"#, "name"),
+        (
+            "POST",
+            "/api/v1/accounts",
+            r#"{"name":"a b","password":"x"}"#,
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/accounts",
+            r#"{"name":"x","password":""}"#,
+            "password",
+        ),
+        (
+            "POST",
+            "/api/v1/accounts",
+            r#"{"name":"x","password_hash":"plain"}"#,
+            "password_hash",
+        ),
+        (
+            "POST",
+            "/api/v1/accounts",
+            r#"{"name":"x","extra":1}"#,
+            "extra",
+        ),
+        ("POST", "/api/v1/accounts", r#"{"name":5}"#, "name"),
+        (
+            "PATCH",
+            "/api/v1/accounts/gen",
+            r#"{"disabled":"no"}"#,
+            "disabled",
+        ),
+        ("PATCH", "/api/v1/accounts/gen", r#"{}"#, "disabled"),
+        (
+            "PATCH",
+            "/api/v1/accounts/gen",
+            r#"{"deny_countries":["XXX"]}"#,
+            "deny_countries",
+        ),
+        ("PATCH", "/api/v1/accounts/gen", r#"[1,2]"#, "body"),
+    ] {
+        let (status, body) = call(a, method, path, Some(body)).await;
+        assert!(
+            (400..500).contains(&status),
+            "{method} {path}: {status} {body}"
+        );
+        assert!(
+            body.contains(field),
+            "{method} {path}: {body} should name `{field}`"
+        );
+    }
+    let too_long = "n".repeat(300);
+    let (status, _) = call(a, "GET", &format!("/api/v1/accounts/{too_long}"), None).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_burst_on_one_name_creates_it_once_and_distinct_names_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accounts.toml");
+    let file = path.clone();
+    let admin = start(move |_| DirectoryBackend::File(file)).await;
+    let a = admin.address;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let body = if i % 2 == 0 {
+            json!({"name": "same", "password": format!("pw-{i}")}).to_string()
+        } else {
+            json!({"name": format!("user{i}"), "password": "pw"}).to_string()
+        };
+        tasks.push(tokio::spawn(async move {
+            call(a, "POST", "/api/v1/accounts", Some(&body)).await.0
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        21,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        19,
+        "{statuses:?}"
+    );
+    let file = AccountsFile::load(&path).unwrap();
+    assert_eq!(file.accounts.len(), 21);
+    assert_eq!(admin.authenticator.accounts().len(), 21);
+}
+
+#[tokio::test]
+async fn store_backend_provisions_and_lists_with_paging() {
+    let admin =
+        start(|store| DirectoryBackend::Store(AccountStore::for_store(store).unwrap())).await;
+    let a = admin.address;
+    let mut lines = String::new();
+    for i in 0..25 {
+        lines.push_str(&json!({"name": format!("c{i:02}"), "password": "pw"}).to_string());
+        lines.push('\n');
+    }
+    let request = format!(
+        "POST /api/v1/accounts/import HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: Bearer {TOKEN}\r\nContent-Type: application/x-ndjson\r\n\
+         Content-Length: {}\r\n\r\n{lines}",
+        lines.len()
+    );
+    let mut stream = TcpStream::connect(a).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(raw.contains(r#""created":25"#), "{raw}");
+    assert!(login(&admin, "c07", "pw").await);
+    let (status, body) = call(a, "GET", "/api/v1/accounts?name=c1&offset=2&limit=3", None).await;
+    assert_eq!(status, 200);
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["total"], 10);
+    let names: Vec<&str> = page["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["c12", "c13", "c14"]);
+    assert_eq!(call(a, "DELETE", "/api/v1/accounts/c07", None).await.0, 204);
+    assert!(!login(&admin, "c07", "pw").await);
+    // OpenAPI documents the new routes.
+    let (_, doc) = call(a, "GET", "/api/v1/openapi.json", None).await;
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    for path in [
+        "/api/v1/accounts/{name}",
+        "/api/v1/accounts/{name}/totp",
+        "/api/v1/accounts/import",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} undocumented");
+    }
+    assert!(doc["paths"]["/api/v1/accounts"]["post"].is_object());
+}
