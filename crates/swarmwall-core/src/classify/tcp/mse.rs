@@ -6,6 +6,13 @@
 //! Randomness uses the exemptions the GFW applies to fully encrypted first payloads (Wu et al.,
 //! USENIX Security 2023): mean popcount per byte in [3.4, 4.6], under half printable, no
 //! printable run longer than 20 bytes, first six bytes not all printable.
+//!
+//! [`exact`] then looks for the sizes the four reference implementations actually write after
+//! the key exchange (docs/detection.md, "MSE/PE"): either the initiator's third flight is exactly
+//! 124 bytes (hashes, VC, crypto_provide, no PadC, the 68-byte handshake as IA: Transmission and
+//! rTorrent), or it is 56 + PadC bytes with an empty IA and, after the responder's VC flight,
+//! the initiator sends its 68-byte handshake alone (libtorrent 2.0 / qBittorrent, aria2). That
+//! exact pairing is what lets the default strictness block without corroboration.
 
 use super::{Direction, Flights};
 
@@ -17,6 +24,16 @@ pub(super) const DH_MAX: u32 = 608;
 const STEP3_MIN: u32 = 56;
 /// Bytes of the third flight judged for randomness (the decision point when it is longer).
 const STEP3_SAMPLE: u16 = 128;
+/// Largest PadC / PadD (BEP 8 and every implementation read: 512).
+const PAD_MAX: u32 = 512;
+/// Length of the BitTorrent handshake (BEP 3), the initial payload IA.
+const HANDSHAKE_LEN: u32 = 68;
+/// Third flight with the handshake as IA and no PadC: 40 + 8 + 4 + 2 + 0 + 2 + 68.
+const STEP3_WITH_IA: u32 = STEP3_MIN + HANDSHAKE_LEN;
+/// Smallest responder flight 4: ENCRYPT(VC, crypto_select, len(PadD)).
+const STEP4_MIN: u32 = 8 + 4 + 2;
+/// Bytes of a clear handshake that make it recognisable (`\x13BitTorrent protocol`).
+const I6_PREFIX: u32 = 20;
 
 /// Destination ports where the MSE shape is never evaluated (spec §2.3 rule 1).
 const EXCLUDED_PORTS: [u16; 16] = [
@@ -113,7 +130,7 @@ pub(super) fn shape(flights: &Flights, c2s: &[u8], s2c: &[u8], finished: bool) -
     if flights.first != Some(Direction::ClientToServer) {
         return Shape::Failed;
     }
-    let [l1, l2, l3, _] = flights.len;
+    let [l1, l2, l3, ..] = flights.len;
     // Flight 1 (I1): Ya + PadA.
     if l1 > DH_MAX {
         return Shape::Failed;
@@ -163,6 +180,84 @@ pub(super) fn shape(flights: &Flights, c2s: &[u8], s2c: &[u8], finished: bool) -
         return Shape::Failed;
     }
     Shape::Complete
+}
+
+/// Which implementation family the exact sizes point to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// Flight 3 is 124 bytes: no PadC, IA = the handshake (Transmission, rTorrent).
+    HandshakeInFlight3,
+    /// Flight 3 is 56 + PadC with an empty IA; flight 5 is the 68-byte handshake alone
+    /// (libtorrent 2.0 / qBittorrent 4.5, aria2).
+    HandshakeInFlight5,
+}
+
+/// Where the exact-size test stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Exact {
+    /// The sizes do not match any implementation's layout.
+    No,
+    /// Consistent so far; the next flight decides.
+    Pending,
+    /// The flights have the sizes one implementation writes.
+    Yes(Layout),
+}
+
+/// The exact-size test on a flow whose [`shape`] is already [`Shape::Complete`]: flights 3 to
+/// 5 as the reference implementations write them. `finished` means no further bytes will come.
+pub(super) fn exact(flights: &Flights, c2s: &[u8], s2c: &[u8], finished: bool) -> Exact {
+    let [l1, l2, l3, l4, l5, l6] = flights.len;
+    // Flight `n` (1-based) can grow no more.
+    let over = |n: u8| flights.count > n || finished;
+    // Enough of flight `n` is seen for the I6 scan (a clear handshake prefix is 20 bytes) to
+    // have had its chance: the verdict form must not depend on segmentation.
+    let scanned =
+        |n: u8, len: u32| finished || (flights.count >= n && (len >= I6_PREFIX || over(n)));
+    let pending = if finished { Exact::No } else { Exact::Pending };
+    if flights.count < 4 {
+        return pending;
+    }
+    // Flight 4 starts with ENCRYPT(VC, crypto_select, len(PadD)): 14 random bytes.
+    let s4 = flight_stats(s2c, l2, l4, STEP4_MIN as u16);
+    if s4.early_fail() {
+        return Exact::No;
+    }
+    if l3 == STEP3_WITH_IA {
+        if l4 < STEP4_MIN {
+            return if over(4) { Exact::No } else { pending };
+        }
+        // A clear handshake after PadD would show by this point (I6 first).
+        return if l4 >= STEP4_MIN + PAD_MAX + I6_PREFIX || scanned(5, l5) {
+            Exact::Yes(Layout::HandshakeInFlight3)
+        } else {
+            pending
+        };
+    }
+    if !(STEP3_MIN..=STEP3_MIN + PAD_MAX).contains(&l3) || l4 > STEP4_MIN + PAD_MAX {
+        return Exact::No;
+    }
+    if flights.count < 5 {
+        return pending;
+    }
+    if l4 < STEP4_MIN || l5 > HANDSHAKE_LEN {
+        return Exact::No;
+    }
+    // Flight 5: the initiator's handshake, RC4-encrypted (plaintext is the I6 case).
+    let s5 = flight_stats(c2s, l1 + l3, l5, HANDSHAKE_LEN as u16);
+    if s5.early_fail() {
+        return Exact::No;
+    }
+    if !over(5) {
+        return Exact::Pending;
+    }
+    if l5 != HANDSHAKE_LEN {
+        return Exact::No;
+    }
+    if scanned(6, l6) {
+        Exact::Yes(Layout::HandshakeInFlight5)
+    } else {
+        pending
+    }
 }
 
 #[cfg(test)]
