@@ -212,6 +212,21 @@ enum Inspected {
     Ended,
 }
 
+/// Count an MSE-shaped flow towards the client's fan-out (E4); true when the client is now
+/// corroborated for this destination.
+fn record_mse_candidate(context: &SessionContext, remote: SocketAddr) -> bool {
+    context
+        .shared
+        .correlator
+        .lock()
+        .map(|mut correlator| {
+            let now = Instant::now();
+            correlator.record_candidate(context.client_key, remote, now);
+            correlator.is_corroborated(context.client_key, remote, now)
+        })
+        .unwrap_or(false)
+}
+
 /// The inspect phase. Returns once the classifier gave a final verdict or both sides closed.
 async fn inspect(
     context: &SessionContext,
@@ -249,6 +264,7 @@ async fn inspect(
         }
     }
     let (mut client_open, mut target_open) = (true, true);
+    let mut candidate_recorded = false;
     let deadline = tokio::time::sleep(context.runtime.server.inspect_timeout);
     tokio::pin!(deadline);
     while !verdict.is_final() && (client_open || target_open) {
@@ -280,6 +296,13 @@ async fn inspect(
             Ok(read) => {
                 activity.touch();
                 verdict = flow.handle_data(direction, &chunk);
+                if !candidate_recorded && flow.is_mse_candidate() {
+                    candidate_recorded = true;
+                    // E4 fan-out: this flow may be the one that makes the client's count.
+                    if record_mse_candidate(context, remote) {
+                        verdict = flow.corroborate();
+                    }
+                }
                 if verdict.bittorrent_form().is_some() {
                     held = Some((direction, chunk));
                     break;
@@ -292,6 +315,9 @@ async fn inspect(
                 counter.inc_by(read as u64);
             }
         }
+    }
+    if !candidate_recorded && flow.is_mse_candidate() {
+        record_mse_candidate(context, remote);
     }
     if !verdict.is_final() {
         // Both sides closed before a decision.
