@@ -3,6 +3,7 @@ Debian's opentracker), encrypted-only libtorrent seeders outside the proxy, and 
 clients (aria2c, transmission-daemon, rtorrent under proxychains4; qbittorrent-nox through its
 own SOCKS5 setting driven by the WebUI API; python3-libtorrent). Everything on loopback.
 """
+import base64
 import json
 import os
 import shutil
@@ -10,11 +11,20 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
-from _bittorrent import (OpenTracker, Peer, base_settings, free_port, free_tcp_udp_port, lt,
+from _bittorrent import (Peer, base_settings, free_port, free_tcp_udp_port, lt,
                          make_payload, make_torrent)
+
+# Where the swarm lives. Transmission treats every 127.0.0.0/8 peer as a martian address and
+# never connects to it (libtransmission/net.c, isMartianAddr), so the client suites run inside
+# a network namespace they create, with the tracker and seeders on a dummy interface holding
+# 198.18.0.0/24 (RFC 2544 benchmarking range; nothing leaves the namespace). Without one, on
+# loopback.
+NET = os.environ.get("SWARMWALL_MSE_NET", "127.0.0")
+TRACKER_HOST = f"{NET}.2" if NET != "127.0.0" else "127.0.0.1"
 
 # Seeder policies: encryption required, RC4 only; or required with plaintext allowed after the
 # key exchange and preferred (the peer then selects plaintext when the client offers both).
@@ -24,25 +34,26 @@ SEED_PLAINTEXT = dict(out_enc_policy=int(lt.enc_policy.forced), in_enc_policy=in
                       allowed_enc_level=int(lt.enc_level.both), prefer_rc4=False)
 
 
-def self_signed(directory):
+def self_signed(directory, host):
     cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={host}",
+                    "-addext", f"subjectAltName=IP:{host}"], check=True, capture_output=True)
     return cert, key
 
 
 class Nginx:
     """nginx with TLS (and HTTP/2) on loopback: `/announce` to opentracker, `/files/` static."""
 
-    def __init__(self, upstream_port=None, root=None):
+    def __init__(self, upstream_port=None, root=None, host="127.0.0.1"):
         self.dir = tempfile.mkdtemp(prefix="sw-nginx-")
         os.chmod(self.dir, 0o755)
-        self.cert, key = self_signed(self.dir)
+        self.host = host
+        self.cert, key = self_signed(self.dir, host)
         self.port = free_port()
         self.root = root or os.path.join(self.dir, "www")
         os.makedirs(self.root, exist_ok=True)
-        announce = (f"location /announce {{ proxy_pass http://127.0.0.1:{upstream_port}; }}"
+        announce = (f"location /announce {{ proxy_pass http://{host}:{upstream_port}; }}"
                     if upstream_port else "")
         conf = os.path.join(self.dir, "nginx.conf")
         temp = {name: os.path.join(self.dir, name) for name in ("body", "proxy", "fcgi", "uwsgi", "scgi")}
@@ -56,7 +67,7 @@ http {{
   fastcgi_temp_path {temp['fcgi']}; uwsgi_temp_path {temp['uwsgi']}; scgi_temp_path {temp['scgi']};
   keepalive_requests 100000;
   server {{
-    listen 127.0.0.1:{self.port} ssl http2;
+    listen {host}:{self.port} ssl http2;
     ssl_certificate {self.cert}; ssl_certificate_key {key};
     ssl_protocols TLSv1.2 TLSv1.3;
     {announce}
@@ -66,7 +77,30 @@ http {{
 """)
         self.proc = subprocess.Popen(["nginx", "-c", conf, "-p", self.dir], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        wait_tcp(self.port)
+        wait_tcp(self.port, host)
+
+    def stop(self):
+        stop(self.proc)
+
+
+class Tracker:
+    """Debian's opentracker (whitelist build) on `host`, HTTP only (the seeders' tracker)."""
+
+    def __init__(self, info_hashes, host):
+        self.host, self.port = host, free_port()
+        self.dir = tempfile.mkdtemp(prefix="otracker-")
+        with open(os.path.join(self.dir, "whitelist"), "w") as f:
+            f.write("".join(h + "\n" for h in info_hashes))
+        # opentracker chroots into -d and drops to "nobody" when started as root.
+        os.chmod(self.dir, 0o755)
+        os.chmod(os.path.join(self.dir, "whitelist"), 0o644)
+        self.proc = subprocess.Popen(["opentracker", "-i", host, "-p", str(self.port), "-d", self.dir,
+                                      "-w", "whitelist"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_tcp(self.port, host)
+
+    @property
+    def http_url(self):
+        return f"http://{self.host}:{self.port}/announce"
 
     def stop(self):
         stop(self.proc)
@@ -76,12 +110,12 @@ class HttpsTracker:
     """opentracker behind nginx TLS: announces only over HTTPS (the client's only tracker)."""
 
     def __init__(self, info_hashes):
-        self.tracker = OpenTracker(info_hashes)
-        self.nginx = Nginx(upstream_port=self.tracker.port)
+        self.tracker = Tracker(info_hashes, TRACKER_HOST)
+        self.nginx = Nginx(upstream_port=self.tracker.port, host=TRACKER_HOST)
 
     @property
     def url(self):
-        return f"https://127.0.0.1:{self.nginx.port}/announce"
+        return f"https://{TRACKER_HOST}:{self.nginx.port}/announce"
 
     def stop(self):
         self.nginx.stop()
@@ -127,7 +161,7 @@ class EncryptedSwarm:
         self.seeders = []
         self.seed_addresses = []
         for index in range(seeders):
-            host = f"127.0.0.{10 + index}"
+            host = f"{NET}.{10 + index}"
             port = free_tcp_udp_port()
             settings = base_settings(port, enable_outgoing_tcp=False, enable_outgoing_utp=False,
                                      enable_incoming_utp=False, validate_https_trackers=False,
@@ -193,26 +227,51 @@ class Transmission:
         config = os.path.join(self.dir, "config")
         os.makedirs(config)
         self.rpc = free_port()
+        self.session = ""
         settings = {"dht-enabled": False, "lpd-enabled": False, "pex-enabled": False, "utp-enabled": False,
                     "encryption": 2, "download-dir": self.dir, "incomplete-dir-enabled": False,
                     "rpc-port": self.rpc, "rpc-bind-address": "127.0.0.1", "rpc-authentication-required": False,
                     "rpc-whitelist-enabled": False, "rpc-host-whitelist-enabled": False,
                     "peer-port": free_port(), "port-forwarding-enabled": False, "ratio-limit-enabled": True,
-                    "ratio-limit": 0, "start-added-torrents": True, "message-level": 1}
+                    "ratio-limit": 0, "start-added-torrents": True, "message-level": 3}
         with open(os.path.join(config, "settings.json"), "w") as f:
             json.dump(settings, f)
-        argv = ["transmission-daemon", "-f", "-g", config]
+        argv = ["transmission-daemon", "-f", "-g", config, "-e", os.path.join(self.dir, "log")]
         self.proc = subprocess.Popen(proxied(self.dir, proxy_port, argv), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, env={**os.environ, "TR_CURL_SSL_NO_VERIFY": "1"})
-        wait_tcp(self.rpc)
-        subprocess.run(["transmission-remote", str(self.rpc), "-a", swarm.torrent], check=True,
-                       capture_output=True, timeout=20)
+        try:
+            wait_tcp(self.rpc)
+            with open(swarm.torrent, "rb") as f:
+                metainfo = base64.b64encode(f.read()).decode()
+            reply = self.call("torrent-add", {"metainfo": metainfo, "download-dir": self.dir})
+            assert reply["result"] == "success", reply
+        except Exception:
+            stop(self.proc)
+            raise
         self.path = os.path.join(self.dir, "payload.bin")
 
+    def call(self, method, arguments):
+        """Transmission RPC (JSON over HTTP, with its session-id handshake)."""
+        body = json.dumps({"method": method, "arguments": arguments}).encode()
+        url = f"http://127.0.0.1:{self.rpc}/transmission/rpc"
+        for _ in range(2):
+            request = urllib.request.Request(url, data=body, headers={"X-Transmission-Session-Id": self.session})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                if error.code != 409:
+                    raise
+                self.session = error.headers.get("X-Transmission-Session-Id", "")
+        raise RuntimeError("transmission RPC: no session id")
+
     def complete(self, source_size):
-        out = subprocess.run(["transmission-remote", str(self.rpc), "-l"], capture_output=True, text=True,
-                             timeout=20).stdout
-        return "100%" in out and os.path.exists(self.path) and os.path.getsize(self.path) == source_size
+        try:
+            reply = self.call("torrent-get", {"fields": ["percentDone"]})
+        except OSError:
+            return False
+        torrents = reply.get("arguments", {}).get("torrents", [])
+        return bool(torrents) and all(t["percentDone"] >= 1.0 for t in torrents)
 
     def close(self):
         stop(self.proc)
@@ -300,6 +359,14 @@ class QBittorrent:
                     "WebUI\\HostHeaderValidation=false\n")
         self.proc = subprocess.Popen(["qbittorrent-nox", f"--profile={profile}", f"--webui-port={self.web}"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self.configure(swarm, proxy_port)
+        except Exception:
+            stop(self.proc)
+            raise
+        self.path = os.path.join(self.dir, "payload.bin")
+
+    def configure(self, swarm, proxy_port):
         wait_tcp(self.web, timeout=20)
         prefs = {"proxy_type": "SOCKS5", "proxy_ip": "127.0.0.1", "proxy_port": proxy_port,
                  "proxy_peer_connections": True, "proxy_torrents_only": False, "proxy_hostname_lookup": True,
@@ -311,7 +378,6 @@ class QBittorrent:
         with open(swarm.torrent, "rb") as f:
             data = f.read()
         self.upload(data)
-        self.path = os.path.join(self.dir, "payload.bin")
 
     def api(self, path, fields=None):
         body = urllib.parse.urlencode(fields or {}).encode()

@@ -3,83 +3,83 @@ encryption required, TCP only, no DHT/uTP/LSD/PEX, their only tracker on HTTPS (
 front of opentracker), seeders outside the proxy. On default settings (strictness
 `corroborated`, no other evidence) the MSE peer connection must be blocked before any piece
 moves; with policy `allow` the very same download completes (so the test can fail).
+
+Each scenario runs in a network namespace this test creates (loopback plus a veth pair whose
+one end holds 198.18.0.0/24: Transmission refuses 127.0.0.0/8 peers), see _mse_scenario.py. Needs root.
 """
+import json
 import os
-import tempfile
+import shutil
+import subprocess
+import sys
+import uuid
 
 import pytest
 
-from _bittorrent import file_sha256, free_port
-from _metrics import scrape, value
-from _mse import CLIENTS, SEED_PLAINTEXT, SEED_RC4, EncryptedSwarm
-from conftest import wait_until
-
+HERE = os.path.dirname(os.path.abspath(__file__))
 BLOCK_WAIT = float(os.environ.get("SWARMWALL_E2E_BLOCK_WAIT", "12"))
 ALLOW_WAIT = 60.0
-SIZE = 2 * 1024 * 1024
+NET = "198.18.0"
 
 # (client, seeder policy): qBittorrent's "require encryption" offers RC4 and plaintext, so its
 # MSE flows are tested against both seeder choices.
 CASES = [("qbittorrent", "rc4"), ("qbittorrent", "plaintext"), ("transmission", "rc4"),
          ("aria2", "rc4"), ("rtorrent", "rc4"), ("libtorrent", "rc4")]
-SEED_POLICIES = {"rc4": SEED_RC4, "plaintext": SEED_PLAINTEXT}
+IDS = [f"{c}-{s}" for c, s in CASES]
 
 
-def start_proxy(start_swarmwall, action):
-    admin_port = free_port()
-    directory = tempfile.mkdtemp(prefix="sw-cfg-")
-    config = os.path.join(directory, "swarmwall.toml")
-    with open(config, "w") as f:
-        # Only the action is set: mse_strictness stays at its default.
-        f.write(f'[policy]\nbittorrent = "{action}"\n')
-    node = start_swarmwall("--config", config, "--allow-destination", "127.0.0.0/8",
-                           "--admin-listen", f"127.0.0.1:{admin_port}")
-    node.admin = f"127.0.0.1:{admin_port}"
-    return node
+def ip(*args):
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
 
-def blocks(node, form=None):
-    samples = scrape(node.admin)
-    if form is None:
-        return value(samples, "swarmwall_blocks_total")
-    return value(samples, "swarmwall_blocks_total", form=form)
-
-
-@pytest.mark.parametrize("client,seed_policy", CASES, ids=[f"{c}-{s}" for c, s in CASES])
-def test_encrypted_download_blocked_on_defaults(start_swarmwall, client, seed_policy):
-    node = start_proxy(start_swarmwall, "block")
-    swarm = EncryptedSwarm(seed_policy=SEED_POLICIES[seed_policy], size=SIZE)
-    downloader = CLIENTS[client](swarm, node.port)
+@pytest.fixture(scope="module")
+def netns():
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.fail("this test needs root and iproute2 (scripts/install-test-deps.sh installs it)")
+    name = "sw-mse-" + uuid.uuid4().hex[:8]
+    ip("netns", "add", name)
     try:
-        # RC4 selected: the MSE shape with the client's exact sizes (`mse`); plaintext selected:
-        # the handshake in clear after the key exchange (`peer_wire`).
-        assert wait_until(lambda: blocks(node) > 0, timeout=BLOCK_WAIT + 20), \
-            f"{client}: no block counted; proxy output: {node.output()[-1500:]}"
-        forms = {f: blocks(node, f) for f in ("mse", "peer_wire", "http_tracker")}
-        assert forms["mse"] + forms["peer_wire"] > 0, forms
-        assert forms["http_tracker"] == 0, "the HTTPS announce must not be what was blocked"
-        assert not wait_until(lambda: downloader.complete(SIZE), timeout=BLOCK_WAIT), \
-            f"{client}: download completed through a blocking proxy"
+        ip("-n", name, "link", "set", "lo", "up")
+        # A veth pair wholly inside the namespace (the kernel lacks `dummy` here); the swarm's
+        # addresses are local addresses on one end.
+        ip("-n", name, "link", "add", "swarm0", "type", "veth", "peer", "name", "swarm1")
+        for host in [1, 2] + list(range(10, 20)):
+            ip("-n", name, "addr", "add", f"{NET}.{host}/32", "dev", "swarm0")
+        ip("-n", name, "link", "set", "swarm0", "up")
+        ip("-n", name, "link", "set", "swarm1", "up")
+        yield name
     finally:
-        downloader.close()
-        swarm.close()
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
-@pytest.mark.parametrize("client,seed_policy", CASES, ids=[f"{c}-{s}" for c, s in CASES])
-def test_encrypted_download_completes_with_allow(start_swarmwall, client, seed_policy):
-    node = start_proxy(start_swarmwall, "allow")
-    swarm = EncryptedSwarm(seed_policy=SEED_POLICIES[seed_policy], size=SIZE)
-    downloader = CLIENTS[client](swarm, node.port)
-    try:
-        assert wait_until(lambda: downloader.complete(SIZE), timeout=ALLOW_WAIT, interval=0.3), \
-            f"{client}: download did not complete with policy allow"
-        if os.path.exists(downloader.path):
-            assert file_sha256(downloader.path) == file_sha256(swarm.source)
-        assert blocks(node) == 0
-        # The same flows were recognised (counted as detections, let through by policy).
-        samples = scrape(node.admin)
-        detected = sum(value(samples, "swarmwall_verdicts_total", transport="tcp", label=f) for f in ("mse", "peer_wire"))
-        assert detected > 0, "the encrypted flows were not recognised"
-    finally:
-        downloader.close()
-        swarm.close()
+def scenario(netns, **args):
+    args.setdefault("seeders", 1)
+    args.update(block_wait=BLOCK_WAIT, allow_wait=ALLOW_WAIT)
+    env = {**os.environ, "SWARMWALL_MSE_NET": NET}
+    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, os.path.join(HERE, "_mse_scenario.py"),
+                          json.dumps(args)], capture_output=True, text=True, timeout=240, env=env)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, f"scenario failed: {out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.mark.parametrize("client,seed_policy", CASES, ids=IDS)
+def test_encrypted_download_blocked_on_defaults(netns, client, seed_policy):
+    result = scenario(netns, client=client, seed_policy=seed_policy, action="block")
+    blocks = result["blocks"]
+    # RC4 selected: the MSE shape with the client's exact sizes (`mse`); plaintext selected:
+    # the handshake in clear after the key exchange (`peer_wire`).
+    assert blocks["mse"] + blocks["peer_wire"] > 0, result
+    assert blocks["http_tracker"] == 0, f"the HTTPS announce must not be what was blocked: {result}"
+    assert result["verdicts"].get("tls", 0) >= 1, f"the HTTPS announce went through as TLS: {result}"
+    assert not result["completed"], f"{client}: download completed through a blocking proxy: {result}"
+
+
+@pytest.mark.parametrize("client,seed_policy", CASES, ids=IDS)
+def test_encrypted_download_completes_with_allow(netns, client, seed_policy):
+    result = scenario(netns, client=client, seed_policy=seed_policy, action="allow")
+    assert result["completed"], f"{client}: download did not complete with policy allow: {result}"
+    assert result.get("sha_ok", True), result
+    assert result["blocks_total"] == 0, result
+    # The same flows were recognised (detected, let through by policy).
+    assert result["verdicts"].get("mse", 0) + result["verdicts"].get("peer_wire", 0) > 0, result
