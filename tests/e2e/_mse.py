@@ -368,13 +368,18 @@ class QBittorrent:
 
     def configure(self, swarm, proxy_port):
         wait_tcp(self.web, timeout=20)
-        prefs = {"proxy_type": "SOCKS5", "proxy_ip": "127.0.0.1", "proxy_port": proxy_port,
+        # qBittorrent 4.5's API: proxy_type 2 = SOCKS5 without authentication (4.6 took names).
+        prefs = {"proxy_type": 2, "proxy_ip": "127.0.0.1", "proxy_port": proxy_port,
                  "proxy_peer_connections": True, "proxy_torrents_only": False, "proxy_hostname_lookup": True,
                  "encryption": 1, "dht": False, "pex": False, "lsd": False, "bittorrent_protocol": 1,
                  "listen_port": free_port(), "upnp": False, "validate_https_tracker_certificate": False,
                  "ssrf_mitigation": False, "save_path": self.dir, "temp_path_enabled": False,
                  "max_ratio_enabled": False}
         self.api("app/setPreferences", {"json": json.dumps(prefs)})
+        applied = json.loads(self.api("app/preferences"))
+        wrong = {k: applied.get(k) for k in ("proxy_type", "proxy_port", "encryption", "dht", "bittorrent_protocol")
+                 if applied.get(k) != prefs[k]}
+        assert not wrong, f"qBittorrent did not take the preferences: {wrong}"
         with open(swarm.torrent, "rb") as f:
             data = f.read()
         self.upload(data)
