@@ -101,9 +101,12 @@ impl Correlator {
         }
     }
 
-    /// Record a decisive BitTorrent detection for `client` (E1).
+    /// Record a decisive BitTorrent detection for `client` (E1). An MSE verdict is a
+    /// heuristic one and is not recorded: one flow that happened to have MSE's sizes must not
+    /// turn every later random-looking flow of the client into a block for the whole evidence
+    /// window (docs/detection.md, "Rules"); the fan-out count (E4) is its cross-flow evidence.
     pub fn record_detection(&mut self, client: ClientKey, form: BtForm, now: Instant) {
-        if self.config.max_clients == 0 {
+        if self.config.max_clients == 0 || form == BtForm::Mse {
             return;
         }
         let evidence = self.touch(client);

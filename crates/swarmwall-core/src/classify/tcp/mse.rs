@@ -8,11 +8,13 @@
 //! printable run longer than 20 bytes, first six bytes not all printable.
 //!
 //! [`exact`] then looks for the sizes the four reference implementations actually write after
-//! the key exchange (docs/detection.md, "MSE/PE"): either the initiator's third flight is exactly
-//! 124 bytes (hashes, VC, crypto_provide, no PadC, the 68-byte handshake as IA: Transmission and
-//! rTorrent), or it is 56 + PadC bytes with an empty IA and, after the responder's VC flight,
-//! the initiator sends its 68-byte handshake alone (libtorrent 2.0 / qBittorrent, aria2). That
-//! exact pairing is what lets the default strictness block without corroboration.
+//! the key exchange (docs/detection.md, "What each implementation writes"): either the
+//! initiator's third flight is exactly 124 bytes (hashes, VC, crypto_provide, no PadC, the
+//! 68-byte handshake as IA: Transmission and rTorrent) and the responder's fourth carries VC,
+//! crypto_select, PadD and its own handshake; or the third flight is 56 + PadC bytes and, after
+//! the responder's VC flight, the initiator sends its 68-byte handshake alone and the responder
+//! answers with at least its own (libtorrent 2.0 / qBittorrent, aria2). That exact pairing is
+//! what lets the default strictness block without corroboration.
 
 use super::{Direction, Flights};
 
@@ -223,7 +225,9 @@ pub(super) fn exact(flights: &Flights, c2s: &[u8], s2c: &[u8], finished: bool) -
         return Exact::No;
     }
     if l3 == STEP3_WITH_IA {
-        if l4 < STEP4_MIN {
+        // The responder has the initiator's handshake (IA) and answers with its own right
+        // after PadD, before the initiator may send anything else.
+        if l4 < STEP4_MIN + HANDSHAKE_LEN {
             return if over(4) { Exact::No } else { pending };
         }
         // A clear handshake after PadD would show by this point (I6 first).
@@ -253,8 +257,11 @@ pub(super) fn exact(flights: &Flights, c2s: &[u8], s2c: &[u8], finished: bool) -
     if l5 != HANDSHAKE_LEN {
         return Exact::No;
     }
-    if scanned(6, l6) {
+    // Flight 6: the responder's own handshake (and whatever follows it).
+    if l6 >= HANDSHAKE_LEN && scanned(6, l6) {
         Exact::Yes(Layout::HandshakeInFlight5)
+    } else if over(6) {
+        Exact::No
     } else {
         pending
     }

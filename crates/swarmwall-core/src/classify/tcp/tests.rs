@@ -252,7 +252,7 @@ fn mse_exact_sizes_of_each_implementation_block_on_defaults() {
         // Extremes of the pads.
         ("pads 0", implementation_script(50, 0, 0, Some(0), 0, 0)),
         ("pads 512", implementation_script(60, 512, 512, Some(512), 512, 0)),
-        ("IA, pads 0", implementation_script(70, 0, 0, None, 0, 0)),
+        ("IA, pads 0", implementation_script(70, 0, 0, None, 0, 68)),
         ("IA, PadD 512", implementation_script(80, 512, 512, None, 512, 68)),
     ];
     for (name, script) in cases {
@@ -295,6 +295,17 @@ fn mse_near_misses_are_left_alone_on_defaults() {
     short4[3].1 = random_bytes(97, 13);
     short4.truncate(4);
     cases.push(("flight 4 = 13".into(), short4));
+    // IA layout without the responder's handshake in flight 4 (14 + PadD only).
+    let mut no_handshake4 = implementation_script(100, 100, 100, None, 0, 0);
+    no_handshake4[3].1 = random_bytes(101, 81);
+    no_handshake4.truncate(4);
+    no_handshake4.push((C, random_bytes(104, 200)));
+    cases.push(("flight 4 = 81 after IA".into(), no_handshake4));
+    // Empty-IA layout whose flight 6 is too short to hold the responder's handshake.
+    let mut short6 = implementation_script(102, 100, 100, Some(100), 100, 0);
+    short6[5].1 = random_bytes(103, 67);
+    short6.truncate(6);
+    cases.push(("flight 6 = 67".into(), short6));
     // Printable flight 4 or flight 5 (not RC4 output).
     let mut text4 = implementation_script(98, 100, 100, None, 0, 68);
     text4[3].1 = b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n".repeat(2);
