@@ -30,7 +30,8 @@ def main():
         # Only the action is set: mse_strictness stays at its default.
         f.write(f'[policy]\nbittorrent = "{args["action"]}"\n')
     node = Swarmwall(["--config", config, "--allow-destination", f"{NET}.0/24", "--allow-destination",
-                      "127.0.0.0/8", "--admin-listen", f"127.0.0.1:{admin_port}"])
+                      "127.0.0.0/8", "--admin-listen", f"127.0.0.1:{admin_port}"],
+                     env={"RUST_LOG": "info,swarmwall_server::server::relay=debug"})
     admin = f"127.0.0.1:{admin_port}"
     policy = {"rc4": SEED_RC4, "plaintext": SEED_PLAINTEXT}[args["seed_policy"]]
     swarm = EncryptedSwarm(seeders=args.get("seeders", 1), seed_policy=policy, size=SIZE)
@@ -63,6 +64,7 @@ def main():
         result["verdicts"] = {dict(labels)["label"]: v for (name, labels), v in samples.items()
                               if name == "swarmwall_verdicts_total" and v > 0}
         result["sessions"] = value(samples, "swarmwall_sessions_total")
+        result["fan_out_blocks"] = node.output().count("corroborated mid-flow (fan-out)")
     finally:
         if client:
             client.close()

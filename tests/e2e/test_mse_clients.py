@@ -83,3 +83,14 @@ def test_encrypted_download_completes_with_allow(netns, client, seed_policy):
     assert result["blocks_total"] == 0, result
     # The same flows were recognised (detected, let through by policy).
     assert result["verdicts"].get("mse", 0) + result["verdicts"].get("peer_wire", 0) > 0, result
+
+
+def test_fan_out_cuts_an_encrypted_swarm(netns):
+    """Eight encrypted-only seeders on distinct addresses, one libtorrent client: every peer
+    connection is an MSE candidate; from the sixth distinct peer on, the client's fan-out count
+    corroborates and the flow is cut as soon as its shape is complete (the log line), the
+    others by their exact sizes. Nothing completes."""
+    result = scenario(netns, client="libtorrent", seed_policy="rc4", action="block", seeders=8)
+    assert not result["completed"], result
+    assert result["blocks"]["mse"] >= 8, result
+    assert result["fan_out_blocks"] >= 1, result

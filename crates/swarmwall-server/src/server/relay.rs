@@ -301,6 +301,9 @@ async fn inspect(
                     // E4 fan-out: this flow may be the one that makes the client's count.
                     if record_mse_candidate(context, remote) {
                         verdict = flow.corroborate();
+                        if verdict.bittorrent_form().is_some() {
+                            tracing::debug!("MSE candidate corroborated mid-flow (fan-out)");
+                        }
                     }
                 }
                 if verdict.bittorrent_form().is_some() {
