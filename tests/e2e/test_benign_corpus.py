@@ -289,6 +289,8 @@ def test_benign_corpus_untouched_on_defaults(start_swarmwall, env):
         assert row["failed"] <= row["blocks"], row
 
 
+@pytest.mark.skipif(not os.environ.get("SWARMWALL_CORPUS_AGGRESSIVE"),
+                    reason="measurement for the README; set SWARMWALL_CORPUS_AGGRESSIVE=1 (3 more minutes)")
 def test_benign_corpus_aggressive_rate(start_swarmwall, env):
     """Measurement, not a limit: how many benign flows `aggressive` blocks, per protocol."""
     nodes = []

@@ -212,16 +212,18 @@ enum Inspected {
     Ended,
 }
 
-/// Count an MSE-shaped flow towards the client's fan-out (E4); true when the client is now
-/// corroborated for this destination.
-fn record_mse_candidate(context: &SessionContext, remote: SocketAddr) -> bool {
+/// Count an MSE-shaped flow towards the client's fan-out (E4) when `record`; true when the
+/// client is now corroborated for this destination.
+fn mse_candidate_corroborated(context: &SessionContext, remote: SocketAddr, record: bool) -> bool {
     context
         .shared
         .correlator
         .lock()
         .map(|mut correlator| {
             let now = Instant::now();
-            correlator.record_candidate(context.client_key, remote, now);
+            if record {
+                correlator.record_candidate(context.client_key, remote, now);
+            }
             correlator.is_corroborated(context.client_key, remote, now)
         })
         .unwrap_or(false)
@@ -296,10 +298,13 @@ async fn inspect(
             Ok(read) => {
                 activity.touch();
                 verdict = flow.handle_data(direction, &chunk);
-                if !candidate_recorded && flow.is_mse_candidate() {
+                if !verdict.is_final() && flow.is_mse_candidate() {
+                    // E4 fan-out: this flow may be the one that makes the client's count, or
+                    // another flow of the client may have made it since (checked until the
+                    // verdict, at most six flights).
+                    let first = !candidate_recorded;
                     candidate_recorded = true;
-                    // E4 fan-out: this flow may be the one that makes the client's count.
-                    if record_mse_candidate(context, remote) {
+                    if mse_candidate_corroborated(context, remote, first) {
                         verdict = flow.corroborate();
                         if verdict.bittorrent_form().is_some() {
                             tracing::debug!("MSE candidate corroborated mid-flow (fan-out)");
@@ -320,7 +325,7 @@ async fn inspect(
         }
     }
     if !candidate_recorded && flow.is_mse_candidate() {
-        record_mse_candidate(context, remote);
+        mse_candidate_corroborated(context, remote, true);
     }
     if !verdict.is_final() {
         // Both sides closed before a decision.
