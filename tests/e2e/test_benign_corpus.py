@@ -1,8 +1,12 @@
 """Never harm normal traffic (issue 17): a corpus of random-looking protocols from real
 implementations, run through swarmwall as a customer would, on a blocking proxy with the
 default MSE strictness. Every flow must come back byte-exact, no block may be counted and no
-strike recorded. The same corpus on an `aggressive` proxy measures that setting's
-false-positive rate per protocol (printed, and written to $SWARMWALL_CORPUS_REPORT if set).
+strike recorded. Rows marked "worst case" are random-size ping-pong sessions (every flight
+random, sizes uniform in 1..2048), the one workload that can meet MSE's exact sizes by chance:
+they are held to the rate the size arithmetic predicts (docs/detection.md), not to zero. The
+same corpus on an `aggressive` proxy (opt-in: SWARMWALL_CORPUS_AGGRESSIVE=1) measures that
+setting's false-positive rate per protocol (printed, and appended to $SWARMWALL_CORPUS_REPORT
+if set). SWARMWALL_CORPUS_SCALE scales every row's flow count.
 
 Implementations: python sockets (bulk uploads/downloads 1 B .. 64 MiB and echo sessions with
 random first writes of 1..2048 bytes), shadowsocks-libev (three AEAD ciphers), obfs4proxy,

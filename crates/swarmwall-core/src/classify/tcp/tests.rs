@@ -245,15 +245,33 @@ fn mse_exact_sizes_of_each_implementation_block_on_defaults() {
     let cases = [
         // Sizes the issue recorded: qBittorrent 416/327/506/61/68, Transmission 159/232/124/
         // 355, aria2 348/506/283/452, rTorrent 510/553/124/123.
-        ("qBittorrent", implementation_script(10, 320, 231, Some(450), 47, 0)),
-        ("Transmission", implementation_script(20, 63, 136, None, 0, 341)),
-        ("aria2", implementation_script(30, 252, 410, Some(227), 370, 0)),
-        ("rTorrent", implementation_script(40, 414, 457, None, 0, 109)),
+        (
+            "qBittorrent",
+            implementation_script(10, 320, 231, Some(450), 47, 0),
+        ),
+        (
+            "Transmission",
+            implementation_script(20, 63, 136, None, 0, 341),
+        ),
+        (
+            "aria2",
+            implementation_script(30, 252, 410, Some(227), 370, 0),
+        ),
+        (
+            "rTorrent",
+            implementation_script(40, 414, 457, None, 0, 109),
+        ),
         // Extremes of the pads.
         ("pads 0", implementation_script(50, 0, 0, Some(0), 0, 0)),
-        ("pads 512", implementation_script(60, 512, 512, Some(512), 512, 0)),
+        (
+            "pads 512",
+            implementation_script(60, 512, 512, Some(512), 512, 0),
+        ),
         ("IA, pads 0", implementation_script(70, 0, 0, None, 0, 68)),
-        ("IA, PadD 512", implementation_script(80, 512, 512, None, 512, 68)),
+        (
+            "IA, PadD 512",
+            implementation_script(80, 512, 512, None, 512, 68),
+        ),
     ];
     for (name, script) in cases {
         assert_eq!(check(default, &script), bt(BtForm::Mse), "{name}");
