@@ -187,7 +187,11 @@ class EncryptedSwarm:
 def proxychains_conf(directory, proxy_port):
     path = os.path.join(directory, "proxychains.conf")
     with open(path, "w") as f:
-        f.write(f"strict_chain\nquiet_mode\ntcp_read_time_out 15000\ntcp_connect_time_out 8000\n"
+        # SWARMWALL_MSE_DIRECT_TRACKER (capture recording): the tracker is reached directly, so
+        # that every connection through the proxy is a peer connection.
+        localnet = (f"localnet {TRACKER_HOST}/255.255.255.255\n"
+                    if os.environ.get("SWARMWALL_MSE_DIRECT_TRACKER") else "")
+        f.write(f"strict_chain\nquiet_mode\ntcp_read_time_out 15000\ntcp_connect_time_out 8000\n{localnet}"
                 f"[ProxyList]\nsocks5 127.0.0.1 {proxy_port}\n")
     return path
 

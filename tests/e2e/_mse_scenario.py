@@ -7,6 +7,7 @@ seeders (int), block_wait, allow_wait (seconds).
 """
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,11 +35,25 @@ def main():
                      env={"RUST_LOG": "info,swarmwall_server::server::relay=debug"})
     admin = f"127.0.0.1:{admin_port}"
     policy = {"rc4": SEED_RC4, "plaintext": SEED_PLAINTEXT}[args["seed_policy"]]
-    swarm = EncryptedSwarm(seeders=args.get("seeders", 1), seed_policy=policy, size=SIZE)
+    size = args.get("size", SIZE)
+    swarm = EncryptedSwarm(seeders=args.get("seeders", 1), seed_policy=policy, size=size)
     client = None
+    capture = None
     result = {}
     started = time.monotonic()
     try:
+        if args.get("capture"):
+            # Recording for tests/captures: the proxy's both legs, the HTTPS tracker and the
+            # seeders' plain announces; snap length 2048 (the classifier reads at most 4 KiB).
+            ports = [node.port, swarm.tracker.nginx.port, swarm.tracker.tracker.port] + \
+                [port for _, port in swarm.seed_addresses]
+            result["ports"] = {"proxy": node.port, "https_tracker": swarm.tracker.nginx.port,
+                               "tracker": swarm.tracker.tracker.port,
+                               "seeders": [port for _, port in swarm.seed_addresses]}
+            capture = subprocess.Popen(["tcpdump", "-i", "lo", "-s", "2048", "-U", "-w", args["capture"],
+                                        " or ".join(f"tcp port {p}" for p in ports)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
         client = CLIENTS[args["client"]](swarm, node.port)
 
         def blocks():
@@ -47,10 +62,10 @@ def main():
         if args["action"] == "block":
             wait_until(lambda: blocks() > 0, timeout=args["block_wait"] + 20, interval=0.2)
             result["first_block_s"] = round(time.monotonic() - started, 2)
-            result["completed"] = bool(wait_until(lambda: client.complete(SIZE), timeout=args["block_wait"],
+            result["completed"] = bool(wait_until(lambda: client.complete(size), timeout=args["block_wait"],
                                                   interval=0.3))
         else:
-            result["completed"] = bool(wait_until(lambda: client.complete(SIZE), timeout=args["allow_wait"],
+            result["completed"] = bool(wait_until(lambda: client.complete(size), timeout=args["allow_wait"],
                                                   interval=0.3))
             result["completed_s"] = round(time.monotonic() - started, 2)
             if result["completed"] and os.path.exists(client.path):
@@ -68,6 +83,10 @@ def main():
     finally:
         if client:
             client.close()
+        if capture:
+            time.sleep(0.5)
+            capture.terminate()
+            capture.wait()
         swarm.close()
         node.stop()
     print("RESULT " + json.dumps(result))
