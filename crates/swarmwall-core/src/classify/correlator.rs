@@ -404,6 +404,16 @@ mod tests {
     }
 
     #[test]
+    fn an_mse_verdict_does_not_corroborate_other_flows() {
+        let t0 = start();
+        let mut c = Correlator::new(small());
+        let client = ClientKey(4);
+        c.record_detection(client, BtForm::Mse, t0);
+        assert!(!c.is_corroborated(client, addr(2, 6881), t0));
+        assert_eq!(c.last_detection(client, t0), None);
+    }
+
+    #[test]
     fn endpoints_expire_and_are_capped() {
         let t0 = start();
         let mut c = Correlator::new(small());
