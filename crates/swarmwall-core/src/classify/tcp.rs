@@ -362,9 +362,9 @@ impl TcpFlow {
                 // The sizes the reference implementations write after the key exchange.
                 match mse::exact(&self.flights, c2s, s2c, done.idle) {
                     mse::Exact::Yes(_) => bittorrent(BtForm::Mse),
-                    mse::Exact::Pending => Step::Wait(Wait::ANY),
-                    // Keep watching for a plaintext handshake (I6) up to the flight cap.
-                    mse::Exact::No => Step::Wait(Wait::ANY),
+                    // Pending, or no exact layout: keep watching for a plaintext handshake (I6)
+                    // and for corroboration up to the flight cap.
+                    mse::Exact::Pending | mse::Exact::No => Step::Wait(Wait::ANY),
                 }
             }
         }
@@ -484,7 +484,8 @@ struct Flights {
     last: Option<Direction>,
     /// Flights started so far (at most [`MAX_FLIGHTS_I6`]).
     count: u8,
-    /// Raw byte count of each of the first six flights (five for the MSE exact sizes).
+    /// Raw byte count of each of the first six flights (flights 5 and 6 only for MSE-shaped
+    /// flows: the exact sizes and the I6 scan).
     len: [u32; MAX_FLIGHTS_I6 as usize],
 }
 
