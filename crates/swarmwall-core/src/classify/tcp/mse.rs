@@ -1,4 +1,4 @@
-//! T3: the MSE/PE shape heuristic (spec §2.3). Class C: never decisive alone.
+//! T3: the MSE/PE shape heuristic and the exact client layouts (docs/detection.md).
 //!
 //! Message Stream Encryption has no fixed byte, so the flow is judged by its first three
 //! flights: the initiator's DH value plus padding (96..=608 bytes, I1), the responder's
@@ -37,7 +37,7 @@ const STEP4_MIN: u32 = 8 + 4 + 2;
 /// Bytes of a clear handshake that make it recognisable (`\x13BitTorrent protocol`).
 const I6_PREFIX: u32 = 20;
 
-/// Destination ports where the MSE shape is never evaluated (spec §2.3 rule 1).
+/// Destination ports where the MSE shape is never evaluated (docs/detection.md, "Rules").
 const EXCLUDED_PORTS: [u16; 16] = [
     22, 25, 53, 80, 110, 143, 443, 465, 587, 853, 993, 995, 3389, 5222, 5228, 8443,
 ];
