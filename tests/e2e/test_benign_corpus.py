@@ -13,7 +13,6 @@ random first writes of 1..2048 bytes), shadowsocks-libev (three AEAD ciphers), o
 v2ray (VMess, VLESS), OpenSSH (sessions and a port forward), TLS 1.3 / HTTP/2 against nginx
 (python ssl, curl, openssl s_client).
 """
-import hashlib
 import json
 import os
 import random
