@@ -8,7 +8,12 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 packages=(curl openssl python3 python3-pytest python3-libtorrent redis-server redis-sentinel
           redis-tools opentracker
           tshark tcpdump chromium microsocks dante-server libndpi-bin hyperfine iproute2
-          freeradius)
+          # RADIUS accounts backend (tests/e2e/test_radius.py)
+          freeradius
+          # encrypted-BitTorrent clients and the HTTPS tracker (tests/e2e/test_mse_clients.py)
+          qbittorrent-nox transmission-daemon aria2 rtorrent proxychains4 nginx-light
+          # the benign corpus (tests/e2e/test_benign_corpus.py)
+          shadowsocks-libev obfs4proxy v2ray openssh-server openssh-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -264,6 +264,20 @@ impl Inspector {
             }
             _ => None,
         };
+        if let State::Tcp(tcp) = &mut flow.state
+            && !tcp.candidate_recorded
+            && tcp.classifier.is_mse_candidate()
+        {
+            // E4 fan-out, as in the proxy: this flow may make the client's count.
+            tcp.candidate_recorded = true;
+            let client = client_key(flow.initiator.ip());
+            let now = self.clock.now();
+            self.correlator
+                .record_candidate(client, flow.responder, now);
+            if self.correlator.is_corroborated(client, flow.responder, now) {
+                tcp.classifier.corroborate();
+            }
+        }
         if !flow.reported
             && let Some(form) = flow.verdict().bittorrent_form()
         {
@@ -315,6 +329,7 @@ impl Inspector {
                 fin: [false, false],
                 rst: false,
                 decided: false,
+                candidate_recorded: false,
             })),
             Transport::Udp => State::Udp(Box::new(UdpState {
                 context,
@@ -460,6 +475,8 @@ struct TcpState {
     rst: bool,
     /// A final verdict was reached: stop reassembling.
     decided: bool,
+    /// The flow was counted towards the client's MSE fan-out (E4).
+    candidate_recorded: bool,
 }
 
 impl TcpState {

@@ -56,13 +56,32 @@ fn benches(c: &mut Criterion) {
         random_bytes(2, 250),
         random_bytes(3, 124),
     ];
+    // The default strictness on the two exact layouts (docs/detection.md): Transmission /
+    // rTorrent (flight 3 = 124, responder's flight 4 with its handshake) and libtorrent / aria2
+    // (flight 3 = 56 + PadC, 14 + PadD, the 68-byte handshake, the responder's handshake).
+    let transmission = [
+        random_bytes(4, 159),
+        random_bytes(5, 232),
+        random_bytes(6, 124),
+        random_bytes(7, 355),
+        random_bytes(8, 200),
+    ];
+    let libtorrent = [
+        random_bytes(9, 416),
+        random_bytes(10, 327),
+        random_bytes(11, 506),
+        random_bytes(12, 61),
+        random_bytes(13, 68),
+        random_bytes(14, 294),
+    ];
+    let default = FlowContext::proxy(51_413);
     let aggressive = FlowContext {
         mse_strictness: MseStrictness::Aggressive,
         ..FlowContext::proxy(51_413)
     };
 
     type Case<'a> = (&'a str, FlowContext, Vec<(Direction, &'a [u8])>);
-    let cases: [Case<'_>; 6] = [
+    let cases: [Case<'_>; 8] = [
         ("tls_curl", FlowContext::proxy(443), vec![(C, CURL_HELLO)]),
         (
             "tls_chromium_pq_2_segments",
@@ -88,6 +107,24 @@ fn benches(c: &mut Criterion) {
             "mse_three_flights",
             aggressive,
             vec![(C, &mse[0][..]), (S, &mse[1][..]), (C, &mse[2][..])],
+        ),
+        (
+            "mse_exact_transmission_layout",
+            default,
+            transmission
+                .iter()
+                .zip([C, S, C, S, C])
+                .map(|(bytes, direction)| (direction, &bytes[..]))
+                .collect(),
+        ),
+        (
+            "mse_exact_libtorrent_layout",
+            default,
+            libtorrent
+                .iter()
+                .zip([C, S, C, S, C, S])
+                .map(|(bytes, direction)| (direction, &bytes[..]))
+                .collect(),
         ),
     ];
     let mut group = c.benchmark_group("classify_tcp");

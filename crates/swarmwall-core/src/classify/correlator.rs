@@ -101,9 +101,12 @@ impl Correlator {
         }
     }
 
-    /// Record a decisive BitTorrent detection for `client` (E1).
+    /// Record a decisive BitTorrent detection for `client` (E1). An MSE verdict is a
+    /// heuristic one and is not recorded: one flow that happened to have MSE's sizes must not
+    /// turn every later random-looking flow of the client into a block for the whole evidence
+    /// window (docs/detection.md, "Rules"); the fan-out count (E4) is its cross-flow evidence.
     pub fn record_detection(&mut self, client: ClientKey, form: BtForm, now: Instant) {
-        if self.config.max_clients == 0 {
+        if self.config.max_clients == 0 || form == BtForm::Mse {
             return;
         }
         let evidence = self.touch(client);
@@ -398,6 +401,16 @@ mod tests {
         // A clock going backwards counts as no time passed.
         c.record_detection(client, BtForm::Utp, t0 + Duration::from_secs(100));
         assert!(c.is_corroborated(client, dest, t0));
+    }
+
+    #[test]
+    fn an_mse_verdict_does_not_corroborate_other_flows() {
+        let t0 = start();
+        let mut c = Correlator::new(small());
+        let client = ClientKey(4);
+        c.record_detection(client, BtForm::Mse, t0);
+        assert!(!c.is_corroborated(client, addr(2, 6881), t0));
+        assert_eq!(c.last_detection(client, t0), None);
     }
 
     #[test]

@@ -204,13 +204,14 @@ impl Verdict {
     }
 }
 
-/// How far the encrypted-BitTorrent (MSE) heuristic may go on its own
-/// (docs/bittorrent-detection.md §2.3–2.4).
+/// How far the encrypted-BitTorrent (MSE) heuristic may go on its own (docs/detection.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MseStrictness {
     /// Never block on the MSE shape; only plaintext-selected MSE (I6) is caught.
     Off,
-    /// Block an MSE-shaped flow only when the client has corroborating BitTorrent evidence.
+    /// Block an MSE-shaped flow when its flights have the exact sizes the reference clients
+    /// write (Transmission/rTorrent, libtorrent/aria2 layouts), or when the client has
+    /// corroborating BitTorrent evidence (including the fan-out count).
     #[default]
     Corroborated,
     /// Block every MSE-shaped flow, corroborated or not (more false positives on other fully

@@ -149,6 +149,21 @@ impl TcpFlow {
         self.finish_now()
     }
 
+    /// The client gained corroborating BitTorrent evidence while this flow was still being
+    /// inspected (for example the fan-out count, E4, reached its threshold because of this
+    /// very flow): re-evaluate under the new context. Returns the possibly final verdict.
+    pub fn corroborate(&mut self) -> Verdict {
+        if self.verdict.is_final() || self.context.corroborated {
+            return self.verdict;
+        }
+        self.context.corroborated = true;
+        let done = self.done(false);
+        match self.evaluate(&self.c2s.buf, &self.s2c.buf, done) {
+            Step::Final(verdict) => self.finish(verdict),
+            Step::Wait(_) => self.verdict,
+        }
+    }
+
     /// The current verdict.
     pub fn verdict(&self) -> Verdict {
         self.verdict
@@ -341,7 +356,16 @@ impl TcpFlow {
                 if peer_wire::find_handshake(c2s) || peer_wire::find_handshake(s2c) {
                     return bittorrent(BtForm::PeerWire);
                 }
-                Step::Wait(Wait::ANY)
+                if strictness == MseStrictness::Off {
+                    return Step::Wait(Wait::ANY);
+                }
+                // The sizes the reference implementations write after the key exchange.
+                match mse::exact(&self.flights, c2s, s2c, done.idle) {
+                    mse::Exact::Yes(_) => bittorrent(BtForm::Mse),
+                    // Pending, or no exact layout: keep watching for a plaintext handshake (I6)
+                    // and for corroboration up to the flight cap.
+                    mse::Exact::Pending | mse::Exact::No => Step::Wait(Wait::ANY),
+                }
             }
         }
     }
@@ -458,10 +482,11 @@ struct Side {
 struct Flights {
     first: Option<Direction>,
     last: Option<Direction>,
-    /// Flights started so far (at most [`MAX_FLIGHTS`]).
+    /// Flights started so far (at most [`MAX_FLIGHTS_I6`]).
     count: u8,
-    /// Raw byte count of each of the first four flights.
-    len: [u32; MAX_FLIGHTS as usize],
+    /// Raw byte count of each of the first six flights (flights 5 and 6 only for MSE-shaped
+    /// flows: the exact sizes and the I6 scan).
+    len: [u32; MAX_FLIGHTS_I6 as usize],
 }
 
 impl Flights {

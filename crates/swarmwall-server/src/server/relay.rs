@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use socket2::SockRef;
-use swarmwall_core::classify::{Direction, FlowContext, TcpFlow, Verdict};
+use swarmwall_core::classify::{BtForm, Direction, FlowContext, MseStrictness, TcpFlow, Verdict};
 use tokio::net::TcpStream;
 
 use super::session::SessionContext;
@@ -212,6 +212,43 @@ enum Inspected {
     Ended,
 }
 
+/// How long an uncorroborated MSE candidate waits at the end of its inspection for the
+/// client's fan-out count (docs/detection.md, "Rules").
+const MSE_FAN_OUT_HOLD: Duration = Duration::from_secs(1);
+
+/// Wait up to [`MSE_FAN_OUT_HOLD`] for the client to become corroborated for `remote`.
+async fn await_fan_out(context: &SessionContext, remote: SocketAddr, record: bool) -> bool {
+    let deadline = Instant::now() + MSE_FAN_OUT_HOLD;
+    let mut record = record;
+    loop {
+        if mse_candidate_corroborated(context, remote, record) {
+            return true;
+        }
+        record = false;
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Count an MSE-shaped flow towards the client's fan-out (E4) when `record`; true when the
+/// client is now corroborated for this destination.
+fn mse_candidate_corroborated(context: &SessionContext, remote: SocketAddr, record: bool) -> bool {
+    context
+        .shared
+        .correlator
+        .lock()
+        .map(|mut correlator| {
+            let now = Instant::now();
+            if record {
+                correlator.record_candidate(context.client_key, remote, now);
+            }
+            correlator.is_corroborated(context.client_key, remote, now)
+        })
+        .unwrap_or(false)
+}
+
 /// The inspect phase. Returns once the classifier gave a final verdict or both sides closed.
 async fn inspect(
     context: &SessionContext,
@@ -249,6 +286,7 @@ async fn inspect(
         }
     }
     let (mut client_open, mut target_open) = (true, true);
+    let mut candidate_recorded = false;
     let deadline = tokio::time::sleep(context.runtime.server.inspect_timeout);
     tokio::pin!(deadline);
     while !verdict.is_final() && (client_open || target_open) {
@@ -280,6 +318,35 @@ async fn inspect(
             Ok(read) => {
                 activity.touch();
                 verdict = flow.handle_data(direction, &chunk);
+                if !verdict.is_final() && flow.is_mse_candidate() {
+                    // E4 fan-out: this flow may be the one that makes the client's count, or
+                    // another flow of the client may have made it since (checked until the
+                    // verdict, at most six flights).
+                    let first = !candidate_recorded;
+                    candidate_recorded = true;
+                    if mse_candidate_corroborated(context, remote, first) {
+                        verdict = flow.corroborate();
+                        if verdict.bittorrent_form().is_some() {
+                            tracing::debug!("MSE candidate corroborated mid-flow (fan-out)");
+                        }
+                    }
+                }
+                if verdict.is_final()
+                    && verdict.bittorrent_form().is_none()
+                    && flow.is_mse_candidate()
+                    && context.runtime.policy.mse_strictness() == MseStrictness::Corroborated
+                {
+                    // An MSE candidate ends its inspection uncorroborated (no exact layout).
+                    // BitTorrent clients open their peer connections together, so hold this
+                    // chunk (the seventh flight: requests, before any piece) briefly for the
+                    // client's fan-out count to be reached by its sibling connections.
+                    let first = !candidate_recorded;
+                    candidate_recorded = true;
+                    if await_fan_out(context, remote, first).await {
+                        tracing::debug!("MSE candidate corroborated mid-flow (fan-out)");
+                        verdict = Verdict::BitTorrent(BtForm::Mse);
+                    }
+                }
                 if verdict.bittorrent_form().is_some() {
                     held = Some((direction, chunk));
                     break;
@@ -292,6 +359,9 @@ async fn inspect(
                 counter.inc_by(read as u64);
             }
         }
+    }
+    if !candidate_recorded && flow.is_mse_candidate() {
+        mse_candidate_corroborated(context, remote, true);
     }
     if !verdict.is_final() {
         // Both sides closed before a decision.
@@ -338,7 +408,7 @@ async fn inspect(
 /// form's action. True when the request must be refused (block: counted and struck).
 pub(super) async fn enforce_destination_name(
     context: &SessionContext,
-    form: swarmwall_core::classify::BtForm,
+    form: BtForm,
     transport: &'static str,
 ) -> bool {
     let shared = &context.shared;
@@ -383,7 +453,7 @@ fn record_verdict(context: &SessionContext, verdict: Verdict, decision_bytes: f6
 }
 
 /// Record a strike for a blocked flow or datagram and audit a resulting suspension.
-pub(super) async fn strike(context: &SessionContext, form: swarmwall_core::classify::BtForm) {
+pub(super) async fn strike(context: &SessionContext, form: BtForm) {
     let shared = &context.shared;
     let now_ms = crate::store::unix_now_ms();
     match shared
