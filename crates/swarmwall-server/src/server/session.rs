@@ -105,7 +105,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut stream: TcpStream, peer: Socket
     // task for its whole life (2.9 KiB of a 4 KiB task before this).
     let handshaken = match tokio::time::timeout(
         runtime.server.handshake_timeout,
-        Box::pin(handshake(&runtime, &mut stream, peer)),
+        Box::pin(handshake(&shared, &runtime, &mut stream, peer)),
     )
     .await
     {
@@ -230,7 +230,10 @@ fn refused(shared: &Shared, reason: &'static str) {
 }
 
 /// Read the PROXY header (trusted peers only), then run the SOCKS5 handshake to a request.
+/// The connection holds one of its source's handshake slots (`max_handshakes_per_source`)
+/// until the handshake ends.
 async fn handshake(
+    shared: &Shared,
     runtime: &Runtime,
     stream: &mut TcpStream,
     peer: SocketAddr,
@@ -249,6 +252,10 @@ async fn handshake(
         }
         machine.handle_input(&leftover);
     }
+    let limit = runtime.config.security.max_handshakes_per_source;
+    let Some(_slot) = shared.handshakes.acquire(client, limit) else {
+        return Err("source_limit");
+    };
 
     let mut buffer = vec![0u8; HANDSHAKE_READ];
     let mut account = None;

@@ -595,3 +595,5 @@ fn glob_escape(text: &str) -> String {
     }
     out
 }
+
+mod reserve;

@@ -133,6 +133,7 @@ pub(crate) fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
         .and_then(|text| {
             let config = Config::parse(&text, &args.file)?;
             config.server.validate(&text, &args.file)?;
+            config.security.validate_in(&text, &args.file)?;
             DestinationPolicy::new(&config.policy, &[])?;
             Ok(())
         });
