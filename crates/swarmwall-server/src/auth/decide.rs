@@ -71,23 +71,49 @@ impl Authenticator {
                 .is_some(),
             None => false,
         };
-        // A disabled account never uses the memory: its login costs what a wrong password
-        // costs, so the two cannot be told apart by time.
-        let remembered = account
-            .as_ref()
-            .filter(|a| !a.disabled)
-            .and_then(|account| {
-                let ttl = settings.verified_ttl;
-                let mut recall = |candidate: &[u8]| {
-                    inner
-                        .verified
-                        .matches(&account.name, &account.password, candidate, ttl)
-                };
-                match check_credentials(Some(account), &password, in_window, &mut recall) {
-                    Credentials::Bad => None,
-                    found => Some(found),
-                }
-            });
+        let mut remembered = recall(
+            inner,
+            settings.verified_ttl,
+            account.as_ref(),
+            &password,
+            in_window,
+        );
+        let account_turn = format!("a {}", subjects.name);
+        let network_turn = format!("n {}", subjects.network);
+        // A remembered password still queues behind attempts being verified for the same
+        // account or network: it belongs to their burst and must see the lockout they start.
+        if remembered.is_some()
+            && (inner.turns.busy(&account_turn) || inner.turns.busy(&network_turn))
+        {
+            remembered = None;
+        }
+        let mut turns = None;
+        if remembered.is_none() {
+            // Wait for this account's and this network's turn; the attempt before may have
+            // locked them out, or verified this very password, so look again once it is ours.
+            let wait = settings.hash_queue_timeout;
+            let by_account = inner.turns.take(account_turn, wait).await;
+            let by_network = match by_account {
+                Some(_) => inner.turns.take(network_turn, wait).await,
+                None => None,
+            };
+            let (Some(by_account), Some(by_network)) = (by_account, by_network) else {
+                return Ok(AuthOutcome::Rejected(RejectReason::Overloaded));
+            };
+            if self.locked_out(&subjects, now_ms).await? {
+                return Ok(AuthOutcome::Rejected(RejectReason::LockedOut));
+            }
+            remembered = recall(
+                inner,
+                settings.verified_ttl,
+                account.as_ref(),
+                &password,
+                in_window,
+            );
+            if remembered.is_none() {
+                turns = Some((by_account, by_network));
+            }
+        }
         let (credentials, reserved) = match remembered {
             Some(credentials) => {
                 count_verification(inner, "remembered");
@@ -122,7 +148,10 @@ impl Authenticator {
                         check_credentials(account.as_ref(), &password, in_window, &mut verify)
                     }
                 };
-                match inner.pool.run(settings.hash_queue_timeout, job).await {
+                let verified = inner.pool.run(settings.hash_queue_timeout, job).await;
+                // Failures are counted already: the next attempt may go.
+                drop(turns.take());
+                match verified {
                     Ok(credentials) => (credentials, Some(reserved)),
                     Err(_overloaded) => {
                         self.release(&subjects, &reserved).await?;
@@ -592,6 +621,28 @@ impl Authenticator {
 enum LockScope {
     Account,
     Client,
+}
+
+/// The credentials when `password` was verified recently for `account` (its keyed MAC is
+/// remembered); `None` otherwise. A disabled account never uses the memory: its login costs
+/// what a wrong password costs, so the two cannot be told apart by time.
+fn recall(
+    inner: &super::Inner,
+    lifetime: Duration,
+    account: Option<&Account>,
+    password: &[u8],
+    in_window: bool,
+) -> Option<Credentials> {
+    let account = account.filter(|a| !a.disabled)?;
+    let mut matches = |candidate: &[u8]| {
+        inner
+            .verified
+            .matches(&account.name, &account.password, candidate, lifetime)
+    };
+    match check_credentials(Some(account), password, in_window, &mut matches) {
+        Credentials::Bad => None,
+        found => Some(found),
+    }
 }
 
 /// Count one password check (`auth_verifications{kind}`).

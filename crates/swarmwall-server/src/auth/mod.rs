@@ -34,6 +34,7 @@ mod key;
 mod pool;
 mod setup;
 pub mod totp;
+mod turns;
 mod verified;
 
 use std::net::IpAddr;
@@ -46,6 +47,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use pool::HashPool;
+use turns::Turns;
 use verified::VerifiedCache;
 
 pub use accounts::{Account, AccountsError, AccountsFile, HashParams, hash_password};
@@ -133,6 +135,8 @@ struct Inner {
     verified: VerifiedCache,
     /// The bounded argon2 workers.
     pool: HashPool,
+    /// One full verification at a time per account name and per client network.
+    turns: Turns,
 }
 
 /// The reloadable part: settings and the GeoIP database.
@@ -278,6 +282,7 @@ impl Authenticator {
                 reload_failures: std::sync::atomic::AtomicU64::new(0),
                 verified: VerifiedCache::new(config.verified_cache_size),
                 pool: HashPool::new(config.hash_workers, config.hash_queue),
+                turns: Turns::default(),
             }),
         }
     }

@@ -252,10 +252,13 @@ async fn handshake(
         }
         machine.handle_input(&leftover);
     }
+    // A pre-login slot: given back once the client has logged in (or at the end of the
+    // handshake when no login is required).
     let limit = runtime.config.security.max_handshakes_per_source;
-    let Some(_slot) = shared.handshakes.acquire(client, limit) else {
+    let Some(slot) = shared.handshakes.acquire(client, limit) else {
         return Err("source_limit");
     };
+    let mut slot = Some(slot);
 
     let mut buffer = vec![0u8; HANDSHAKE_READ];
     let mut account = None;
@@ -267,9 +270,13 @@ async fn handshake(
             Some(Event::Authenticate(credentials)) => {
                 account = authenticate(runtime, &credentials, client).await;
                 machine.handle_auth_result(account.is_some());
+                if account.is_some() {
+                    slot = None;
+                }
                 continue;
             }
             Some(Event::Request(request)) => {
+                drop(slot);
                 return Ok(Handshaken {
                     request,
                     account,

@@ -49,37 +49,43 @@ async fn a_burst_of_guesses_verifies_at_most_max_failures_and_refuses_the_right_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guess_in_flight_when_the_limit_is_reached_is_refused() {
-    // The right password (not remembered) is reserved first; four wrong guesses follow while
-    // it is verified in full; the fifth reaches the limit; a sixth starts the lockout. The
-    // right one, once verified, finds the lockout and is refused.
-    let config = SecurityConfig {
-        hash_workers: 1,
-        ..quick_config()
+async fn a_right_password_in_flight_when_another_node_reaches_the_limit_is_refused() {
+    // Two nodes sharing one store and key. Node A verifies the right password slowly; node
+    // B meanwhile verifies guesses quickly until the limit is reached and the lockout starts.
+    // A, once verified, finds the lockout and refuses its right password too.
+    let store = Store::memory();
+    let key = PseudonymKey::from_bytes([7; 32]);
+    let node = |hash: &HashParams, metrics: &Arc<Metrics>| {
+        let mut file = AccountsFile::default();
+        file.add("slow", b"slow-pw", hash).unwrap();
+        Authenticator::with_security(
+            file,
+            &quick_config(),
+            store.clone(),
+            AuditLog::disabled(),
+            Arc::clone(metrics),
+            None,
+            key.clone(),
+        )
     };
-    let rig = Arc::new(slow_rig(config));
-    let mut tasks = Vec::new();
-    for n in 0..8 {
-        let rig = Arc::clone(&rig);
-        tasks.push(tokio::spawn(async move {
-            let password = if n == 0 { "slow-pw" } else { "guess" };
-            rig.login("slow", password, "198.51.100.8", T0).await
-        }));
-        // Let the first one reserve before the guesses arrive.
-        if n == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+    let metrics = Arc::new(Metrics::new());
+    let (a, b) = (node(&SLOW, &metrics), node(&FAST, &metrics));
+    let client = ip("198.51.100.8");
+    let right = tokio::spawn(async move { a.authenticate(b"slow", b"slow-pw", client).await });
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let mut guesses = Vec::new();
+    for _ in 0..6 {
+        guesses.push(b.authenticate(b"slow", b"guess", client).await);
     }
-    let mut outcomes = Vec::new();
-    for task in tasks {
-        outcomes.push(task.await.unwrap());
-    }
-    assert!(rig.metric(ARGON2) <= 5);
-    assert_eq!(
-        outcomes[0],
-        rejected(RejectReason::LockedOut),
-        "{outcomes:?}"
-    );
+    assert_eq!(right.await.unwrap(), rejected(RejectReason::LockedOut));
+    assert_eq!(guesses.last(), Some(&rejected(RejectReason::LockedOut)));
+    let text = metrics.encode();
+    let verified: u64 = text
+        .lines()
+        .find(|l| l.starts_with(ARGON2))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap();
+    assert!(verified <= 5, "{verified} verifications");
 }
 
 /// A rig with one account, `slow`, whose hash takes a while to verify.
