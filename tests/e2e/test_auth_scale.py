@@ -376,3 +376,32 @@ def test_one_address_cannot_hold_more_than_its_pre_login_slots(start):
             sock.close()
     # Slots come back when the idle connections go.
     assert wait_until(lambda: socks5_login(node, "alice", "alice-secret-pw"), timeout=10)
+
+
+# ------------------------------------------------------------------ a flood of wrong logins
+
+def test_a_flood_of_wrong_logins_leaves_customers_working(start):
+    """600 wrong logins at once from 10 addresses (scripts/bench_auth_flood.py, the flood
+    benchmark's client) while a customer's session, opened before, keeps exchanging data."""
+    import json
+
+    node, _ = start()
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "scripts", "bench_auth_flood.py")
+    out = subprocess.run(
+        ["/usr/bin/python3", script, "--proxy", f"{node.host}:{node.port}",
+         "--admin", node.admin_address, "--pid", str(node.proc.pid), "--user", "alice",
+         "--password", "alice-secret-pw", "--connections", "600", "--sources", "10",
+         "--settle", "2"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert node.proc.poll() is None, "the proxy died"
+    assert result["clients_saw"]["accepted"] == 0, result
+    assert result["customer_failures"] == 0 and result["customer_round_trips"] >= 5, result
+    counted = result["proxy_counted"]
+    verified = sum(v for k, v in counted.items() if 'kind="argon2"' in k)
+    # 10 addresses, 5 failures each before their lockout: at most 50 guesses verified.
+    assert verified <= 50, counted
+    assert result["rss_peak_mib"] < 256, result
+    # And the customer can still log in afresh.
+    assert socks5_login(node, "alice", "alice-secret-pw")
