@@ -88,7 +88,11 @@ impl Authenticator {
             remembered = None;
         }
         let mut turns = None;
+        // Attempts that queue are registered by password fingerprint (see below).
+        let mut pending = None;
         if remembered.is_none() {
+            let fingerprint = inner.verified.fingerprint(name, &password);
+            pending = Some(inner.pending.register(&account_turn, fingerprint));
             // Wait for this account's and this network's turn; the attempt before may have
             // locked them out, or verified this very password, so look again once it is ours.
             let wait = settings.hash_queue_timeout;
@@ -174,6 +178,33 @@ impl Authenticator {
             && self.locked_out(&subjects, now_ms).await?
         {
             return Ok(AuthOutcome::Rejected(RejectReason::LockedOut));
+        }
+        // A right password that queued with attempts carrying other passwords is part of a
+        // burst of guesses when those, with the failures already counted, reach the limit: it
+        // is refused and the lockout starts now (a client's own burst carries one password).
+        if good_password
+            && !disabled
+            && let Some(pending) = &pending
+        {
+            let others = pending.others();
+            if others > 0 {
+                let counted = store
+                    .count_events(
+                        Namespace::AuthFailuresAccount,
+                        &subjects.name,
+                        now_ms,
+                        settings.failure_window,
+                    )
+                    .await
+                    .map_err(|_| "count_events")?;
+                let failures = counted.saturating_sub(u32::from(reserved.is_some()));
+                let burst = failures.saturating_add(others);
+                if burst >= settings.max_failures {
+                    self.start_lockout(LockScope::Account, &subjects, burst, known, client, now_ms)
+                        .await?;
+                    return Ok(AuthOutcome::Rejected(RejectReason::LockedOut));
+                }
+            }
         }
         let account = match (account, credentials) {
             (Some(_), _) if disabled && good_password => {

@@ -47,7 +47,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use pool::HashPool;
-use turns::Turns;
+use turns::{Pending, Turns};
 use verified::VerifiedCache;
 
 pub use accounts::{Account, AccountsError, AccountsFile, HashParams, hash_password};
@@ -137,6 +137,8 @@ struct Inner {
     pool: HashPool,
     /// One full verification at a time per account name and per client network.
     turns: Turns,
+    /// Attempts in progress per account name, by password fingerprint.
+    pending: Pending,
 }
 
 /// The reloadable part: settings and the GeoIP database.
@@ -283,6 +285,7 @@ impl Authenticator {
                 verified: VerifiedCache::new(config.verified_cache_size),
                 pool: HashPool::new(config.hash_workers, config.hash_queue),
                 turns: Turns::default(),
+                pending: Pending::default(),
             }),
         }
     }

@@ -14,6 +14,69 @@ use std::time::Duration;
 use tokio::sync::{Mutex as TurnLock, OwnedMutexGuard};
 
 type Locks = Arc<Mutex<HashMap<String, Arc<TurnLock<()>>>>>;
+/// Per key: password fingerprints of the attempts in progress, with their counts.
+type PendingMap = Arc<Mutex<HashMap<String, HashMap<[u8; 32], u32>>>>;
+
+/// Attempts in progress per account name, by password fingerprint (a keyed MAC, memory only),
+/// so that a success can tell a client's own burst (one password) from a burst of guesses.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    map: PendingMap,
+}
+
+/// Registered while an attempt is in progress.
+pub(crate) struct PendingAttempt {
+    map: PendingMap,
+    key: String,
+    fingerprint: [u8; 32],
+}
+
+impl Pending {
+    /// Register an attempt with password `fingerprint` under `key`.
+    pub(crate) fn register(&self, key: &str, fingerprint: [u8; 32]) -> PendingAttempt {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(key.to_owned())
+            .or_default()
+            .entry(fingerprint)
+            .or_insert(0) += 1;
+        PendingAttempt {
+            map: Arc::clone(&self.map),
+            key: key.to_owned(),
+            fingerprint,
+        }
+    }
+}
+
+impl PendingAttempt {
+    /// Attempts in progress under the same key with another password.
+    pub(crate) fn others(&self) -> u32 {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&self.key).map_or(0, |by_password| {
+            by_password
+                .iter()
+                .filter(|(fingerprint, _)| **fingerprint != self.fingerprint)
+                .map(|(_, count)| *count)
+                .sum()
+        })
+    }
+}
+
+impl Drop for PendingAttempt {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(by_password) = map.get_mut(&self.key) {
+            if let Some(count) = by_password.get_mut(&self.fingerprint) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    by_password.remove(&self.fingerprint);
+                }
+            }
+            if by_password.is_empty() {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
 
 /// Per-key turns.
 #[derive(Debug, Default)]
@@ -109,6 +172,17 @@ mod tests {
         drop(first);
         assert!(waiter.await.unwrap());
         assert!(turns.busy("b"));
+        let pending = Pending::default();
+        let mine = pending.register("a", [1; 32]);
+        let same = pending.register("a", [1; 32]);
+        let guess = pending.register("a", [2; 32]);
+        let elsewhere = pending.register("b", [3; 32]);
+        assert_eq!(mine.others(), 1);
+        assert_eq!(guess.others(), 2);
+        drop((same, guess, elsewhere));
+        assert_eq!(mine.others(), 0);
+        drop(mine);
+        assert!(pending.map.lock().unwrap().is_empty());
         drop(other);
         assert!(!turns.busy("b"));
         assert_eq!(turns.len(), 0);

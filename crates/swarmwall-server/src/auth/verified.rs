@@ -92,6 +92,11 @@ impl VerifiedCache {
             .put(account.to_owned(), entry);
     }
 
+    /// A keyed fingerprint of `password` for `account` (same key as the entries; memory only).
+    pub(crate) fn fingerprint(&self, account: &str, password: &[u8]) -> [u8; 32] {
+        self.mac(account, "", password)
+    }
+
     /// Forget everything (accounts reload).
     pub(crate) fn clear(&self) {
         if let Some(entries) = &self.entries {

@@ -320,3 +320,44 @@ async fn unknown_names_cost_the_highest_hash_in_the_file() {
         loaded.dummy_hash
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_right_password_first_in_a_burst_of_guesses_is_refused() {
+    // One node: the right password reaches its turn first; six guesses queue behind it.
+    let rig = Arc::new(slow_rig(quick_config()));
+    let right = {
+        let rig = Arc::clone(&rig);
+        tokio::spawn(async move { rig.login("slow", "slow-pw", "198.51.100.9", T0).await })
+    };
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let mut guesses = Vec::new();
+    for n in 0..6 {
+        let rig = Arc::clone(&rig);
+        guesses.push(tokio::spawn(async move {
+            rig.login("slow", &format!("guess-{n}"), "198.51.100.9", T0)
+                .await
+        }));
+    }
+    assert_eq!(right.await.unwrap(), rejected(RejectReason::LockedOut));
+    for guess in guesses {
+        assert_eq!(guess.await.unwrap(), rejected(RejectReason::LockedOut));
+    }
+    assert_eq!(
+        rig.metric(ARGON2),
+        1,
+        "only the right password was verified"
+    );
+    // A client's own burst (one password) is not a burst of guesses: a fresh rig, 8 at once.
+    let rig = Arc::new(slow_rig(quick_config()));
+    let mut own = Vec::new();
+    for _ in 0..8 {
+        let rig = Arc::clone(&rig);
+        own.push(tokio::spawn(async move {
+            rig.login("slow", "slow-pw", "198.51.100.10", T0).await
+        }));
+    }
+    for login in own {
+        assert_eq!(login.await.unwrap(), accepted("slow"));
+    }
+    assert_eq!(rig.metric(ARGON2), 1, "verified once, then remembered");
+}
