@@ -5,10 +5,20 @@
 #
 #   scripts/bench-relay.sh                 # release build, 10,000 idle sessions
 #   SECONDS_PER_TEST=2 IDLE=2000 scripts/bench-relay.sh
+#   ONLY=auth scripts/bench-relay.sh       # only the authenticated new-connections table
+#
+# The authenticated table (always printed last; about 40 s): new connections/s, proxy CPU per
+# connection and peak RSS for swarmwall without accounts, swarmwall with one account (made
+# with `swarmwall user add`, default argon2 cost, password login on every connection) and
+# microsocks with and without `-u/-P`; 64 concurrent clients, medians of AUTH_RUNS (3)
+# interleaved runs of AUTH_SECONDS (3) each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS_PER_TEST=${SECONDS_PER_TEST:-4}
+ONLY=${ONLY:-all}
+AUTH_SECONDS=${AUTH_SECONDS:-3}
+AUTH_RUNS=${AUTH_RUNS:-3}
 # (10,000 idle sessions need 20,000 descriptors in the proxy; capped by the hard limit.)
 IDLE=${IDLE:-10000}
 PROXY_CORE=${PROXY_CORE:-0}
@@ -55,6 +65,43 @@ start_swarmwall() { # NAME FAST_PATH [EXTRA_SERVER_KEY]
     addr=$(grep -o 'listening on [0-9.:]*' "$work/$1.log" | awk '{print $3}')
     targets+=("--target" "$1=${addr}:${pid}")
 }
+# The authenticated comparison: NAME=HOST:PORT:PID[:USER:PASSWORD] for scripts/bench_auth.py.
+auth_targets=()
+start_auth_swarmwall() { # NAME [ACCOUNTS_FILE]
+    printf '[server]\nmax_sessions = 30000\n' > "$work/$1.toml"
+    local accounts=()
+    [ -z "${2:-}" ] || accounts=(--accounts "$2")
+    RUST_LOG=warn taskset -c "$PROXY_CORE" "$BIN" serve --listen 127.0.0.1:0 \
+        --config "$work/$1.toml" --allow-destination 127.0.0.0/8 --data-dir "$work/$1-data" \
+        --audit-log "$work/$1-audit.jsonl" --admin-listen 127.0.0.1:0 "${accounts[@]}" \
+        2> "$work/$1.log" &
+    local pid=$!
+    pids+=("$pid")
+    for _ in $(seq 100); do grep -q "listening on" "$work/$1.log" && break; sleep 0.1; done
+    local addr
+    addr=$(grep -o 'listening on [0-9.:]*' "$work/$1.log" | awk '{print $3}')
+    auth_targets+=("--target" "$1=${addr}:${pid}${3:-}")
+}
+bench_password=bench-password-$$
+printf '%s\n' "$bench_password" | "$BIN" user add bench --accounts "$work/accounts.toml" \
+    --password-stdin >/dev/null
+start_auth_swarmwall swarmwall-no-accounts
+start_auth_swarmwall swarmwall-one-account "$work/accounts.toml" ":bench:$bench_password"
+if command -v microsocks >/dev/null; then
+    port=$(free_port)
+    taskset -c "$PROXY_CORE" microsocks -i 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+    pids+=($!)
+    auth_targets+=("--target" "microsocks=127.0.0.1:${port}:$!")
+    port=$(free_port)
+    taskset -c "$PROXY_CORE" microsocks -i 127.0.0.1 -p "$port" -u bench -P "$bench_password" \
+        >/dev/null 2>&1 &
+    pids+=($!)
+    auth_targets+=("--target" "microsocks-user-password=127.0.0.1:${port}:$!:bench:$bench_password")
+else
+    echo "microsocks not installed (apt-get install microsocks): its columns are left out"
+fi
+
+if [ "$ONLY" != auth ]; then
 start_swarmwall swarmwall auto
 start_swarmwall swarmwall-copy copy
 start_swarmwall swarmwall-splice splice
@@ -87,10 +134,12 @@ EOF
     targets+=("--target" "danted=127.0.0.1:${port}:$!")
 fi
 
+fi
+
 # Wait until every proxy port answers.
-for spec in "${targets[@]}"; do
+for spec in "${targets[@]}" "${auth_targets[@]}"; do
     case "$spec" in *=*:*:*)
-        hostport=${spec#*=}; hostport=${hostport%:*}
+        hostport=${spec#*=}; hostport=$(echo "$hostport" | cut -d: -f1,2)
         for _ in $(seq 100); do
             python3 -c "import socket,sys; socket.create_connection(('${hostport%:*}', ${hostport##*:}), 1)" 2>/dev/null && break
             sleep 0.1
@@ -98,6 +147,14 @@ for spec in "${targets[@]}"; do
     esac
 done
 
+if [ "$ONLY" != auth ]; then
 echo "proxy core $PROXY_CORE, client core $CLIENT_CORE, $SECONDS_PER_TEST s per test, $IDLE idle sessions"
 python3 scripts/bench_relay.py --core "$CLIENT_CORE" --seconds "$SECONDS_PER_TEST" \
     --idle-sessions "$IDLE" --load-bin "$LOAD_BIN" "${targets[@]}"
+fi
+
+echo
+echo "authenticated new connections: 64 clients, connect -> greeting -> login -> CONNECT ->" \
+     "1-byte echo -> close; median of $AUTH_RUNS x $AUTH_SECONDS s; proxy core $PROXY_CORE"
+python3 scripts/bench_auth.py --core "$CLIENT_CORE" --seconds "$AUTH_SECONDS" \
+    --runs "$AUTH_RUNS" --concurrency 64 --load-bin "$LOAD_BIN" "${auth_targets[@]}"

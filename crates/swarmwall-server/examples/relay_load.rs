@@ -4,12 +4,15 @@
 //!
 //! Runs, in one single-threaded process (pin it to the client core), an echo server and
 //! `--concurrency` client loops. Each loop opens a connection (through the SOCKS5 proxy when
-//! `--proxy` is given: greeting, CONNECT to the echo server), sends one byte, reads it back and
-//! closes, over and over until `--seconds` have passed. Prints one JSON object:
+//! `--proxy` is given: greeting, RFC 1929 login when `--user`/`--password` are given, CONNECT
+//! to the echo server), sends one byte, reads it back and closes, over and over until
+//! `--seconds` have passed. Prints one JSON object:
 //! `{"connections": N, "seconds": S, "per_second": R, "errors": E}`.
 //!
 //! ```text
 //! cargo run --release -p swarmwall-server --example relay_load -- --seconds 3 --proxy 127.0.0.1:1080
+//! cargo run --release -p swarmwall-server --example relay_load -- --proxy 127.0.0.1:1080 \
+//!     --user alice --password secret
 //! ```
 
 use std::cell::Cell;
@@ -26,6 +29,8 @@ struct Options {
     proxy: Option<SocketAddr>,
     seconds: f64,
     concurrency: usize,
+    /// RFC 1929 user name and password.
+    login: Option<Rc<(Vec<u8>, Vec<u8>)>>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -33,7 +38,9 @@ fn parse_options() -> Result<Options, String> {
         proxy: None,
         seconds: 3.0,
         concurrency: 16,
+        login: None,
     };
+    let (mut user, mut password) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -55,8 +62,17 @@ fn parse_options() -> Result<Options, String> {
                     .parse()
                     .map_err(|error| format!("--concurrency {value}: {error}"))?;
             }
+            "--user" => user = Some(value.into_bytes()),
+            "--password" => password = Some(value.into_bytes()),
             other => return Err(format!("unknown option {other}")),
         }
+    }
+    match (user, password) {
+        (Some(user), Some(password)) if user.len() <= 255 && password.len() <= 255 => {
+            options.login = Some(Rc::new((user, password)));
+        }
+        (None, None) => {}
+        _ => return Err("--user and --password go together (at most 255 bytes each)".into()),
     }
     if !(options.seconds > 0.0 && options.seconds <= 600.0) {
         return Err("--seconds must be in (0, 600]".into());
@@ -123,11 +139,12 @@ async fn run(options: Options) -> std::io::Result<()> {
     for _ in 0..options.concurrency {
         let (connections, errors) = (Rc::clone(&connections), Rc::clone(&errors));
         let proxy = options.proxy;
+        let login = options.login.clone();
         loops.push(tokio::task::spawn_local(async move {
             while Instant::now() < stop {
                 match tokio::time::timeout(
                     Duration::from_secs(5),
-                    one_connection(proxy, echo_address),
+                    one_connection(proxy, login.as_deref(), echo_address),
                 )
                 .await
                 {
@@ -154,18 +171,36 @@ async fn run(options: Options) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Open (through `proxy` when given), echo one byte, close.
-async fn one_connection(proxy: Option<SocketAddr>, echo: SocketAddr) -> std::io::Result<()> {
+/// Open (through `proxy` when given, logging in with `login`), echo one byte, close.
+async fn one_connection(
+    proxy: Option<SocketAddr>,
+    login: Option<&(Vec<u8>, Vec<u8>)>,
+    echo: SocketAddr,
+) -> std::io::Result<()> {
     let mut stream = match proxy {
         None => TcpStream::connect(echo).await?,
         Some(proxy) => {
             let mut stream = TcpStream::connect(proxy).await?;
             stream.set_nodelay(true)?;
-            stream.write_all(&[5, 1, 0]).await?;
+            let method = if login.is_some() { 2 } else { 0 };
+            stream.write_all(&[5, 1, method]).await?;
             let mut choice = [0u8; 2];
             stream.read_exact(&mut choice).await?;
-            if choice != [5, 0] {
+            if choice != [5, method] {
                 return Err(std::io::Error::other("method refused"));
+            }
+            if let Some((user, password)) = login {
+                // Lengths were checked when the options were parsed.
+                let mut message = vec![1, user.len() as u8];
+                message.extend_from_slice(user);
+                message.push(password.len() as u8);
+                message.extend_from_slice(password);
+                stream.write_all(&message).await?;
+                let mut status = [0u8; 2];
+                stream.read_exact(&mut status).await?;
+                if status[1] != 0 {
+                    return Err(std::io::Error::other("login refused"));
+                }
             }
             let SocketAddr::V4(echo) = echo else {
                 return Err(std::io::Error::other("echo server is not IPv4"));

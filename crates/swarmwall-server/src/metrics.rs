@@ -58,8 +58,15 @@ pub struct AuthLabels {
     /// `success` or `failure`.
     pub result: &'static str,
     /// `ok`, `bad_credentials`, `totp_required`, `totp_replay`, `locked_out`, `geo_denied`,
-    /// `impossible_travel`, `disabled`, `suspended`, `store_unavailable`.
+    /// `impossible_travel`, `disabled`, `suspended`, `store_unavailable`, `overloaded`.
     pub reason: &'static str,
+}
+
+/// A single `kind` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// Which kind (a fixed, documented set of values per metric).
+    pub kind: &'static str,
 }
 
 /// UDP datagram outcome labels.
@@ -129,6 +136,9 @@ pub struct Metrics {
     pub auth_results: Family<AuthLabels, Counter>,
     /// Lockouts started, by `reason` (`account`, `client_address`).
     pub lockouts: Family<ReasonLabels, Counter>,
+    /// Password checks by `kind`: `argon2` (a full verification on the hashing pool) or
+    /// `remembered` (recognised by the verification memory, no argon2).
+    pub auth_verifications: Family<KindLabels, Counter>,
     /// Geo policy denials.
     pub geo_denials: Counter,
     /// Impossible-travel detections, by `reason` (`alert`, `deny`).
@@ -175,6 +185,7 @@ impl Metrics {
             suspensions: Family::default(),
             auth_results: Family::default(),
             lockouts: Family::default(),
+            auth_verifications: Family::default(),
             geo_denials: Counter::default(),
             impossible_travel: Family::default(),
             udp_datagrams: Family::default(),
@@ -227,6 +238,11 @@ impl Metrics {
             m.auth_results.clone(),
         );
         registry.register("lockouts", "Lockouts started", m.lockouts.clone());
+        registry.register(
+            "auth_verifications",
+            "Password checks, by kind (argon2, remembered)",
+            m.auth_verifications.clone(),
+        );
         registry.register(
             "geo_denials",
             "Logins denied by geo policy",
@@ -339,7 +355,15 @@ impl Metrics {
                 .impossible_travel
                 .get_or_create(&ReasonLabels { reason });
         }
-        for (result, reason) in [("success", "ok"), ("failure", "bad_credentials")] {
+        for kind in ["argon2", "remembered"] {
+            let _ = self.auth_verifications.get_or_create(&KindLabels { kind });
+        }
+        for (result, reason) in [
+            ("success", "ok"),
+            ("failure", "bad_credentials"),
+            ("failure", "locked_out"),
+            ("failure", "overloaded"),
+        ] {
             let _ = self
                 .auth_results
                 .get_or_create(&AuthLabels { result, reason });

@@ -536,6 +536,20 @@ pub(crate) fn dummy_hash_like(phc: Option<&str>) -> String {
     hash_password(&password[..], &params).unwrap_or_else(|_| DUMMY_HASH.to_owned())
 }
 
+/// The PHC string with the highest argon2 cost (memory × iterations × lanes) among `phcs`;
+/// malformed strings are skipped.
+pub(crate) fn costliest<'a>(phcs: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    phcs.filter_map(|phc| {
+        let hash = PasswordHash::new(phc).ok()?;
+        let params = argon2::Params::try_from(&hash).ok()?;
+        let cost =
+            u64::from(params.m_cost()) * u64::from(params.t_cost()) * u64::from(params.p_cost());
+        Some((cost, phc))
+    })
+    .max_by_key(|(cost, _)| *cost)
+    .map(|(_, phc)| phc)
+}
+
 /// Verify `password` against a PHC string; false for malformed hashes. The parameters come
 /// from the PHC string itself.
 pub(crate) fn verify_password(phc: &str, password: &[u8]) -> bool {
@@ -555,6 +569,25 @@ mod tests {
         iterations: 1,
         parallelism: 1,
     };
+
+    #[test]
+    fn the_costliest_hash_is_chosen() {
+        let cheap = hash_password(b"a", &FAST).unwrap();
+        let dear = hash_password(
+            b"b",
+            &HashParams {
+                memory_kib: 256,
+                iterations: 2,
+                parallelism: 1,
+            },
+        )
+        .unwrap();
+        let phcs = [cheap.as_str(), "not a hash", dear.as_str(), cheap.as_str()];
+        assert_eq!(costliest(phcs.into_iter()), Some(dear.as_str()));
+        assert_eq!(costliest(["junk"].into_iter()), None);
+        let dummy = dummy_hash_like(Some(&dear));
+        assert!(dummy.contains("m=256,t=2,p=1"), "{dummy}");
+    }
 
     #[test]
     fn dummy_hash_is_valid_argon2id() {

@@ -3,13 +3,21 @@
 //! One call, [`Authenticator::authenticate`], decides a login:
 //!
 //! 1. lockouts: the account name and the client address (as a keyed hash) are each locked for
-//!    `lockout_duration` once `max_failures` failures fall within `failure_window`;
-//! 2. credentials: one argon2id verification off the async threads, for known and unknown
-//!    names alike (unknown names verify a dummy hash with the same parameters), so a wrong
-//!    user and a wrong password cost the same and get the same answer;
+//!    `lockout_duration` once `max_failures` failures fall within `failure_window`; every
+//!    attempt that needs an argon2 verification is counted *before* it starts (atomically in
+//!    the store), so at most `max_failures` guesses are verified per window whatever the
+//!    parallelism, and attempts still in flight when the limit is reached are refused;
+//! 2. credentials: a password that verified recently is recognised by a keyed MAC kept in
+//!    memory ([`verified`]); anything else costs one argon2id verification on the bounded
+//!    hashing pool ([`pool`]: fixed workers, bounded queue, refused as `overloaded` when no
+//!    worker is free in time), for known and unknown names alike (unknown names verify a
+//!    dummy hash at the highest cost found in the accounts file; disabled accounts are
+//!    verified in full and fail like a wrong password), so the answers and their timing
+//!    match;
 //! 3. TOTP (accounts with a `totp_secret`): the password is followed by the current 6-digit
 //!    code; a good code opens a trusted window for that account from that client address in
-//!    which the password alone is accepted; a code opens one window only (replay cache);
+//!    which the password alone is accepted; every code seen is claimed (replay cache), so a
+//!    code opens one window at most, even when it was first used inside a window;
 //! 4. GeoIP country lists (global and per account; unknown locations by setting);
 //! 5. impossible travel against the account's previous login.
 //!
@@ -23,12 +31,16 @@
 mod account_set;
 pub mod account_store;
 mod accounts;
+mod decide;
 mod directory;
 mod key;
+mod pool;
 pub mod radius;
 mod setup;
 mod source;
 pub mod totp;
+mod turns;
+mod verified;
 
 use source::{FileStamp, file_stamp};
 
@@ -40,6 +52,10 @@ use arc_swap::ArcSwap;
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use pool::HashPool;
+use turns::{Pending, Turns};
+use verified::VerifiedCache;
+
 pub use account_set::AccountSet;
 pub use accounts::{Account, AccountsError, AccountsFile, HashParams, check_name, hash_password};
 pub use directory::{
@@ -50,10 +66,8 @@ pub use setup::{DEFAULT_KEY_FILE, SecuritySetup, SetupError, key_file_path};
 
 use crate::audit::AuditLog;
 use crate::config::SecurityConfig;
-use crate::geo::{
-    CountryLists, CountryPolicy, GeoDb, GeoDecision, LoginPoint, TravelAction, travel_speed_kmh,
-};
-use crate::metrics::{AuthLabels, Metrics, OperationLabels, ReasonLabels};
+use crate::geo::{CountryLists, CountryPolicy, GeoDb, TravelAction};
+use crate::metrics::{AuthLabels, Metrics, OperationLabels};
 use crate::store::{Namespace, Store, StoreError};
 
 /// Why a login was refused. Clients always see the same RFC 1929 failure; this is for metrics
@@ -79,6 +93,8 @@ pub enum RejectReason {
     StoreUnavailable,
     /// The accounts backend (RADIUS) did not answer (logins fail closed).
     AccountsUnavailable,
+    /// No password-hashing worker was free in time (`hash_queue`, `hash_queue_timeout`).
+    Overloaded,
 }
 
 impl RejectReason {
@@ -94,6 +110,7 @@ impl RejectReason {
             Self::ImpossibleTravel => "impossible_travel",
             Self::StoreUnavailable => "store_unavailable",
             Self::AccountsUnavailable => "accounts_unavailable",
+            Self::Overloaded => "overloaded",
         }
     }
 }
@@ -134,6 +151,14 @@ struct Inner {
     /// The accounts file as this node last wrote it (API edits): the watcher skips re-reading
     /// what is already in force.
     own_write: std::sync::Mutex<Option<FileStamp>>,
+    /// Recently verified passwords (keyed MACs, memory only).
+    verified: VerifiedCache,
+    /// The bounded argon2 workers.
+    pool: HashPool,
+    /// One full verification at a time per account name and per client network.
+    turns: Turns,
+    /// Attempts in progress per account name, by password fingerprint.
+    pending: Pending,
 }
 
 /// The reloadable part: settings and the GeoIP database.
@@ -143,7 +168,7 @@ struct Policy {
     geo: Option<Arc<GeoDb>>,
 }
 
-/// The accounts (a map by name) plus a dummy hash with the same argon2 cost.
+/// The accounts (a map by name) plus a dummy hash at the highest argon2 cost among them.
 struct Loaded {
     file: AccountSet,
     dummy_hash: String,
@@ -160,8 +185,8 @@ impl std::fmt::Debug for Loaded {
 
 impl Loaded {
     fn new(file: AccountSet) -> Self {
-        let first = file.any().map(|account| account.password.as_str());
-        let dummy_hash = accounts::dummy_hash_like(first);
+        let costliest = accounts::costliest(file.iter().map(|a| a.password.as_str()));
+        let dummy_hash = accounts::dummy_hash_like(costliest);
         Self { file, dummy_hash }
     }
 
@@ -171,8 +196,12 @@ impl Loaded {
             phc.and_then(|phc| argon2::PasswordHash::new(phc).ok())
                 .and_then(|hash| argon2::Params::try_from(&hash).ok())
         };
-        let old = params(self.file.any().map(|a| a.password.as_str()));
-        let new = params(file.any().map(|a| a.password.as_str()));
+        // The dummy hash was made at the old set's highest cost: keep it while that is the
+        // new set's highest cost too (a parse of each PHC string, no hashing).
+        let old = params(Some(self.dummy_hash.as_str()));
+        let new = params(accounts::costliest(
+            file.iter().map(|a| a.password.as_str()),
+        ));
         if old.is_some() && old == new {
             Self {
                 file,
@@ -198,6 +227,8 @@ struct Settings {
     max_speed_kmh: f64,
     history_len: usize,
     history_ttl: Duration,
+    verified_ttl: Duration,
+    hash_queue_timeout: Duration,
 }
 
 impl Settings {
@@ -217,6 +248,8 @@ impl Settings {
             max_speed_kmh: config.max_travel_speed_kmh,
             history_len: config.login_history.max(1),
             history_ttl: config.login_history_ttl,
+            verified_ttl: config.verified_cache_ttl,
+            hash_queue_timeout: config.hash_queue_timeout,
         }
     }
 
@@ -241,6 +274,7 @@ struct Subjects {
 }
 
 /// What the password check found.
+#[derive(Debug, PartialEq, Eq)]
 enum Credentials {
     /// Unknown user or wrong password.
     Bad,
@@ -293,6 +327,10 @@ impl Authenticator {
                 always_required: std::sync::atomic::AtomicBool::new(false),
                 radius: std::sync::OnceLock::new(),
                 own_write: std::sync::Mutex::new(None),
+                verified: VerifiedCache::new(config.verified_cache_size),
+                pool: HashPool::new(config.hash_workers, config.hash_queue),
+                turns: Turns::default(),
+                pending: Pending::default(),
             }),
         }
     }
@@ -318,7 +356,8 @@ impl Authenticator {
     }
 
     /// Swap in new `[security]` settings and GeoIP database (configuration reload). State in
-    /// the store (counters, lockouts, windows, history) is kept.
+    /// the store (counters, lockouts, windows, history) is kept. `hash_workers`, `hash_queue`
+    /// and `verified_cache_size` keep their start-up values (a restart changes them).
     pub fn reconfigure(&self, config: &SecurityConfig, geo: Option<Arc<GeoDb>>) {
         self.inner.policy.store(Arc::new(Policy {
             settings: Settings::new(config),
@@ -341,7 +380,7 @@ impl Authenticator {
     }
 
     /// Verify `username`/`password` for a client at `client`. An unknown user costs the same
-    /// argon2 verification as a known one.
+    /// argon2 verification as a known one (a remembered right password costs microseconds).
     pub async fn authenticate(
         &self,
         username: &[u8],
@@ -383,394 +422,6 @@ impl Authenticator {
             .get_or_create(&AuthLabels { result, reason })
             .inc();
         outcome
-    }
-
-    /// The whole decision; `Err` names the store operation that failed.
-    async fn decide(
-        &self,
-        name: &str,
-        password: Zeroizing<Vec<u8>>,
-        client: IpAddr,
-        now_ms: u64,
-    ) -> Result<AuthOutcome, &'static str> {
-        let inner = &self.inner;
-        let policy = inner.policy.load_full();
-        let settings = &policy.settings;
-        let store = &inner.store;
-        let client_hash = inner.key.hash_address(client);
-        let loaded = inner.accounts.load_full();
-        let mut account = loaded.file.find(name).cloned();
-        // Names that are not accounts reach the store only as keyed hashes (people type
-        // passwords into the name field); they are counted and locked all the same.
-        let subjects = Subjects {
-            name: match account {
-                Some(_) => name.to_owned(),
-                None => format!("? {}", inner.key.hash_bytes(name.as_bytes())),
-            },
-            network: inner.key.hash_network(client),
-        };
-
-        // 1. Lockouts (account name and client network alike, known names or not).
-        let locked_account = store
-            .active_until(Namespace::LockoutAccount, &subjects.name, now_ms)
-            .await
-            .map_err(|_| "active_until")?;
-        let locked_client = store
-            .active_until(Namespace::LockoutClient, &subjects.network, now_ms)
-            .await
-            .map_err(|_| "active_until")?;
-        if locked_account.is_some() || locked_client.is_some() {
-            return Ok(AuthOutcome::Rejected(RejectReason::LockedOut));
-        }
-
-        // 2. Credentials: exactly one argon2 verification in the usual cases.
-        let window_subject = format!("{name}:{client_hash}");
-        let in_window = match account.as_ref().and_then(|a| a.totp_secret.as_ref()) {
-            Some(_) => store
-                .active_until(Namespace::TrustedWindow, &window_subject, now_ms)
-                .await
-                .map_err(|_| "active_until")?
-                .is_some(),
-            None => false,
-        };
-        let credentials = if let Some(radius) = inner.radius.get() {
-            // RADIUS decides the password; the account carries no local settings.
-            match radius.verify(name.as_bytes(), &password).await {
-                radius::RadiusVerdict::Accept => {
-                    account = Some(Account::new(name, String::new()));
-                    Credentials::Password
-                }
-                radius::RadiusVerdict::Reject => Credentials::Bad,
-                radius::RadiusVerdict::Unavailable => {
-                    return Ok(AuthOutcome::Rejected(RejectReason::AccountsUnavailable));
-                }
-            }
-        } else {
-            let account = account.clone();
-            tokio::task::spawn_blocking(move || {
-                check_credentials(account.as_ref(), &loaded.dummy_hash, &password, in_window)
-            })
-            .await
-            .unwrap_or(Credentials::Bad)
-        };
-        let account = match (account, credentials) {
-            (Some(account), Credentials::Password | Credentials::PasswordAndCode(_))
-                if account.disabled =>
-            {
-                inner.audit.record_at(
-                    "auth_failure",
-                    Some(name),
-                    Some(client),
-                    json!({"reason": RejectReason::Disabled.as_str()}),
-                    now_ms,
-                );
-                return Ok(AuthOutcome::Rejected(RejectReason::Disabled));
-            }
-            (Some(account), Credentials::Password) => match account.totp_secret {
-                Some(_) if !in_window => {
-                    return self
-                        .fail(
-                            name,
-                            &subjects,
-                            true,
-                            client,
-                            RejectReason::TotpRequired,
-                            now_ms,
-                        )
-                        .await;
-                }
-                _ => (account, false),
-            },
-            (Some(account), Credentials::PasswordAndCode(code)) => {
-                // Only TOTP accounts accept a code; a code for any other account is bad too.
-                let step = account
-                    .totp_secret
-                    .as_deref()
-                    .and_then(|secret| totp::check(secret, &code, now_ms / 1_000));
-                let Some(step) = step else {
-                    return self
-                        .fail(
-                            name,
-                            &subjects,
-                            true,
-                            client,
-                            RejectReason::BadCredentials,
-                            now_ms,
-                        )
-                        .await;
-                };
-                if in_window {
-                    (account, false)
-                } else {
-                    // A code is good for one window: claim it for longer than it stays valid.
-                    let claimed = store
-                        .claim_once(
-                            Namespace::TotpReplay,
-                            &format!("{name}:{code}:{step}"),
-                            Duration::from_secs(4 * totp::STEP_SECS),
-                            now_ms,
-                        )
-                        .await
-                        .map_err(|_| "claim_once")?;
-                    if !claimed {
-                        return self
-                            .fail(
-                                name,
-                                &subjects,
-                                true,
-                                client,
-                                RejectReason::TotpReplay,
-                                now_ms,
-                            )
-                            .await;
-                    }
-                    (account, true)
-                }
-            }
-            (known, _) => {
-                return self
-                    .fail(
-                        name,
-                        &subjects,
-                        known.is_some(),
-                        client,
-                        RejectReason::BadCredentials,
-                        now_ms,
-                    )
-                    .await;
-            }
-        };
-        let (account, opens_window) = account;
-
-        // 3. Country lists.
-        let location = policy.geo.as_ref().and_then(|geo| geo.lookup(client));
-        let account_lists = CountryLists::new(&account.allow_countries, &account.deny_countries);
-        let decision = match &policy.geo {
-            Some(_) => settings.countries.decide(
-                &account_lists,
-                location.as_ref().and_then(|l| l.country.as_deref()),
-            ),
-            // Per-account lists without a database cannot be honoured: fail closed.
-            None if account_lists != CountryLists::default() => GeoDecision::DenyUnknown,
-            None => GeoDecision::Allow,
-        };
-        if decision != GeoDecision::Allow {
-            let country = match &decision {
-                GeoDecision::DenyCountry(country) => country.as_str(),
-                _ => "unknown",
-            };
-            inner.metrics.geo_denials.inc();
-            inner.audit.record_at(
-                "geo_denied",
-                Some(name),
-                Some(client),
-                json!({"country": country}),
-                now_ms,
-            );
-            return Ok(AuthOutcome::Rejected(RejectReason::GeoDenied));
-        }
-
-        // 4. Impossible travel.
-        let point = location.as_ref().and_then(|l| {
-            l.coordinates.map(|(lat, lon)| LoginPoint {
-                at_ms: now_ms,
-                lat,
-                lon,
-                radius_km: l.accuracy_km,
-            })
-        });
-        if let Some(point) = point
-            && settings.travel != TravelAction::Off
-        {
-            let history = store
-                .history(Namespace::LoginHistory, name, now_ms)
-                .await
-                .map_err(|_| "history")?;
-            let previous = history
-                .last()
-                .and_then(|entry| serde_json::from_slice::<LoginPoint>(entry).ok());
-            if let Some(previous) = previous {
-                let speed = travel_speed_kmh(&previous, &point);
-                if speed > settings.max_speed_kmh {
-                    let deny = settings.travel == TravelAction::Deny;
-                    let action = if deny { "deny" } else { "alert" };
-                    inner
-                        .metrics
-                        .impossible_travel
-                        .get_or_create(&ReasonLabels { reason: action })
-                        .inc();
-                    let distance = crate::geo::haversine_km(
-                        (previous.lat, previous.lon),
-                        (point.lat, point.lon),
-                    );
-                    inner.audit.record_at(
-                        "impossible_travel",
-                        Some(name),
-                        Some(client),
-                        json!({
-                            "action": action,
-                            "speed_kmh": speed.is_finite().then(|| speed.round()),
-                            "distance_km": distance.round(),
-                            "elapsed_s": now_ms.saturating_sub(previous.at_ms) / 1_000,
-                            "country": location.as_ref().and_then(|l| l.country.clone()),
-                        }),
-                        now_ms,
-                    );
-                    if deny {
-                        return Ok(AuthOutcome::Rejected(RejectReason::ImpossibleTravel));
-                    }
-                }
-            }
-            let entry = serde_json::to_vec(&point).map_err(|_| "push_history")?;
-            store
-                .push_history(
-                    Namespace::LoginHistory,
-                    name,
-                    &entry,
-                    settings.history_len,
-                    settings.history_ttl,
-                    now_ms,
-                )
-                .await
-                .map_err(|_| "push_history")?;
-        }
-
-        // 5. Success.
-        if opens_window {
-            let until = now_ms.saturating_add(duration_ms(settings.trusted_window));
-            store
-                .set_until(Namespace::TrustedWindow, &window_subject, until)
-                .await
-                .map_err(|_| "set_until")?;
-        }
-        store
-            .clear(Namespace::AuthFailuresAccount, &subjects.name)
-            .await
-            .map_err(|_| "clear")?;
-        Ok(AuthOutcome::Accepted {
-            account: account.name.clone(),
-        })
-    }
-
-    /// Count a failed login for the account name and the client address, lock either out at
-    /// the threshold, record the event, and answer after the growing delay.
-    async fn fail(
-        &self,
-        name: &str,
-        subjects: &Subjects,
-        known: bool,
-        client: IpAddr,
-        reason: RejectReason,
-        now_ms: u64,
-    ) -> Result<AuthOutcome, &'static str> {
-        let inner = &self.inner;
-        let policy = inner.policy.load_full();
-        let settings = &policy.settings;
-        let store = &inner.store;
-        let window = settings.failure_window;
-        let by_account = store
-            .record_event(
-                Namespace::AuthFailuresAccount,
-                &subjects.name,
-                now_ms,
-                window,
-            )
-            .await
-            .map_err(|_| "record_event")?;
-        let by_client = store
-            .record_event(
-                Namespace::AuthFailuresClient,
-                &subjects.network,
-                now_ms,
-                window,
-            )
-            .await
-            .map_err(|_| "record_event")?;
-        // Unknown names are not written to the log: users sometimes type a password there.
-        let logged_name = known.then_some(name);
-        inner.audit.record_at(
-            "auth_failure",
-            logged_name,
-            Some(client),
-            json!({"reason": reason.as_str(), "known_account": known}),
-            now_ms,
-        );
-        let until = now_ms.saturating_add(duration_ms(settings.lockout));
-        for (hit, namespace, subject, label) in [
-            (
-                by_account,
-                Namespace::LockoutAccount,
-                subjects.name.as_str(),
-                "account",
-            ),
-            (
-                by_client,
-                Namespace::LockoutClient,
-                subjects.network.as_str(),
-                "client_address",
-            ),
-        ] {
-            if hit >= settings.max_failures {
-                store
-                    .set_until(namespace, subject, until)
-                    .await
-                    .map_err(|_| "set_until")?;
-                inner
-                    .metrics
-                    .lockouts
-                    .get_or_create(&ReasonLabels { reason: label })
-                    .inc();
-                inner.audit.record_at(
-                    "lockout",
-                    logged_name,
-                    Some(client),
-                    json!({
-                        "scope": label,
-                        "failures": hit,
-                        "until_ms": until,
-                        "known_account": known,
-                    }),
-                    now_ms,
-                );
-            }
-        }
-        let delay = settings.delay(by_account.max(by_client));
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        Ok(AuthOutcome::Rejected(reason))
-    }
-}
-
-/// One argon2 verification (two only for a TOTP account inside a trusted window whose input
-/// is not the bare password).
-fn check_credentials(
-    account: Option<&Account>,
-    dummy_hash: &str,
-    input: &[u8],
-    in_window: bool,
-) -> Credentials {
-    let Some(account) = account else {
-        let _ = accounts::verify_password(dummy_hash, input);
-        return Credentials::Bad;
-    };
-    let verify = |password: &[u8]| accounts::verify_password(&account.password, password);
-    if account.totp_secret.is_none() {
-        return if verify(input) {
-            Credentials::Password
-        } else {
-            Credentials::Bad
-        };
-    }
-    let split = totp::split_code(input);
-    if in_window && verify(input) {
-        return Credentials::Password;
-    }
-    match split {
-        Some((password, code)) if verify(password) => Credentials::PasswordAndCode(code.to_owned()),
-        Some(_) => Credentials::Bad,
-        None if !in_window && verify(input) => Credentials::Password,
-        None => Credentials::Bad,
     }
 }
 

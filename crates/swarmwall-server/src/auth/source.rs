@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::{Account, AccountSet, AccountsFile, Authenticator, account_set, radius};
 
 impl Authenticator {
-    /// Swap in new accounts (used by the watcher; also callable on SIGHUP).
-    /// Records an `admin_action` event naming the accounts that changed (never their secrets).
+    /// Swap in new accounts (used by the watcher; also callable on SIGHUP) and forget every
+    /// remembered verification. Records an `admin_action` event naming the accounts that changed (never their secrets).
     pub async fn reload_accounts(&self, accounts: AccountsFile) {
         let current = self.inner.accounts.load_full();
         let base = Arc::clone(&current);
@@ -29,6 +29,8 @@ impl Authenticator {
             if !Arc::ptr_eq(&previous, &current) {
                 return;
             }
+            // An accounts reload forgets every remembered verification.
+            self.inner.verified.clear();
             if let Some(changes) = changes {
                 self.inner.audit.record("admin_action", None, None, changes);
             }
@@ -61,7 +63,9 @@ impl Authenticator {
     }
 
     /// Swap in `accounts` as they are (API edits and store followers, which audit their own
-    /// changes). Logins in flight finish with the set they started with.
+    /// changes). Logins in flight finish with the set they started with. Remembered
+    /// verifications need no clearing here: their MAC covers the stored hash (a new password
+    /// never matches an old one), and disabled or removed accounts are never recalled.
     pub fn replace_accounts(&self, accounts: AccountSet) {
         let current = self.inner.accounts.load_full();
         self.inner

@@ -641,3 +641,5 @@ async fn account_changes_are_recorded_without_secrets() {
         accepted("zoe")
     );
 }
+
+mod scale;

@@ -97,6 +97,24 @@ pub struct SecurityConfig {
     pub audit_syslog: PathBuf,
     /// Node name in checkpoints and in the fleet store key (default: the host name).
     pub audit_node_name: Option<String>,
+    /// Accounts whose last verified password is remembered in memory (a keyed MAC under a
+    /// per-process key), so repeat logins skip argon2. 0 turns the memory off.
+    pub verified_cache_size: usize,
+    /// How long a remembered verification stays valid.
+    #[serde(with = "humantime_serde")]
+    pub verified_cache_ttl: Duration,
+    /// argon2 verifications that run at once (each holds its argon2 memory); 0 = one per
+    /// CPU core.
+    pub hash_workers: usize,
+    /// Logins that may wait for a hashing worker; further ones are refused at once
+    /// (`auth_results{reason="overloaded"}`).
+    pub hash_queue: usize,
+    /// Longest wait for a hashing worker before the login is refused as overloaded.
+    #[serde(with = "humantime_serde")]
+    pub hash_queue_timeout: Duration,
+    /// Connections still in the SOCKS5 handshake (greeting, login) per client IPv4 address
+    /// or IPv6 /64; further ones are closed at once (`sessions_refused{reason="source_limit"}`).
+    pub max_handshakes_per_source: u32,
 }
 
 impl Default for SecurityConfig {
@@ -133,6 +151,12 @@ impl Default for SecurityConfig {
             audit_checkpoint_interval: Duration::from_secs(60),
             audit_syslog: PathBuf::from("/dev/log"),
             audit_node_name: None,
+            verified_cache_size: 10_000,
+            verified_cache_ttl: Duration::from_secs(60 * 60),
+            hash_workers: 0,
+            hash_queue: 128,
+            hash_queue_timeout: Duration::from_secs(1),
+            max_handshakes_per_source: 64,
         }
     }
 }
@@ -217,6 +241,27 @@ impl SecurityConfig {
         self.accounts_backend.unwrap_or(AccountsBackend::File)
     }
 
+    /// [`SecurityConfig::validate`] as a located error: `FILE:LINE:1: key ...` when the key is
+    /// written in `text`, else `FILE: key ...` (for `check-config`, start-up and reload).
+    pub fn validate_in(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        self.validate().map_err(|(key, message)| {
+            let short = key.strip_prefix("security.").unwrap_or(key);
+            match super::server::locate_key(text, "security", short) {
+                Some(line) => ConfigError::Parse {
+                    path: path.to_owned(),
+                    line,
+                    column: 1,
+                    message: format!("key `{key}`: {message}"),
+                },
+                None => ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: key.to_owned(),
+                    message,
+                },
+            }
+        })
+    }
+
     /// Check values that parse but make no sense; returns `(key, message)` for the first one.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         self.radius.validate(self.accounts_backend())?;
@@ -270,6 +315,33 @@ impl SecurityConfig {
                     format!("`{code}` is not a two-letter ISO 3166-1 country code"),
                 ));
             }
+        }
+        if self.hash_workers > 1_024 {
+            return Err((
+                "security.hash_workers",
+                "must be at most 1024 (0 = one per CPU core)".to_owned(),
+            ));
+        }
+        if self.hash_queue > 1_000_000 {
+            return Err(("security.hash_queue", "must be at most 1000000".to_owned()));
+        }
+        if self.hash_queue_timeout.is_zero() && self.hash_queue > 0 {
+            return Err((
+                "security.hash_queue_timeout",
+                "must be longer than 0s while hash_queue is above 0".to_owned(),
+            ));
+        }
+        if self.verified_cache_size > 10_000_000 {
+            return Err((
+                "security.verified_cache_size",
+                "must be at most 10000000 (0 turns the memory off)".to_owned(),
+            ));
+        }
+        if self.max_handshakes_per_source == 0 {
+            return Err((
+                "security.max_handshakes_per_source",
+                "must be at least 1".to_owned(),
+            ));
         }
         if self.geoip_database.is_none()
             && (!self.allow_countries.is_empty() || !self.deny_countries.is_empty())
@@ -341,6 +413,35 @@ mod tests {
         let config: SecurityConfig = toml::from_str("deny_countries = [\"CN\"]").unwrap();
         assert_eq!(config.validate().unwrap_err().0, "security.geoip_database");
         assert!(toml::from_str::<SecurityConfig>("nope = 1").is_err());
+    }
+
+    #[test]
+    fn scale_keys_parse_and_bad_ones_are_located() {
+        let text = "[security]\nhash_workers = 3\nhash_queue = 10\nhash_queue_timeout = \"250ms\"\nverified_cache_size = 5\nverified_cache_ttl = \"10m\"\nmax_handshakes_per_source = 8\n";
+        let config = crate::config::Config::parse(text, Path::new("c.toml")).unwrap();
+        let security = &config.security;
+        assert_eq!(security.hash_workers, 3);
+        assert_eq!(security.hash_queue, 10);
+        assert_eq!(security.hash_queue_timeout, Duration::from_millis(250));
+        assert_eq!(security.verified_cache_ttl, Duration::from_secs(600));
+        assert_eq!(security.max_handshakes_per_source, 8);
+        assert!(security.validate_in(text, Path::new("c.toml")).is_ok());
+        let text = "[server]\n[security]\nmax_failures = 5\nmax_handshakes_per_source = 0\n";
+        let config = crate::config::Config::parse(text, Path::new("c.toml")).unwrap();
+        let error = config
+            .security
+            .validate_in(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("c.toml:4:1:"), "{error}");
+        assert!(
+            error.contains("security.max_handshakes_per_source"),
+            "{error}"
+        );
+        let text = "[security]\nhash_queue_timeout = \"0s\"\n";
+        let config = crate::config::Config::parse(text, Path::new("c.toml")).unwrap();
+        let error = config.security.validate_in(text, Path::new("c.toml"));
+        assert!(error.unwrap_err().to_string().starts_with("c.toml:2:1:"));
     }
 
     #[test]

@@ -161,7 +161,7 @@ fn invalid(text: &str, path: &Path, key: &str, message: &str) -> ConfigError {
 
 /// 1-based line of `key = ...` inside `[section]` of a TOML text (a plain scan: good enough for
 /// error messages, never used to read values).
-fn locate_key(text: &str, section: &str, key: &str) -> Option<usize> {
+pub(super) fn locate_key(text: &str, section: &str, key: &str) -> Option<usize> {
     let header = format!("[{section}]");
     let mut in_section = false;
     for (index, line) in text.lines().enumerate() {

@@ -7,7 +7,7 @@
 //! - `connect`: resolution and outbound connection with the precise reply code.
 //! - `relay`: the inspect phase (classifier fed both directions) then the fast path.
 //! - `udp`, `bind`: UDP ASSOCIATE and BIND.
-//! - `limits`: per-account session counting.
+//! - `limits`: per-account session counting, per-source handshake counting.
 //! - `fd_reserve`: the open-file limit raised at start and descriptors kept for the admin
 //!   listener.
 //! - `signals`: SIGTERM/SIGINT (graceful shutdown) and SIGHUP (reload).
@@ -208,6 +208,7 @@ pub(crate) struct Shared {
     pub(crate) security: SecuritySetup,
     pub(crate) correlator: Mutex<Correlator>,
     pub(crate) account_sessions: limits::AccountSessions,
+    pub(crate) handshakes: limits::SourceHandshakes,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pseudonym_key: [u8; 32],
@@ -386,6 +387,7 @@ impl Server {
             security,
             correlator: Mutex::new(Correlator::new(CorrelatorConfig::default())),
             account_sessions: limits::AccountSessions::default(),
+            handshakes: limits::SourceHandshakes::default(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             pseudonym_key,

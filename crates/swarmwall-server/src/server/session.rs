@@ -105,7 +105,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut stream: TcpStream, peer: Socket
     // task for its whole life (2.9 KiB of a 4 KiB task before this).
     let handshaken = match tokio::time::timeout(
         runtime.server.handshake_timeout,
-        Box::pin(handshake(&runtime, &mut stream, peer)),
+        Box::pin(handshake(&shared, &runtime, &mut stream, peer)),
     )
     .await
     {
@@ -230,7 +230,10 @@ fn refused(shared: &Shared, reason: &'static str) {
 }
 
 /// Read the PROXY header (trusted peers only), then run the SOCKS5 handshake to a request.
+/// The connection holds one of its source's handshake slots (`max_handshakes_per_source`)
+/// until the handshake ends.
 async fn handshake(
+    shared: &Shared,
     runtime: &Runtime,
     stream: &mut TcpStream,
     peer: SocketAddr,
@@ -251,6 +254,13 @@ async fn handshake(
         let leftover = zeroize::Zeroizing::new(leftover);
         machine.handle_input(&leftover);
     }
+    // A pre-login slot: given back once the client has logged in (or at the end of the
+    // handshake when no login is required).
+    let limit = runtime.config.security.max_handshakes_per_source;
+    let Some(slot) = shared.handshakes.acquire(client, limit) else {
+        return Err("source_limit");
+    };
+    let mut slot = Some(slot);
 
     // Holds raw RFC 1929 credentials after a read: wiped when the handshake ends.
     let mut buffer = zeroize::Zeroizing::new(vec![0u8; HANDSHAKE_READ]);
@@ -263,9 +273,13 @@ async fn handshake(
             Some(Event::Authenticate(credentials)) => {
                 account = authenticate(runtime, &credentials, client).await;
                 machine.handle_auth_result(account.is_some());
+                if account.is_some() {
+                    slot = None;
+                }
                 continue;
             }
             Some(Event::Request(request)) => {
+                drop(slot);
                 return Ok(Handshaken {
                     request,
                     account,

@@ -126,6 +126,20 @@ impl MemoryStore {
         }
     }
 
+    /// Replace the value of one key through `update` (`None` deletes it).
+    pub(super) fn modify(
+        &self,
+        namespace: Namespace,
+        subject: &str,
+        update: impl FnOnce(Option<StoredValue>) -> Option<StoredValue>,
+    ) {
+        let mut map = self.lock();
+        let key = Self::key(namespace, subject);
+        if let Some(new) = update(map.remove(&key)) {
+            map.insert(key, new);
+        }
+    }
+
     pub(super) fn clear(&self, namespace: Namespace, subject: &str) {
         self.lock().remove(&Self::key(namespace, subject));
     }

@@ -17,6 +17,7 @@ mod embedded;
 mod memory;
 mod migrate;
 mod redis;
+mod reserve;
 mod value;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub use embedded::{EmbeddedStore, FILE_NAME as EMBEDDED_FILE_NAME};
 pub use memory::MemoryStore;
 pub use migrate::{MigrationReport, migrate};
 pub use redis::RedisStore;
+pub use reserve::Reservation;
 pub use value::StoredValue;
 
 use crate::config::{StoreBackend, StoreConfig};

@@ -708,3 +708,5 @@ fn glob_escape(text: &str) -> String {
     }
     out
 }
+
+mod reserve;
