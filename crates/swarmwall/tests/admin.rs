@@ -311,6 +311,8 @@ async fn metrics_scrape_moves_exactly_with_the_counters() {
         "outcome",
         "operation",
         "action",
+        "kind",
+        "namespace",
         "le",
     ];
     for sample in &after.samples {
