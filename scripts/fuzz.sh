@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every cargo-fuzz target for a bounded time and print one line per target (inputs run,
 # corpus size, outcome). Not part of scripts/test.sh: fuzzing is open-ended; this is the
-# command behind the figures in README "Fuzzing".
+# command behind the figures in docs/development.md, "Fuzzing".
 #
 #   scripts/fuzz.sh                 # 60 s per target
 #   SECONDS_PER_TARGET=10 scripts/fuzz.sh socks5_codec proxy_protocol

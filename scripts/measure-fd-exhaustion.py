@@ -1,4 +1,4 @@
-"""/metrics latency while 400 idle clients exhaust a 200-descriptor limit (README, "Files,
+"""/metrics latency while 400 idle clients exhaust a 200-descriptor limit (docs/accounts.md, "Files,
 keys and modes"). Loopback only; needs prlimit (util-linux).
 usage: python3 scripts/measure-fd-exhaustion.py target/debug/swarmwall"""
 import os, re, socket, statistics, subprocess, sys, tempfile, time, urllib.request

@@ -245,7 +245,7 @@ impl Strikes {
     /// The suspension deadline (Unix ms) if `subject` is suspended now.
     ///
     /// When the store fails this answers from the suspensions this node last knew (set or
-    /// read here) rather than failing every session: see README, "Fleet: state store".
+    /// read here) rather than failing every session: see docs/operations.md, "Fleet: state store".
     pub async fn suspended_until(
         &self,
         subject: &StrikeSubject,

@@ -4,7 +4,7 @@
 //! complete.
 //!
 //! Memory: one entry costs the [`Account`] struct, its strings (name, PHC string of about 97
-//! bytes) and the map slot; measured with `scripts/bench-accounts.sh` (README, "Accounts at
+//! bytes) and the map slot; measured with `scripts/bench-accounts.sh` (docs/accounts.md, "Accounts at
 //! scale").
 
 use std::collections::HashMap;

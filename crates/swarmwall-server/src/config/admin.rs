@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::ConfigError;
 use crate::admin::LogFormat;
 
-/// `[admin]` keys (see README, "Configuration reference").
+/// `[admin]` keys (see docs/configuration.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {

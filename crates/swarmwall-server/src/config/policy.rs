@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::policy::TrafficAction;
 
-/// `[policy]` keys (see README, "Configuration reference").
+/// `[policy]` keys (see docs/configuration.md).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
@@ -177,7 +177,7 @@ impl PortRange {
     }
 }
 
-/// `[policy.strikes]`: graduated response (see README, "Enforcement").
+/// `[policy.strikes]`: graduated response (see docs/enforcement.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StrikesSettings {

@@ -13,7 +13,7 @@ use super::{AccountsBackend, ConfigError, RadiusConfig};
 
 use crate::geo::{TravelAction, UnknownLocation, is_country_code};
 
-/// `[security]` keys (see README, "Configuration reference").
+/// `[security]` keys (see docs/configuration.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityConfig {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 
-/// `[server]` keys (see README, "Configuration reference").
+/// `[server]` keys (see docs/configuration.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// `[store]` keys (see README, "Configuration reference"). `Debug` never shows a password.
+/// `[store]` keys (see docs/configuration.md). `Debug` never shows a password.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {

@@ -1,7 +1,7 @@
 //! Linux `splice(2)` fast path (nix `zerocopy`): socket → pipe → socket without copying the
 //! payload through user space. Used from the start with `server.fast_path = "splice"`, and by
 //! the default `auto` once a direction has moved 256 KiB through the copy in `relay` (see
-//! README "Benchmarks" for the measured comparison).
+//! docs/benchmarks.md for the measured comparison).
 //!
 //! The pipe of a direction is created when the first byte arrives here, so an idle session
 //! that never moved bulk holds no pipe. The pipe is always drained before the next fill, so `EAGAIN` on the fill means the

@@ -15,7 +15,7 @@
 //! Failure handling: every call is bounded by the `[store] timeout` (default 200 ms). The
 //! [`redis::aio::ConnectionManager`] reconnects on its own; a background task pings once a
 //! second to keep `store_up` true to fact and to log (rate limited) when Redis goes away and
-//! comes back. Which callers fail open or closed is documented in the README ("Fleet: state
+//! comes back. Which callers fail open or closed is documented in docs/operations.md ("Fleet: state
 //! store").
 
 mod checkpoint;

@@ -5,7 +5,7 @@
 //! dropped. Strikes and suspensions are not kept here: strikes are buffered by the strikes
 //! engine, and suspension checks answer from what the node last knew.
 //!
-//! The trade-off (README, "Fleet: state store"): during an outage each node counts failures
+//! The trade-off (docs/operations.md, "Fleet: state store"): during an outage each node counts failures
 //! and replayed TOTP codes on its own, so a guesser spread over N nodes gets N times the
 //! failure budget, and a TOTP code used on one node can be used once more on another until
 //! its step passes; lockouts set elsewhere before the outage are known only if this node had
