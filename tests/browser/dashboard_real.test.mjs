@@ -14,7 +14,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -381,6 +381,153 @@ test('dashboard of the real server shows blocked BitTorrent, failed logins and a
       server.child.kill('SIGTERM');
       echo.close();
       peer.close();
+      await waitFor(() => server.child.exitCode !== null || server.child.signalCode !== null, 10000, 'swarmwall to exit');
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+/** `method` `route` with a JSON (or text) body and the token; resolves with status and body. */
+async function send(admin, method, route, body, contentType = 'application/json') {
+  const response = await fetch(`http://${admin}${route}`, {
+    method,
+    headers: { Authorization: 'Bearer ' + TOKEN, 'Content-Type': contentType },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+// The Accounts panel against the real server: accounts provisioned through the admin API
+// appear (name, status, TOTP, country lists), a PATCH that disables one shows on the next
+// refresh (and the proxy refuses its login), the name filter and the paging follow the
+// listing's `name`/`offset`/`limit`, and no secret ever reaches the page.
+test('dashboard Accounts panel shows accounts provisioned through the admin API',
+  { timeout: 90000 }, async () => {
+    const work = mkdtempSync(path.join(tmpdir(), 'swarmwall-browser-accounts-'));
+    const server = await startServer(work);
+    const context = await launch(work);
+    const problems = [];
+    const davePassword = 'dave-' + randomBytes(12).toString('hex');
+    try {
+      const page = await context.newPage();
+      page.on('pageerror', (error) => problems.push('page error: ' + error.message));
+      page.on('console', (message) => {
+        if (message.type() === 'error') problems.push('console error: ' + message.text());
+      });
+      await page.route('**/*', (route) => {
+        const url = new URL(route.request().url());
+        if (url.host !== server.admin) {
+          problems.push('external request: ' + url.href);
+          return route.abort();
+        }
+        return route.continue();
+      });
+      await page.goto(`http://${server.admin}/`);
+      await page.waitForSelector('#login-form', { state: 'visible' });
+      await page.fill('#token', TOKEN);
+      await page.click('#login-button');
+      await page.waitForSelector('#accounts-panel', { state: 'visible' });
+
+      const rowNames = () => page.$$eval('#accounts tbody tr', (rows) => rows.map((r) => r.dataset.account));
+      const rowCells = (name) => page.$$eval(`#accounts tr[data-account="${name}"] td`,
+        (cells) => cells.map((c) => c.textContent));
+      // The accounts file's only account, before any provisioning.
+      await waitFor(async () => (await rowNames()).join() === 'alice', 10000, 'alice alone in the panel');
+      assert.deepEqual(await rowCells('alice'), ['alice', 'active', 'no', '–', '–']);
+      assert.equal(await page.textContent('#accounts-count'), '1');
+
+      // Provision dave (password given) and erin (country lists, then TOTP) through the API.
+      let answer = await send(server.admin, 'POST', '/api/v1/accounts', { name: 'dave', password: davePassword });
+      assert.equal(answer.status, 201, JSON.stringify(answer.body));
+      answer = await send(server.admin, 'POST', '/api/v1/accounts',
+        { name: 'erin', allow_countries: ['de', 'FR'], deny_countries: ['RU'] });
+      assert.equal(answer.status, 201, JSON.stringify(answer.body));
+      const erinPassword = answer.body.password;
+      assert.ok(erinPassword, 'a generated password is returned once');
+      answer = await send(server.admin, 'POST', '/api/v1/accounts/erin/totp', '');
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      const totpSecret = new URL(answer.body.otpauth_uri).searchParams.get('secret');
+      assert.ok(totpSecret, 'otpauth URI with a secret');
+
+      await waitFor(async () => (await rowNames()).join() === 'alice,dave,erin', 10000,
+        'dave and erin in the panel');
+      assert.deepEqual(await rowCells('dave'), ['dave', 'active', 'no', '–', '–']);
+      assert.deepEqual(await rowCells('erin'), ['erin', 'active', 'yes', 'DE, FR', 'RU']);
+      assert.equal(await page.textContent('#accounts-count'), '3');
+      assert.equal(await page.textContent('#accounts-range'), '1–3 of 3');
+
+      // dave logs in through the proxy; disabled by PATCH, the panel shows it after its
+      // refresh and the proxy refuses him.
+      {
+        const { conn, status } = await socksLogin(server.socks, 'dave', davePassword);
+        assert.equal(status, 0, 'dave logs in while enabled');
+        conn.destroy();
+      }
+      answer = await send(server.admin, 'PATCH', '/api/v1/accounts/dave', { disabled: true });
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      assert.equal(answer.body.disabled, true);
+      await waitFor(async () => (await page.getAttribute('#accounts tr[data-account="dave"]', 'data-disabled')) === 'true',
+        10000, 'dave shown disabled');
+      assert.deepEqual(await rowCells('dave'), ['dave', 'disabled', 'no', '–', '–']);
+      assert.equal(await page.getAttribute('#accounts tr[data-account="dave"] td:nth-child(2)', 'class'), 'disabled');
+      assert.equal(await page.getAttribute('#accounts tr[data-account="erin"]', 'data-disabled'), 'false');
+      {
+        const { conn, status } = await socksLogin(server.socks, 'dave', davePassword);
+        assert.notEqual(status, 0, 'a disabled account is refused');
+        conn.destroy();
+      }
+
+      // The name filter: only names containing the text (the listing's `name`).
+      await page.fill('#accounts-filter', 'ri');
+      await waitFor(async () => (await rowNames()).join() === 'erin', 10000, 'filter "ri" → erin');
+      assert.equal(await page.textContent('#accounts-count'), '1');
+      await page.fill('#accounts-filter', 'nobody-has-this');
+      await waitFor(() => page.isVisible('#accounts-empty'), 10000, 'empty filter result');
+      assert.deepEqual(await rowNames(), []);
+      await page.fill('#accounts-filter', '');
+      await waitFor(async () => (await rowNames()).join() === 'alice,dave,erin', 10000, 'filter cleared');
+
+      // Paging: 55 more accounts by bulk import (alice's hash as is, so no hashing cost) make
+      // 58: 50 on the first page, 8 on the second.
+      const accountsToml = readFileSync(path.join(work, 'accounts.toml'), 'utf8');
+      const hash = /^password = "(\$argon2id\$[^"]+)"$/m.exec(accountsToml)[1];
+      const lines = Array.from({ length: 55 }, (_, i) =>
+        JSON.stringify({ name: 'bulk-' + String(i).padStart(3, '0'), password_hash: hash })).join('\n');
+      answer = await send(server.admin, 'POST', '/api/v1/accounts/import', lines, 'application/x-ndjson');
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      await waitFor(async () => (await page.textContent('#accounts-count')) === '58', 10000, '58 accounts');
+      const firstPage = await rowNames();
+      assert.equal(firstPage.length, 50);
+      assert.deepEqual(firstPage.slice(0, 2), ['alice', 'bulk-000']);
+      assert.equal(firstPage[49], 'bulk-048');
+      assert.equal(await page.textContent('#accounts-range'), '1–50 of 58');
+      assert.equal(await page.isDisabled('#accounts-prev'), true);
+      await page.click('#accounts-next');
+      await waitFor(async () => (await rowNames())[0] === 'bulk-049', 10000, 'second page');
+      assert.deepEqual(await rowNames(), ['bulk-049', 'bulk-050', 'bulk-051', 'bulk-052', 'bulk-053',
+        'bulk-054', 'dave', 'erin']);
+      assert.equal(await page.textContent('#accounts-range'), '51–58 of 58');
+      assert.equal(await page.isDisabled('#accounts-next'), true);
+      assert.equal(await page.getAttribute('#accounts tr[data-account="dave"]', 'data-disabled'), 'true');
+      // A deleted account leaves the panel on the next refresh.
+      answer = await send(server.admin, 'DELETE', '/api/v1/accounts/erin');
+      assert.equal(answer.status, 204);
+      await waitFor(async () => !(await rowNames()).includes('erin'), 10000, 'erin gone');
+      await page.click('#accounts-prev');
+      await waitFor(async () => (await rowNames())[0] === 'alice', 10000, 'first page again');
+
+      // No secret anywhere in the page: passwords, the hash, the TOTP secret.
+      const html = await page.content();
+      for (const secret of [PASSWORD, davePassword, erinPassword, hash, totpSecret]) {
+        assert.ok(!html.includes(secret), 'a secret reached the page');
+      }
+      assert.equal(await page.isVisible('#error'), false, 'error banner: ' + (await page.textContent('#error')));
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-accounts.png'), fullPage: true });
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+      server.child.kill('SIGTERM');
       await waitFor(() => server.child.exitCode !== null || server.child.signalCode !== null, 10000, 'swarmwall to exit');
       rmSync(work, { recursive: true, force: true });
     }

@@ -318,7 +318,7 @@ pub(crate) async fn accounts(
             .state(&name, now)
             .await
             .map_err(|e| store_error(&e))?;
-        out.push(json!({
+        let mut listed = json!({
             "name": name,
             "configured": is_configured,
             "disabled": disabled,
@@ -327,7 +327,19 @@ pub(crate) async fn accounts(
             "suspended_until_ms": state.suspended_until_ms,
             "locked_out": state.locked_until_ms.is_some(),
             "locked_until_ms": state.locked_until_ms,
-        }));
+        });
+        // With a directory: TOTP enrolment and country lists too (never a secret).
+        if let Some(account) = context.directory.as_ref().and_then(|d| d.get(&name))
+            && let Some(object) = listed.as_object_mut()
+        {
+            object.insert(
+                "totp_enrolled".to_owned(),
+                json!(account.totp_secret.is_some()),
+            );
+            object.insert("allow_countries".to_owned(), json!(account.allow_countries));
+            object.insert("deny_countries".to_owned(), json!(account.deny_countries));
+        }
+        out.push(listed);
     }
     Ok(Json(json!({
         "now_ms": now,

@@ -8,6 +8,8 @@
   const POLL_MS = 2000;
   const MAX_POINTS = 150; // 5 minutes at 2 s
   const EVENTS_LIMIT = 50;
+  const ACCOUNTS_PAGE = 50; // accounts per page of the Accounts panel
+  const FILTER_DELAY_MS = 300;
   const FORM_COLORS = {
     peer_wire: '#2563eb', peer_wire_messages: '#60a5fa', mse: '#7c3aed', http_tracker: '#db2777',
     web_seed: '#f472b6', ssl_torrent: '#0d9488', webtorrent: '#14b8a6', torrent_file: '#a16207',
@@ -21,6 +23,8 @@
   let previous = null;
   let points = [];
   let polls = 0;
+  let accountsOffset = 0;
+  let accountsFilter = '';
 
   // ---- API ----------------------------------------------------------------------------------
 
@@ -111,13 +115,17 @@
     stop();
     let signedOut = false;
     try {
-      const [status, accounts, events] = await Promise.all([
+      const listing = accountsQuery();
+      const [status, accounts, events, page] = await Promise.all([
         api('/api/v1/status'),
         api('/api/v1/accounts?restricted=true'),
         api('/api/v1/events?limit=' + EVENTS_LIMIT),
+        api(listing),
       ]);
       hideError();
       update(status, accounts, events);
+      // A page asked for before the filter or page changed is dropped: the next poll follows.
+      if (listing === accountsQuery()) renderAccounts(page);
       polls += 1;
       document.body.dataset.polls = String(polls);
       $('live').className = 'badge';
@@ -408,6 +416,78 @@
     return button;
   }
 
+  // ---- accounts panel -----------------------------------------------------------------------
+
+  function accountsQuery() {
+    let query = '/api/v1/accounts?offset=' + accountsOffset + '&limit=' + ACCOUNTS_PAGE;
+    if (accountsFilter) query += '&name=' + encodeURIComponent(accountsFilter);
+    return query;
+  }
+
+  // One page of the provisioned accounts (never a secret: the API returns none).
+  function renderAccounts(page) {
+    const total = Number(page.total) || 0;
+    if (accountsOffset > 0 && accountsOffset >= total) {
+      // The page emptied (accounts deleted, filter narrowed): show the last one instead.
+      accountsOffset = Math.max(0, Math.floor((total - 1) / ACCOUNTS_PAGE) * ACCOUNTS_PAGE);
+      poll();
+      return;
+    }
+    const rows = page.accounts.map((account) => {
+      const row = document.createElement('tr');
+      row.dataset.account = account.name;
+      row.dataset.disabled = String(Boolean(account.disabled));
+      const totp = typeof account.totp_enrolled === 'boolean' ? (account.totp_enrolled ? 'yes' : 'no') : '–';
+      row.dataset.totp = totp;
+      const cells = [
+        [account.name, ''],
+        [account.disabled ? 'disabled' : 'active', account.disabled ? 'disabled' : ''],
+        [totp, ''],
+        [countries(account.allow_countries), ''],
+        [countries(account.deny_countries), ''],
+      ];
+      for (const [text, className] of cells) {
+        const cell = document.createElement('td');
+        cell.textContent = text;
+        if (className) cell.className = className;
+        row.append(cell);
+      }
+      return row;
+    });
+    $('accounts').tBodies[0].replaceChildren(...rows);
+    $('accounts-count').textContent = integer(total);
+    $('accounts-empty').hidden = rows.length > 0;
+    $('accounts-empty').textContent = accountsFilter ? 'No account name contains this text.' : 'No accounts.';
+    $('accounts-range').textContent = rows.length
+      ? integer(accountsOffset + 1) + '–' + integer(accountsOffset + rows.length) + ' of ' + integer(total)
+      : '';
+    $('accounts-prev').disabled = accountsOffset === 0;
+    $('accounts-next').disabled = accountsOffset + rows.length >= total;
+  }
+
+  function countries(list) {
+    return Array.isArray(list) && list.length ? list.join(', ') : '–';
+  }
+
+  function pageAccounts(delta) {
+    accountsOffset = Math.max(0, accountsOffset + delta);
+    poll();
+  }
+
+  let filterTimer = null;
+
+  function filterAccounts() {
+    if (filterTimer !== null) clearTimeout(filterTimer);
+    filterTimer = setTimeout(() => {
+      filterTimer = null;
+      const value = $('accounts-filter').value.trim();
+      if (value === accountsFilter) return;
+      accountsFilter = value;
+      accountsOffset = 0;
+      if (document.body.dataset.state === 'dashboard') poll();
+    }, FILTER_DELAY_MS);
+  }
+
   function renderEvents(events) {
     const items = events.slice().reverse().map((event) => {
       const item = document.createElement('li');
@@ -485,6 +565,9 @@
 
   $('login-form').addEventListener('submit', login);
   $('logout').addEventListener('click', () => showLogin(''));
+  $('accounts-filter').addEventListener('input', filterAccounts);
+  $('accounts-prev').addEventListener('click', () => pageAccounts(-ACCOUNTS_PAGE));
+  $('accounts-next').addEventListener('click', () => pageAccounts(ACCOUNTS_PAGE));
   window.addEventListener('resize', () => { if (previous) drawAll({ blocks: { by_form: previous.blocks } }); });
   if (sessionStorage.getItem(TOKEN_KEY)) start();
   else showLogin('');
