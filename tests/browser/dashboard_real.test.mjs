@@ -6,7 +6,9 @@
 // apart suspend alice, and her next CONNECT is refused with 0x02. The test then waits for the
 // dashboard to show it all (blocked-flows legend and chart, auth-failure chart, restricted
 // table, events feed), checks every tile against GET /api/v1/status, and saves a screenshot
-// to test-artifacts/dashboard-real.png.
+// to test-artifacts/dashboard-real.png. A second test provisions accounts through the admin
+// API and checks the Accounts panel (created, disabled by PATCH, filter, paging, no secrets;
+// screenshot test-artifacts/dashboard-accounts.png).
 //
 // SWARMWALL_BIN overrides the binary (default: target/debug/swarmwall of this checkout).
 // Run: cd tests/browser && npm ci && npm test

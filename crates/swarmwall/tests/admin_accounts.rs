@@ -347,6 +347,14 @@ async fn store_backend_provisions_and_lists_with_paging() {
         .map(|a| a["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["c12", "c13", "c14"]);
+    // Each listed account carries its TOTP flag and country lists (the dashboard shows them),
+    // never a secret.
+    let listed = &page["accounts"][0];
+    assert_eq!(listed["totp_enrolled"], false);
+    assert_eq!(listed["allow_countries"], json!([]));
+    assert_eq!(listed["deny_countries"], json!([]));
+    assert!(!body.contains("argon2"), "{body}");
+    assert!(listed.get("password").is_none(), "{listed}");
     assert_eq!(call(a, "DELETE", "/api/v1/accounts/c07", None).await.0, 204);
     assert!(!login(&admin, "c07", "pw").await);
     // OpenAPI documents the new routes.
