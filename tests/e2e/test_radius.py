@@ -229,8 +229,12 @@ def test_radius_accept_reject_failover_lockout_and_outage(node, radius, forger, 
     # Outage: the real server gone, only forged accepts -> refused, never accepted (unknown
     # credentials included); log line and metric.
     radius.stop()
+    # alice's password was verified by RADIUS moments ago: the verification memory (a keyed
+    # MAC in memory, `verified_cache_ttl`) still recognises it. bob's was never verified: his
+    # right password is refused, fast, and so is an unknown name.
+    assert curl_login(node, "alice", "alice-radius-pw", sink.port)
     t0 = time.monotonic()
-    assert not curl_login(node, "alice", "alice-radius-pw", sink.port)
+    assert not curl_login(node, "bob", "bob-radius-pw", sink.port)
     assert time.monotonic() - t0 < 5
     assert login_status(node, "mallory", "anything") not in (0, None)
     text = metrics(node)
@@ -239,7 +243,7 @@ def test_radius_accept_reject_failover_lockout_and_outage(node, radius, forger, 
                                   for line in node.stderr_lines), timeout=5)
     # Back: accepted again without a restart.
     radius.start()
-    assert wait_until(lambda: curl_login(node, "alice", "alice-radius-pw", sink.port), timeout=10)
+    assert wait_until(lambda: curl_login(node, "bob", "bob-radius-pw", sink.port), timeout=10)
     # Lockout applies to RADIUS logins: failures counted for the client address (2 so far)
     # reach max_failures = 3, then even bob's right password is refused (locked out)
     # although RADIUS would accept it.

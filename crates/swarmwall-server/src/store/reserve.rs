@@ -47,11 +47,21 @@ impl Store {
                 self.record_event(namespace, subject, now_ms, window)
                     .await?
             }
-            Self::Redis(store) => {
-                store
+            // In `on_outage = "local"` mode an outage counts the attempt on this node (merged
+            // back later like any failure counter), exactly as `record_event` does.
+            Self::Redis(store) => match store.local_now(namespace, "reserve_event") {
+                Some(local) => local.record_event(namespace, subject, now_ms, window),
+                None => match store
                     .reserve_event(namespace, subject, now_ms, &member, window)
-                    .await?
-            }
+                    .await
+                {
+                    Ok(count) => count,
+                    Err(error) => match store.local_after(namespace, "reserve_event", &error) {
+                        Some(local) => local.record_event(namespace, subject, now_ms, window),
+                        None => return Err(error),
+                    },
+                },
+            },
         };
         Ok(Reservation {
             count,
@@ -79,11 +89,25 @@ impl Store {
                     .await;
                 store.observe_result("release_event", result)
             }
-            Self::Redis(store) => {
-                store
+            Self::Redis(store) => match store.local_now(namespace, "release_event") {
+                Some(local) => {
+                    local.modify(namespace, subject, |old| release(old, at_ms));
+                    Ok(())
+                }
+                None => match store
                     .release_event(namespace, subject, &reservation.member)
                     .await
-            }
+                {
+                    Err(error) => match store.local_after(namespace, "release_event", &error) {
+                        Some(local) => {
+                            local.modify(namespace, subject, |old| release(old, at_ms));
+                            Ok(())
+                        }
+                        None => Err(error),
+                    },
+                    ok => ok,
+                },
+            },
         }
     }
 }
