@@ -213,7 +213,10 @@ def test_connect_to_the_hosts_own_address_is_refused(start_swarmwall, namespace)
 
 def test_metrics_answer_when_clients_exhaust_the_descriptor_limit(start_swarmwall, tmp_path):
     config = tmp_path / "swarmwall.toml"
-    config.write_text('[server]\nhandshake_timeout = "60s"\nmax_sessions = 100000\n')
+    # All clients come from 127.0.0.1: lift the per-source handshake cap (64 by default, which
+    # would close them long before the descriptors run out) so that the reserve is what holds.
+    config.write_text('[server]\nhandshake_timeout = "60s"\nmax_sessions = 100000\n'
+                      '[security]\nmax_handshakes_per_source = 100000\n')
     node = start_swarmwall("--config", str(config), prefix=("prlimit", "--nofile=200:200"))
     clients = []
     try:
