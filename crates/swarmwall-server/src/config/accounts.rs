@@ -155,8 +155,9 @@ pub fn locate_security_error(text: &str, path: &Path, key: &str, message: &str) 
     }
 }
 
-/// 1-based line and column of `leaf = ...` inside `[section]` of `text`.
-fn locate(text: &str, section: &str, leaf: &str) -> Option<(usize, usize)> {
+/// 1-based line and column of `leaf = ...` inside `[section]` of `text` (a plain scan: good
+/// enough for error messages, never used to read values).
+pub(super) fn locate(text: &str, section: &str, leaf: &str) -> Option<(usize, usize)> {
     let header = format!("[{section}]");
     let mut in_section = false;
     for (index, line) in text.lines().enumerate() {

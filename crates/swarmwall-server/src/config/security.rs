@@ -244,22 +244,8 @@ impl SecurityConfig {
     /// [`SecurityConfig::validate`] as a located error: `FILE:LINE:1: key ...` when the key is
     /// written in `text`, else `FILE: key ...` (for `check-config`, start-up and reload).
     pub fn validate_in(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
-        self.validate().map_err(|(key, message)| {
-            let short = key.strip_prefix("security.").unwrap_or(key);
-            match super::server::locate_key(text, "security", short) {
-                Some(line) => ConfigError::Parse {
-                    path: path.to_owned(),
-                    line,
-                    column: 1,
-                    message: format!("key `{key}`: {message}"),
-                },
-                None => ConfigError::Invalid {
-                    path: path.to_owned(),
-                    key: key.to_owned(),
-                    message,
-                },
-            }
-        })
+        self.validate()
+            .map_err(|(key, message)| super::locate_security_error(text, path, key, &message))
     }
 
     /// Check values that parse but make no sense; returns `(key, message)` for the first one.

@@ -159,25 +159,10 @@ fn invalid(text: &str, path: &Path, key: &str, message: &str) -> ConfigError {
     }
 }
 
-/// 1-based line of `key = ...` inside `[section]` of a TOML text (a plain scan: good enough for
-/// error messages, never used to read values).
+/// 1-based line of `key = ...` inside `[section]` of a TOML text (see
+/// [`super::accounts::locate`]).
 pub(super) fn locate_key(text: &str, section: &str, key: &str) -> Option<usize> {
-    let header = format!("[{section}]");
-    let mut in_section = false;
-    for (index, line) in text.lines().enumerate() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            in_section = trimmed == header;
-            continue;
-        }
-        if in_section
-            && let Some(rest) = trimmed.strip_prefix(key)
-            && rest.trim_start().starts_with('=')
-        {
-            return Some(index + 1);
-        }
-    }
-    None
+    super::accounts::locate(text, section, key).map(|(line, _)| line)
 }
 
 #[cfg(test)]

@@ -173,9 +173,7 @@ fn check_security(
 ) -> Result<(), swarmwall_server::config::ConfigError> {
     use swarmwall_server::config::{AccountsBackend, locate_security_error};
     let security = &config.security;
-    security
-        .validate()
-        .map_err(|(key, message)| locate_security_error(text, path, key, &message))?;
+    security.validate_in(text, path)?;
     if security.accounts_backend() == AccountsBackend::Radius
         && let Some(secret) = &security.radius.secret_file
         && let Err(error) = std::fs::File::open(secret)
