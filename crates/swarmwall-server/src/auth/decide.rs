@@ -47,7 +47,6 @@ impl Authenticator {
         let policy = inner.policy.load_full();
         let settings = &policy.settings;
         let store = &inner.store;
-        let client_hash = inner.key.hash_address(client);
         let loaded = inner.accounts.load_full();
         let mut account = loaded.file.find(name).cloned();
         // With RADIUS the server decides the password and there is no local account: a
@@ -66,21 +65,38 @@ impl Authenticator {
             network: inner.key.hash_network(client),
         };
 
-        // 1. Lockouts (account name and client network alike, known names or not).
-        if self.locked_out(&subjects, now_ms).await? {
+        // 1. Lockouts (account name and client network alike, known names or not), read
+        // with the account's failure count in one store transaction where the backend can.
+        let marks = store
+            .login_marks(
+                &subjects.name,
+                &subjects.network,
+                now_ms,
+                settings.failure_window,
+            )
+            .await
+            .map_err(|_| "login_marks")?;
+        if marks.locked_out {
             return Ok(AuthOutcome::Rejected(RejectReason::LockedOut));
         }
+        // The count read with the marks serves a login that is remembered at once; a login
+        // that waits for its turn reads it again at the end.
+        let mut failures_before = marks.account_failures;
 
-        // 2. Credentials.
-        let window_subject = format!("{name}:{client_hash}");
-        let in_window = match account.as_ref().and_then(|a| a.totp_secret.as_ref()) {
-            Some(_) => store
+        // 2. Credentials. (The trusted-window subject pseudonymises the client address: only
+        // TOTP accounts need it.)
+        let has_totp = account.as_ref().is_some_and(|a| a.totp_secret.is_some());
+        let window_subject = if has_totp {
+            format!("{name}:{}", inner.key.hash_address(client))
+        } else {
+            String::new()
+        };
+        let in_window = has_totp
+            && store
                 .active_until(Namespace::TrustedWindow, &window_subject, now_ms)
                 .await
                 .map_err(|_| "active_until")?
-                .is_some(),
-            None => false,
-        };
+                .is_some();
         let mut remembered = recall(
             inner,
             settings.verified_ttl,
@@ -101,6 +117,7 @@ impl Authenticator {
         // Attempts that queue are registered by password fingerprint (see below).
         let mut pending = None;
         if remembered.is_none() {
+            failures_before = None;
             let fingerprint = inner.verified.fingerprint(name, &password);
             pending = Some(inner.pending.register(&account_turn, fingerprint));
             // Wait for this account's and this network's turn; the attempt before may have
@@ -416,10 +433,11 @@ impl Authenticator {
                 .await
                 .map_err(|_| "set_until")?;
         }
-        let failures = match &reserved {
-            Some(_) => 1,
+        let failures = match (&reserved, failures_before) {
+            (Some(_), _) => 1,
             // Remembered logins write nothing unless there is something to forget.
-            None => store
+            (None, Some(counted)) => counted,
+            (None, None) => store
                 .count_events(
                     Namespace::AuthFailuresAccount,
                     &subjects.name,
