@@ -269,6 +269,12 @@ impl AccountDirectory {
         if let Some(list) = &patch.deny_countries {
             check_countries("deny_countries", list)?;
         }
+        let countries = patch.allow_countries.is_some() || patch.deny_countries.is_some();
+        let (disabled, password_given) = (patch.disabled, patch.password.is_some());
+        let mut details = json!({ "fields": fields });
+        if let Some(policy) = &patch.policy {
+            details["policy"] = json!(policy.as_ref().filter(|policy| !policy.is_empty()));
+        }
         let owned = name.to_owned();
         self.change(name, move |current| {
             let mut account = current.ok_or_else(|| DirectoryError::NotFound(owned.clone()))?;
@@ -290,18 +296,13 @@ impl AccountDirectory {
             Ok(Some(account))
         })
         .await?;
-        let countries = patch.allow_countries.is_some() || patch.deny_countries.is_some();
-        let action = match (patch.password.is_some(), patch.disabled, countries) {
+        let action = match (password_given, disabled, countries) {
             (true, _, _) => "account_password",
             (false, Some(true), _) => "account_disable",
             (false, Some(false), _) => "account_enable",
             (false, None, true) => "account_countries",
             (false, None, false) => "account_policy",
         };
-        let mut details = json!({ "fields": fields });
-        if let Some(policy) = &patch.policy {
-            details["policy"] = json!(policy.as_ref().filter(|policy| !policy.is_empty()));
-        }
         self.audit_with(name, action, details);
         self.get(name)
             .ok_or_else(|| DirectoryError::NotFound(name.to_owned()))

@@ -643,3 +643,4 @@ async fn account_changes_are_recorded_without_secrets() {
 }
 
 mod scale;
+mod account_policy;
