@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use swarmwall_core::classify::BtForm;
 use swarmwall_server::admin::{AccountEntry, AdminContext, AdminToken, serve};
 use swarmwall_server::audit::AuditLog;
 use swarmwall_server::auth::account_store::AccountStore;
@@ -26,7 +27,6 @@ use swarmwall_server::policy::{DestinationPolicy, TrafficAction};
 use swarmwall_server::store::Store;
 use swarmwall_server::strikes::Strikes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use swarmwall_core::classify::BtForm;
 use tokio::net::{TcpListener, TcpStream};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
@@ -393,7 +393,12 @@ async fn store_backend_provisions_and_lists_with_paging() {
 
 /// The action the data path takes for a `form` flow of `name`, with the account record the
 /// authenticator holds (what `SessionContext::action_for` does).
-fn action(authenticator: &Authenticator, config: &PolicyConfig, name: &str, form: BtForm) -> TrafficAction {
+fn action(
+    authenticator: &Authenticator,
+    config: &PolicyConfig,
+    name: &str,
+    form: BtForm,
+) -> TrafficAction {
     let policy = DestinationPolicy::new(config, &[]).unwrap();
     let record = authenticator.account(name);
     policy.action_with_override(
@@ -409,9 +414,12 @@ async fn policy_override_round_trip_validation_audit_and_restart_in_file_mode() 
     let path = dir.path().join("accounts.toml");
     let file = path.clone();
     let audit = AuditLog::memory(None, 100);
-    let admin = start_with(Store::memory(), AccountsFile::default(), audit.clone(), move |_| {
-        DirectoryBackend::File(file)
-    })
+    let admin = start_with(
+        Store::memory(),
+        AccountsFile::default(),
+        audit.clone(),
+        move |_| DirectoryBackend::File(file),
+    )
     .await;
     let a = admin.address;
     let config = PolicyConfig::default();
@@ -428,9 +436,25 @@ async fn policy_override_round_trip_validation_audit_and_restart_in_file_mode() 
         serde_json::from_str::<Value>(&body).unwrap()["policy"],
         json!({"forms": {"dht": "log"}})
     );
-    assert_eq!(call(a, "POST", "/api/v1/accounts", Some(r#"{"name":"bob","password":"pw"}"#)).await.0, 201);
-    assert_eq!(action(&admin.authenticator, &config, "alice", BtForm::Dht), TrafficAction::Log);
-    assert_eq!(action(&admin.authenticator, &config, "alice", BtForm::PeerWire), TrafficAction::Block);
+    assert_eq!(
+        call(
+            a,
+            "POST",
+            "/api/v1/accounts",
+            Some(r#"{"name":"bob","password":"pw"}"#)
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        action(&admin.authenticator, &config, "alice", BtForm::Dht),
+        TrafficAction::Log
+    );
+    assert_eq!(
+        action(&admin.authenticator, &config, "alice", BtForm::PeerWire),
+        TrafficAction::Block
+    );
     // PATCH round trip: GET returns exactly what was set.
     let set = json!({"policy": {"bittorrent": "allow", "forms": {"mse": "block"}}});
     let (status, body) = call(a, "PATCH", "/api/v1/accounts/alice", Some(&set.to_string())).await;
@@ -439,9 +463,18 @@ async fn policy_override_round_trip_validation_audit_and_restart_in_file_mode() 
     assert_eq!(status, 200);
     let got: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(got["policy"], set["policy"], "{body}");
-    assert_eq!(action(&admin.authenticator, &config, "alice", BtForm::PeerWire), TrafficAction::Allow);
-    assert_eq!(action(&admin.authenticator, &config, "alice", BtForm::Mse), TrafficAction::Block);
-    assert_eq!(action(&admin.authenticator, &config, "bob", BtForm::PeerWire), TrafficAction::Block);
+    assert_eq!(
+        action(&admin.authenticator, &config, "alice", BtForm::PeerWire),
+        TrafficAction::Allow
+    );
+    assert_eq!(
+        action(&admin.authenticator, &config, "alice", BtForm::Mse),
+        TrafficAction::Block
+    );
+    assert_eq!(
+        action(&admin.authenticator, &config, "bob", BtForm::PeerWire),
+        TrafficAction::Block
+    );
     let (_, listed) = call(a, "GET", "/api/v1/accounts?name=alice", None).await;
     assert_eq!(
         serde_json::from_str::<Value>(&listed).unwrap()["accounts"][0]["policy"],
@@ -450,7 +483,10 @@ async fn policy_override_round_trip_validation_audit_and_restart_in_file_mode() 
     );
     // Bad input: 4xx naming the field, nothing changed.
     for (body, field) in [
-        (r#"{"policy":{"forms":{"xyz":"block"}}}"#, "policy.forms.xyz"),
+        (
+            r#"{"policy":{"forms":{"xyz":"block"}}}"#,
+            "policy.forms.xyz",
+        ),
         (r#"{"policy":{"forms":{"mse":"drop"}}}"#, "policy.forms.mse"),
         (r#"{"policy":{"bittorrent":"yes"}}"#, "policy.bittorrent"),
         (r#"{"policy":{"bittorrent":7}}"#, "policy.bittorrent"),
@@ -460,7 +496,10 @@ async fn policy_override_round_trip_validation_audit_and_restart_in_file_mode() 
     ] {
         let (status, answer) = call(a, "PATCH", "/api/v1/accounts/alice", Some(body)).await;
         assert!((400..500).contains(&status), "{body}: {status} {answer}");
-        assert!(answer.contains(field), "{body}: {answer} should name `{field}`");
+        assert!(
+            answer.contains(field),
+            "{body}: {answer} should name `{field}`"
+        );
     }
     let (status, answer) = call(
         a,
@@ -473,11 +512,21 @@ async fn policy_override_round_trip_validation_audit_and_restart_in_file_mode() 
     assert!(answer.contains("policy.forms.dhtt"), "{answer}");
     assert_eq!(call(a, "GET", "/api/v1/accounts/carol", None).await.0, 404);
     assert_eq!(
-        call(a, "PATCH", "/api/v1/accounts/nobody", Some(&set.to_string())).await.0,
+        call(
+            a,
+            "PATCH",
+            "/api/v1/accounts/nobody",
+            Some(&set.to_string())
+        )
+        .await
+        .0,
         404
     );
     let (_, body) = call(a, "GET", "/api/v1/accounts/alice", None).await;
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["policy"], set["policy"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["policy"],
+        set["policy"]
+    );
     // Audited as an admin action naming the field and the new override.
     let record = audit
         .recent(100)
@@ -501,7 +550,13 @@ async fn policy_override_round_trip_validation_audit_and_restart_in_file_mode() 
     // A restart (a new node reading the same file) enforces the same override.
     let loaded = AccountsFile::load(&path).unwrap();
     assert_eq!(
-        loaded.find("alice").unwrap().policy.as_ref().unwrap().bittorrent,
+        loaded
+            .find("alice")
+            .unwrap()
+            .policy
+            .as_ref()
+            .unwrap()
+            .bittorrent,
         Some(TrafficAction::Allow)
     );
     assert!(loaded.find("bob").unwrap().policy.is_none());
@@ -511,19 +566,42 @@ async fn policy_override_round_trip_validation_audit_and_restart_in_file_mode() 
         DirectoryBackend::File(file)
     })
     .await;
-    assert_eq!(action(&restarted.authenticator, &config, "alice", BtForm::PeerWire), TrafficAction::Allow);
+    assert_eq!(
+        action(&restarted.authenticator, &config, "alice", BtForm::PeerWire),
+        TrafficAction::Allow
+    );
     let (_, body) = call(restarted.address, "GET", "/api/v1/accounts/alice", None).await;
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["policy"], set["policy"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["policy"],
+        set["policy"]
+    );
     // `null` clears it: the configuration file's policy applies again.
-    let (status, body) = call(restarted.address, "PATCH", "/api/v1/accounts/alice", Some(r#"{"policy":null}"#)).await;
+    let (status, body) = call(
+        restarted.address,
+        "PATCH",
+        "/api/v1/accounts/alice",
+        Some(r#"{"policy":null}"#),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["policy"], Value::Null);
-    assert_eq!(action(&restarted.authenticator, &config, "alice", BtForm::PeerWire), TrafficAction::Block);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["policy"],
+        Value::Null
+    );
+    assert_eq!(
+        action(&restarted.authenticator, &config, "alice", BtForm::PeerWire),
+        TrafficAction::Block
+    );
     assert!(!std::fs::read_to_string(&path).unwrap().contains("policy"));
     // JSON lines import carries it too.
-    let line = json!({"name": "imp", "password": "pw", "policy": {"bittorrent": "log"}}).to_string();
-    let bad = json!({"name": "imp2", "password": "pw", "policy": {"forms": {"nope": "log"}}}).to_string();
-    for (lines, expect) in [(format!("{line}\n{bad}\n"), 422), (format!("{line}\n"), 200)] {
+    let line =
+        json!({"name": "imp", "password": "pw", "policy": {"bittorrent": "log"}}).to_string();
+    let bad =
+        json!({"name": "imp2", "password": "pw", "policy": {"forms": {"nope": "log"}}}).to_string();
+    for (lines, expect) in [
+        (format!("{line}\n{bad}\n"), 422),
+        (format!("{line}\n"), 200),
+    ] {
         let request = format!(
             "POST /api/v1/accounts/import HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
              Authorization: Bearer {TOKEN}\r\nContent-Type: application/x-ndjson\r\n\
@@ -536,10 +614,16 @@ async fn policy_override_round_trip_validation_audit_and_restart_in_file_mode() 
         stream.read_to_string(&mut raw).await.unwrap();
         assert!(raw.starts_with(&format!("HTTP/1.1 {expect}")), "{raw}");
         if expect == 422 {
-            assert!(raw.contains("line 2") && raw.contains("policy.forms.nope"), "{raw}");
+            assert!(
+                raw.contains("line 2") && raw.contains("policy.forms.nope"),
+                "{raw}"
+            );
         }
     }
-    assert_eq!(action(&restarted.authenticator, &config, "imp", BtForm::Utp), TrafficAction::Log);
+    assert_eq!(
+        action(&restarted.authenticator, &config, "imp", BtForm::Utp),
+        TrafficAction::Log
+    );
 }
 
 #[tokio::test]
@@ -554,29 +638,53 @@ async fn policy_override_set_on_node_a_is_in_force_on_node_b_within_a_second() {
             ..StoreConfig::default()
         };
         let data = dir.path().join(name);
-        async move { Store::open(&config, &data, Arc::new(Metrics::new())).await.unwrap() }
+        async move {
+            Store::open(&config, &data, Arc::new(Metrics::new()))
+                .await
+                .unwrap()
+        }
     };
-    let a = start_with(open("a").await, AccountsFile::default(), AuditLog::disabled(), |store| {
-        DirectoryBackend::Store(AccountStore::for_store(store).unwrap())
-    })
+    let a = start_with(
+        open("a").await,
+        AccountsFile::default(),
+        AuditLog::disabled(),
+        |store| DirectoryBackend::Store(AccountStore::for_store(store).unwrap()),
+    )
     .await;
     // Node B: its own store connection, authenticator and change follower (as `serve` does).
     let store_b = open("b").await;
     let accounts_b = AccountStore::for_store(&store_b).unwrap();
     let snapshot = accounts_b.snapshot().await.unwrap();
     let b = Authenticator::new(AccountsFile::default());
-    let directory_b = AccountDirectory::new(b.clone(), DirectoryBackend::Store(accounts_b), &security());
+    let directory_b =
+        AccountDirectory::new(b.clone(), DirectoryBackend::Store(accounts_b), &security());
     let follower = directory_b.spawn_follower(Some(snapshot.position)).unwrap();
     let config = PolicyConfig::default();
 
-    let (status, body) = call(a.address, "POST", "/api/v1/accounts", Some(r#"{"name":"erin","password":"pw"}"#)).await;
+    let (status, body) = call(
+        a.address,
+        "POST",
+        "/api/v1/accounts",
+        Some(r#"{"name":"erin","password":"pw"}"#),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
-    assert!(store_support::wait_for(Duration::from_secs(1), async || b.account("erin").is_some()).await);
-    assert_eq!(action(&b, &config, "erin", BtForm::PeerWire), TrafficAction::Block);
+    assert!(
+        store_support::wait_for(Duration::from_secs(1), async || b.account("erin").is_some()).await
+    );
+    assert_eq!(
+        action(&b, &config, "erin", BtForm::PeerWire),
+        TrafficAction::Block
+    );
     // Set on A -> in force on B within a second.
     let set = r#"{"policy":{"bittorrent":"allow","forms":{"dht":"block"}}}"#;
     let started = std::time::Instant::now();
-    assert_eq!(call(a.address, "PATCH", "/api/v1/accounts/erin", Some(set)).await.0, 200);
+    assert_eq!(
+        call(a.address, "PATCH", "/api/v1/accounts/erin", Some(set))
+            .await
+            .0,
+        200
+    );
     assert!(
         store_support::wait_for(Duration::from_secs(1), async || {
             action(&b, &config, "erin", BtForm::PeerWire) == TrafficAction::Allow
@@ -585,9 +693,22 @@ async fn policy_override_set_on_node_a_is_in_force_on_node_b_within_a_second() {
         "the override did not reach node B within a second"
     );
     let took = started.elapsed();
-    assert_eq!(action(&b, &config, "erin", BtForm::Dht), TrafficAction::Block);
+    assert_eq!(
+        action(&b, &config, "erin", BtForm::Dht),
+        TrafficAction::Block
+    );
     // Cleared on A -> the default again on B.
-    assert_eq!(call(a.address, "PATCH", "/api/v1/accounts/erin", Some(r#"{"policy":null}"#)).await.0, 200);
+    assert_eq!(
+        call(
+            a.address,
+            "PATCH",
+            "/api/v1/accounts/erin",
+            Some(r#"{"policy":null}"#)
+        )
+        .await
+        .0,
+        200
+    );
     assert!(
         store_support::wait_for(Duration::from_secs(1), async || {
             action(&b, &config, "erin", BtForm::PeerWire) == TrafficAction::Block

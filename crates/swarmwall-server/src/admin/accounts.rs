@@ -360,7 +360,8 @@ fn parse_json_lines(body: &[u8]) -> Result<Vec<(usize, NewAccount)>, String> {
         // serde's message names the field; it never quotes a value.
         let record: CreateBody =
             serde_json::from_str(line).map_err(|e| format!("line {}: {e}", index + 1))?;
-        let record = NewAccount::try_from(record).map_err(|e| format!("line {}: {e}", index + 1))?;
+        let record =
+            NewAccount::try_from(record).map_err(|e| format!("line {}: {e}", index + 1))?;
         records.push((index + 1, record));
     }
     Ok(records)

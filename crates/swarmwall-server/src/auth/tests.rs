@@ -642,5 +642,5 @@ async fn account_changes_are_recorded_without_secrets() {
     );
 }
 
-mod scale;
 mod account_policy;
+mod scale;

@@ -157,7 +157,10 @@ impl AccountPolicy {
                     for (form, action) in forms {
                         let field = format!("policy.forms.{}", quoted_key(form));
                         let slot = policy.forms.slot_mut(form).ok_or_else(|| {
-                            fail(field.clone(), &format!("unknown form; one of {}", form_list()))
+                            fail(
+                                field.clone(),
+                                &format!("unknown form; one of {}", form_list()),
+                            )
                         })?;
                         *slot = parse_action(action).map_err(|message| fail(field, message))?;
                     }

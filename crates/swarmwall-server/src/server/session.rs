@@ -55,9 +55,9 @@ impl SessionContext {
     /// next flow classified, in sessions already open too.
     pub(super) fn action_for(&self, form: BtForm) -> TrafficAction {
         let account = self.account.as_deref();
-        let record = account.zip(self.runtime.authenticator.as_ref()).and_then(
-            |(name, authenticator)| authenticator.account(name),
-        );
+        let record = account
+            .zip(self.runtime.authenticator.as_ref())
+            .and_then(|(name, authenticator)| authenticator.account(name));
         self.runtime.policy.action_with_override(
             form,
             account,

@@ -44,8 +44,8 @@ fn the_override_round_trips_through_the_file_and_is_omitted_when_none() {
     assert_eq!(policy.bittorrent, Some(TrafficAction::Log));
     assert_eq!(policy.forms.utp, Some(TrafficAction::Block));
     // A reload that changes it is named.
-    let changes = account_set::changes(&AccountSet::from(cleared), &AccountSet::from(parsed))
-        .unwrap();
+    let changes =
+        account_set::changes(&AccountSet::from(cleared), &AccountSet::from(parsed)).unwrap();
     assert_eq!(changes["policy_changed"], serde_json::json!(["alice"]));
 }
 
@@ -53,7 +53,11 @@ fn the_override_round_trips_through_the_file_and_is_omitted_when_none() {
 fn bad_policy_keys_and_actions_are_located_without_quoting_values() {
     for (policy, line, expect) in [
         ("[account.policy]\nbittorrent = \"hunter2\"\n", 5, "`allow`"),
-        ("[account.policy]\nforms = { hunter2 = \"log\" }\n", 5, "`mse`"),
+        (
+            "[account.policy]\nforms = { hunter2 = \"log\" }\n",
+            5,
+            "`mse`",
+        ),
         ("[account.policy]\nhunter2 = \"log\"\n", 5, "`bittorrent`"),
     ] {
         let error = AccountsFile::parse(&file(policy), Path::new("a.toml"))
