@@ -3,7 +3,7 @@ BitTorrent peer-wire handshake (the 68-byte handshake a client sends first) thro
 with an account is blocked by default; `PATCH {"policy": {"bittorrent": "allow"}}` lets the
 same handshake through; `{"policy": null}` blocks it again. The same through the
 `swarmwall user policy` CLI on the accounts file, and on a two-node fleet on a real
-redis-server (set on node A, in force on node B within a second).
+redis-server (set on node A, in force on node B within a second; the CLI with `--store`).
 
 Every check looks at what the target received, so the test fails if the override is ignored
 (the handshake never arrives) or applied where it must not be (it arrives while blocked).
@@ -163,4 +163,11 @@ def test_fleet_override_set_on_a_is_in_force_on_b(tmp_path, redis, start_swarmwa
     assert wait_until(lambda: api(b, "GET", "/api/v1/accounts/swarm")[1]["policy"] is None,
                       timeout=1.0, interval=0.02)
     assert not handshake_arrives(b, "swarm", "swarm-password-1")
+    # The CLI pointed at the store sets it for the whole fleet too.
+    out = run_cli("user", "policy", "swarm", "--form", "peer_wire=log",
+                  "--store", redis.url, "--config", config)
+    assert out.returncode == 0, out.stderr
+    assert wait_until(lambda: api(a, "GET", "/api/v1/accounts/swarm")[1]["policy"]
+                      == {"forms": {"peer_wire": "log"}}, timeout=1.0, interval=0.02)
+    assert handshake_arrives(a, "swarm", "swarm-password-1")
     print(f"override in force on node B after {seen_s:.3f} s")
