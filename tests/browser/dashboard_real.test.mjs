@@ -435,7 +435,7 @@ test('dashboard Accounts panel shows accounts provisioned through the admin API'
         (cells) => cells.map((c) => c.textContent));
       // The accounts file's only account, before any provisioning.
       await waitFor(async () => (await rowNames()).join() === 'alice', 10000, 'alice alone in the panel');
-      assert.deepEqual(await rowCells('alice'), ['alice', 'active', 'no', '–', '–']);
+      assert.deepEqual(await rowCells('alice'), ['alice', 'active', 'no', '–', '–', '–']);
       assert.equal(await page.textContent('#accounts-count'), '1');
 
       // Provision dave (password given) and erin (country lists, then TOTP) through the API.
@@ -453,8 +453,8 @@ test('dashboard Accounts panel shows accounts provisioned through the admin API'
 
       await waitFor(async () => (await rowNames()).join() === 'alice,dave,erin', 10000,
         'dave and erin in the panel');
-      assert.deepEqual(await rowCells('dave'), ['dave', 'active', 'no', '–', '–']);
-      assert.deepEqual(await rowCells('erin'), ['erin', 'active', 'yes', 'DE, FR', 'RU']);
+      assert.deepEqual(await rowCells('dave'), ['dave', 'active', 'no', '–', '–', '–']);
+      assert.deepEqual(await rowCells('erin'), ['erin', 'active', 'yes', 'DE, FR', 'RU', '–']);
       assert.equal(await page.textContent('#accounts-count'), '3');
       assert.equal(await page.textContent('#accounts-range'), '1–3 of 3');
 
@@ -470,7 +470,7 @@ test('dashboard Accounts panel shows accounts provisioned through the admin API'
       assert.equal(answer.body.disabled, true);
       await waitFor(async () => (await page.getAttribute('#accounts tr[data-account="dave"]', 'data-disabled')) === 'true',
         10000, 'dave shown disabled');
-      assert.deepEqual(await rowCells('dave'), ['dave', 'disabled', 'no', '–', '–']);
+      assert.deepEqual(await rowCells('dave'), ['dave', 'disabled', 'no', '–', '–', '–']);
       assert.equal(await page.getAttribute('#accounts tr[data-account="dave"] td:nth-child(2)', 'class'), 'disabled');
       assert.equal(await page.getAttribute('#accounts tr[data-account="erin"]', 'data-disabled'), 'false');
       {
@@ -478,6 +478,13 @@ test('dashboard Accounts panel shows accounts provisioned through the admin API'
         assert.notEqual(status, 0, 'a disabled account is refused');
         conn.destroy();
       }
+
+      // A BitTorrent policy override set by PATCH shows in its column after the refresh.
+      answer = await send(server.admin, 'PATCH', '/api/v1/accounts/erin',
+        { policy: { bittorrent: 'allow', forms: { mse: 'block' } } });
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      await waitFor(async () => (await rowCells('erin'))[5] === 'bittorrent=allow, mse=block', 10000,
+        'erin\'s policy override shown');
 
       // The name filter: only names containing the text (the listing's `name`).
       await page.fill('#accounts-filter', 'ri');

@@ -236,6 +236,23 @@ impl DestinationPolicy {
         table.get(index).copied().unwrap_or_default()
     }
 
+    /// The action for BitTorrent of `form` for `account` whose account record carries the
+    /// override `record` (the `policy` field of the account, set through the admin API).
+    ///
+    /// Precedence: the record's per-form action, the record's `bittorrent`, then
+    /// [`Self::action_for`] (`[policy.accounts.NAME]` per form and `bittorrent`, the global
+    /// per-form action, the global `bittorrent`).
+    pub fn action_with_override(
+        &self,
+        form: BtForm,
+        account: Option<&str>,
+        record: Option<&AccountPolicy>,
+    ) -> TrafficAction {
+        record
+            .and_then(|record| form_override(&record.forms, form).or(record.bittorrent))
+            .unwrap_or_else(|| self.action_for(form, account))
+    }
+
     /// MSE heuristic strictness for the classifier's [`swarmwall_core::classify::FlowContext`].
     pub fn mse_strictness(&self) -> MseStrictness {
         self.mse_strictness

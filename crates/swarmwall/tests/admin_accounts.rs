@@ -2,7 +2,11 @@
 //! (`POST` 201, `GET` 200 without secrets, `PATCH` 200, `DELETE` 204, unknown 404, bad bodies
 //! 400/422 naming the field, never 5xx), the effect on real logins (`Authenticator` with real
 //! argon2id), parallel bursts against one name, the accounts file written atomically with
-//! mode 0600, and the store backend.
+//! mode 0600, the store backend, and per-account BitTorrent policy overrides (round trip,
+//! validation naming `policy.forms.xyz`, audit record, the file across a restart, and two
+//! nodes on a real redis-server: set on A, in force on B within a second).
+
+mod store_support;
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -10,14 +14,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use swarmwall_core::classify::BtForm;
 use swarmwall_server::admin::{AccountEntry, AdminContext, AdminToken, serve};
 use swarmwall_server::audit::AuditLog;
 use swarmwall_server::auth::account_store::AccountStore;
 use swarmwall_server::auth::{
     AccountDirectory, AccountsFile, AuthOutcome, Authenticator, DirectoryBackend,
 };
-use swarmwall_server::config::SecurityConfig;
+use swarmwall_server::config::{PolicyConfig, SecurityConfig, StoreConfig};
 use swarmwall_server::metrics::Metrics;
+use swarmwall_server::policy::{DestinationPolicy, TrafficAction};
 use swarmwall_server::store::Store;
 use swarmwall_server::strikes::Strikes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -44,14 +50,29 @@ fn security() -> SecurityConfig {
 }
 
 async fn start(backend: impl FnOnce(&Store) -> DirectoryBackend) -> Admin {
+    start_with(
+        Store::memory(),
+        AccountsFile::default(),
+        AuditLog::disabled(),
+        backend,
+    )
+    .await
+}
+
+/// An admin API over `store`, serving `accounts` at start, auditing into `audit`.
+async fn start_with(
+    store: Store,
+    accounts: AccountsFile,
+    audit: AuditLog,
+    backend: impl FnOnce(&Store) -> DirectoryBackend,
+) -> Admin {
     let metrics = Arc::new(Metrics::new());
-    let store = Store::memory();
     let config = security();
     let authenticator = Authenticator::with_security(
-        AccountsFile::default(),
+        accounts,
         &config,
         store.clone(),
-        AuditLog::disabled(),
+        audit,
         Arc::clone(&metrics),
         None,
         swarmwall_server::auth::PseudonymKey::random(),
@@ -368,4 +389,332 @@ async fn store_backend_provisions_and_lists_with_paging() {
         assert!(doc["paths"][path].is_object(), "{path} undocumented");
     }
     assert!(doc["paths"]["/api/v1/accounts"]["post"].is_object());
+}
+
+/// The action the data path takes for a `form` flow of `name`, with the account record the
+/// authenticator holds (what `SessionContext::action_for` does).
+fn action(
+    authenticator: &Authenticator,
+    config: &PolicyConfig,
+    name: &str,
+    form: BtForm,
+) -> TrafficAction {
+    let policy = DestinationPolicy::new(config, &[]).unwrap();
+    let record = authenticator.account(name);
+    policy.action_with_override(
+        form,
+        Some(name),
+        record.as_ref().and_then(|account| account.policy.as_ref()),
+    )
+}
+
+#[tokio::test]
+async fn policy_override_round_trip_validation_audit_and_restart_in_file_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accounts.toml");
+    let file = path.clone();
+    let audit = AuditLog::memory(None, 100);
+    let admin = start_with(
+        Store::memory(),
+        AccountsFile::default(),
+        audit.clone(),
+        move |_| DirectoryBackend::File(file),
+    )
+    .await;
+    let a = admin.address;
+    let config = PolicyConfig::default();
+    // Created with an override (and one without, whose file entry must stay as before).
+    let (status, body) = call(
+        a,
+        "POST",
+        "/api/v1/accounts",
+        Some(r#"{"name":"alice","password":"pw","policy":{"forms":{"dht":"log"}}}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["policy"],
+        json!({"forms": {"dht": "log"}})
+    );
+    assert_eq!(
+        call(
+            a,
+            "POST",
+            "/api/v1/accounts",
+            Some(r#"{"name":"bob","password":"pw"}"#)
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        action(&admin.authenticator, &config, "alice", BtForm::Dht),
+        TrafficAction::Log
+    );
+    assert_eq!(
+        action(&admin.authenticator, &config, "alice", BtForm::PeerWire),
+        TrafficAction::Block
+    );
+    // PATCH round trip: GET returns exactly what was set.
+    let set = json!({"policy": {"bittorrent": "allow", "forms": {"mse": "block"}}});
+    let (status, body) = call(a, "PATCH", "/api/v1/accounts/alice", Some(&set.to_string())).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(a, "GET", "/api/v1/accounts/alice", None).await;
+    assert_eq!(status, 200);
+    let got: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(got["policy"], set["policy"], "{body}");
+    assert_eq!(
+        action(&admin.authenticator, &config, "alice", BtForm::PeerWire),
+        TrafficAction::Allow
+    );
+    assert_eq!(
+        action(&admin.authenticator, &config, "alice", BtForm::Mse),
+        TrafficAction::Block
+    );
+    assert_eq!(
+        action(&admin.authenticator, &config, "bob", BtForm::PeerWire),
+        TrafficAction::Block
+    );
+    let (_, listed) = call(a, "GET", "/api/v1/accounts?name=alice", None).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&listed).unwrap()["accounts"][0]["policy"],
+        set["policy"],
+        "{listed}"
+    );
+    // Bad input: 4xx naming the field, nothing changed.
+    for (body, field) in [
+        (
+            r#"{"policy":{"forms":{"xyz":"block"}}}"#,
+            "policy.forms.xyz",
+        ),
+        (r#"{"policy":{"forms":{"mse":"drop"}}}"#, "policy.forms.mse"),
+        (r#"{"policy":{"bittorrent":"yes"}}"#, "policy.bittorrent"),
+        (r#"{"policy":{"bittorrent":7}}"#, "policy.bittorrent"),
+        (r#"{"policy":{"colour":"red"}}"#, "policy.colour"),
+        (r#"{"policy":{"forms":"mse"}}"#, "policy.forms"),
+        (r#"{"policy":"allow"}"#, "policy"),
+    ] {
+        let (status, answer) = call(a, "PATCH", "/api/v1/accounts/alice", Some(body)).await;
+        assert!((400..500).contains(&status), "{body}: {status} {answer}");
+        assert!(
+            answer.contains(field),
+            "{body}: {answer} should name `{field}`"
+        );
+    }
+    let (status, answer) = call(
+        a,
+        "POST",
+        "/api/v1/accounts",
+        Some(r#"{"name":"carol","password":"pw","policy":{"forms":{"dhtt":"log"}}}"#),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.contains("policy.forms.dhtt"), "{answer}");
+    assert_eq!(call(a, "GET", "/api/v1/accounts/carol", None).await.0, 404);
+    assert_eq!(
+        call(
+            a,
+            "PATCH",
+            "/api/v1/accounts/nobody",
+            Some(&set.to_string())
+        )
+        .await
+        .0,
+        404
+    );
+    let (_, body) = call(a, "GET", "/api/v1/accounts/alice", None).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["policy"],
+        set["policy"]
+    );
+    // Audited as an admin action naming the field and the new override.
+    let record = audit
+        .recent(100)
+        .into_iter()
+        .rev()
+        .find(|event| event["details"]["action"] == "account_policy")
+        .expect("an account_policy admin_action");
+    assert_eq!(record["account"], "alice", "{record}");
+    assert_eq!(record["details"]["fields"], json!(["policy"]), "{record}");
+    assert_eq!(record["details"]["policy"], set["policy"], "{record}");
+    // On disk: the override under alice, nothing new under bob (old files stay unchanged).
+    let text = std::fs::read_to_string(&path).unwrap();
+    let section = |name: &str| {
+        text.split("[[account]]")
+            .find(|part| part.contains(&format!("name = \"{name}\"")))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(section("alice").contains("policy"), "{text}");
+    assert!(!section("bob").contains("policy"), "{text}");
+    // A restart (a new node reading the same file) enforces the same override.
+    let loaded = AccountsFile::load(&path).unwrap();
+    assert_eq!(
+        loaded
+            .find("alice")
+            .unwrap()
+            .policy
+            .as_ref()
+            .unwrap()
+            .bittorrent,
+        Some(TrafficAction::Allow)
+    );
+    assert!(loaded.find("bob").unwrap().policy.is_none());
+    drop(admin);
+    let file = path.clone();
+    let restarted = start_with(Store::memory(), loaded, AuditLog::disabled(), move |_| {
+        DirectoryBackend::File(file)
+    })
+    .await;
+    assert_eq!(
+        action(&restarted.authenticator, &config, "alice", BtForm::PeerWire),
+        TrafficAction::Allow
+    );
+    let (_, body) = call(restarted.address, "GET", "/api/v1/accounts/alice", None).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["policy"],
+        set["policy"]
+    );
+    // `null` clears it: the configuration file's policy applies again.
+    let (status, body) = call(
+        restarted.address,
+        "PATCH",
+        "/api/v1/accounts/alice",
+        Some(r#"{"policy":null}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["policy"],
+        Value::Null
+    );
+    assert_eq!(
+        action(&restarted.authenticator, &config, "alice", BtForm::PeerWire),
+        TrafficAction::Block
+    );
+    assert!(!std::fs::read_to_string(&path).unwrap().contains("policy"));
+    // JSON lines import carries it too.
+    let line =
+        json!({"name": "imp", "password": "pw", "policy": {"bittorrent": "log"}}).to_string();
+    let bad =
+        json!({"name": "imp2", "password": "pw", "policy": {"forms": {"nope": "log"}}}).to_string();
+    for (lines, expect) in [
+        (format!("{line}\n{bad}\n"), 422),
+        (format!("{line}\n"), 200),
+    ] {
+        let request = format!(
+            "POST /api/v1/accounts/import HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Authorization: Bearer {TOKEN}\r\nContent-Type: application/x-ndjson\r\n\
+             Content-Length: {}\r\n\r\n{lines}",
+            lines.len()
+        );
+        let mut stream = TcpStream::connect(restarted.address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).await.unwrap();
+        assert!(raw.starts_with(&format!("HTTP/1.1 {expect}")), "{raw}");
+        if expect == 422 {
+            assert!(
+                raw.contains("line 2") && raw.contains("policy.forms.nope"),
+                "{raw}"
+            );
+        }
+    }
+    assert_eq!(
+        action(&restarted.authenticator, &config, "imp", BtForm::Utp),
+        TrafficAction::Log
+    );
+}
+
+#[tokio::test]
+async fn policy_override_set_on_node_a_is_in_force_on_node_b_within_a_second() {
+    let Some(redis) = store_support::RedisServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &'static str| {
+        let config = StoreConfig {
+            url: redis.backend(),
+            ..StoreConfig::default()
+        };
+        let data = dir.path().join(name);
+        async move {
+            Store::open(&config, &data, Arc::new(Metrics::new()))
+                .await
+                .unwrap()
+        }
+    };
+    let a = start_with(
+        open("a").await,
+        AccountsFile::default(),
+        AuditLog::disabled(),
+        |store| DirectoryBackend::Store(AccountStore::for_store(store).unwrap()),
+    )
+    .await;
+    // Node B: its own store connection, authenticator and change follower (as `serve` does).
+    let store_b = open("b").await;
+    let accounts_b = AccountStore::for_store(&store_b).unwrap();
+    let snapshot = accounts_b.snapshot().await.unwrap();
+    let b = Authenticator::new(AccountsFile::default());
+    let directory_b =
+        AccountDirectory::new(b.clone(), DirectoryBackend::Store(accounts_b), &security());
+    let follower = directory_b.spawn_follower(Some(snapshot.position)).unwrap();
+    let config = PolicyConfig::default();
+
+    let (status, body) = call(
+        a.address,
+        "POST",
+        "/api/v1/accounts",
+        Some(r#"{"name":"erin","password":"pw"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        store_support::wait_for(Duration::from_secs(1), async || b.account("erin").is_some()).await
+    );
+    assert_eq!(
+        action(&b, &config, "erin", BtForm::PeerWire),
+        TrafficAction::Block
+    );
+    // Set on A -> in force on B within a second.
+    let set = r#"{"policy":{"bittorrent":"allow","forms":{"dht":"block"}}}"#;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        call(a.address, "PATCH", "/api/v1/accounts/erin", Some(set))
+            .await
+            .0,
+        200
+    );
+    assert!(
+        store_support::wait_for(Duration::from_secs(1), async || {
+            action(&b, &config, "erin", BtForm::PeerWire) == TrafficAction::Allow
+        })
+        .await,
+        "the override did not reach node B within a second"
+    );
+    let took = started.elapsed();
+    assert_eq!(
+        action(&b, &config, "erin", BtForm::Dht),
+        TrafficAction::Block
+    );
+    // Cleared on A -> the default again on B.
+    assert_eq!(
+        call(
+            a.address,
+            "PATCH",
+            "/api/v1/accounts/erin",
+            Some(r#"{"policy":null}"#)
+        )
+        .await
+        .0,
+        200
+    );
+    assert!(
+        store_support::wait_for(Duration::from_secs(1), async || {
+            action(&b, &config, "erin", BtForm::PeerWire) == TrafficAction::Block
+        })
+        .await
+    );
+    eprintln!("override in force on node B after {} ms", took.as_millis());
+    follower.abort();
 }

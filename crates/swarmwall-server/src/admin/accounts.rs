@@ -3,13 +3,14 @@
 //! - `POST /api/v1/accounts` `{"name", "password"?}` → 201 (password omitted: generated and
 //!   returned once as `password`);
 //! - `GET /api/v1/accounts/{name}` → 200 without secrets; `PATCH` with `disabled`, `password`,
-//!   `allow_countries`, `deny_countries` → 200; `DELETE` → 204;
+//!   `allow_countries`, `deny_countries`, `policy` (`{"bittorrent": ..., "forms": {...}}`, or
+//!   `null` to clear) → 200; `DELETE` → 204;
 //! - `POST /api/v1/accounts/{name}/totp` `{"replace"?}` → 200 with `otpauth_uri` (once);
 //!   `DELETE /api/v1/accounts/{name}/totp` → 204;
 //! - `POST /api/v1/accounts/import[?replace=true]`: JSON lines or CSV (`Content-Type:
-//!   text/csv`, header `name,password,password_hash,disabled,allow_countries,deny_countries`;
-//!   country lists separated by spaces or `;`) → 200 with counts; a bad record → 422 naming its
-//!   line and field, nothing imported.
+//!   text/csv`, header `name,password,password_hash,disabled,allow_countries,deny_countries`,
+//!   optional `policy` (the JSON object); country lists separated by spaces or `;`) → 200 with
+//!   counts; a bad record → 422 naming its line and field, nothing imported.
 //!
 //! Unknown name → 404, taken name → 409, bad body → 400/422 naming the field, RADIUS backend
 //! → 409, a failing store → 503.
@@ -22,13 +23,14 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use super::AdminContext;
 use super::handlers::{ApiError, error};
 use crate::auth::{Account, AccountDirectory, AccountPatch, DirectoryError, NewAccount};
+use crate::config::AccountPolicy;
 use crate::metrics::AdminActionLabels;
 
 type ApiResult = Result<Response, ApiError>;
@@ -53,19 +55,39 @@ pub(crate) struct CreateBody {
     allow_countries: Vec<String>,
     #[serde(default)]
     deny_countries: Vec<String>,
+    /// Checked by [`AccountPolicy::from_json`] so errors name `policy.forms.xyz`.
+    #[serde(default)]
+    policy: Option<Value>,
 }
 
-impl From<CreateBody> for NewAccount {
-    fn from(body: CreateBody) -> Self {
-        Self {
+impl TryFrom<CreateBody> for NewAccount {
+    type Error = DirectoryError;
+
+    fn try_from(body: CreateBody) -> Result<Self, DirectoryError> {
+        Ok(Self {
+            policy: policy_from(body.policy)?.flatten(),
             name: body.name,
             password: body.password.map(Zeroizing::new),
             password_hash: body.password_hash,
             disabled: body.disabled,
             allow_countries: body.allow_countries,
             deny_countries: body.deny_countries,
-        }
+        })
     }
+}
+
+/// `None` when absent, `Some(None)` for `null` (clear), else the checked override.
+fn policy_from(value: Option<Value>) -> Result<Option<Option<AccountPolicy>>, DirectoryError> {
+    match value {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(value) => Ok(Some(Some(AccountPolicy::from_json(&value)?))),
+    }
+}
+
+/// Keep an explicit `null` as `Some(Value::Null)` (an absent key stays `None`).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 /// Body of `PATCH /api/v1/accounts/{name}`.
@@ -80,6 +102,8 @@ pub(crate) struct PatchBody {
     allow_countries: Option<Vec<String>>,
     #[serde(default)]
     deny_countries: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    policy: Option<Value>,
 }
 
 /// Body of `POST /api/v1/accounts/{name}/totp`.
@@ -149,6 +173,7 @@ pub(crate) fn account_json(account: &Account) -> Value {
         "totp_enrolled": account.totp_secret.is_some(),
         "allow_countries": account.allow_countries,
         "deny_countries": account.deny_countries,
+        "policy": account.policy,
     })
 }
 
@@ -160,7 +185,10 @@ pub(crate) async fn create(
     let directory = directory(&context)?;
     let Json(body) = body.map_err(|rejection| body_error(&rejection))?;
     let name = body.name.clone();
-    let result = directory.create(body.into()).await;
+    let result = match NewAccount::try_from(body) {
+        Ok(new) => directory.create(new).await,
+        Err(failure) => Err(failure),
+    };
     count(&context, "account_create", result.is_ok());
     let generated = result.map_err(directory_error)?;
     let mut answer = directory
@@ -209,13 +237,19 @@ pub(crate) async fn patch(
     let name = name_from(path)?;
     let directory = directory(&context)?;
     let Json(body) = body.map_err(|rejection| body_error(&rejection))?;
-    let patch = AccountPatch {
-        disabled: body.disabled,
-        password: body.password.map(Zeroizing::new),
-        allow_countries: body.allow_countries,
-        deny_countries: body.deny_countries,
+    let result = match policy_from(body.policy) {
+        Ok(policy) => {
+            let patch = AccountPatch {
+                disabled: body.disabled,
+                password: body.password.map(Zeroizing::new),
+                allow_countries: body.allow_countries,
+                deny_countries: body.deny_countries,
+                policy,
+            };
+            directory.update(&name, patch).await
+        }
+        Err(failure) => Err(failure),
     };
-    let result = directory.update(&name, patch).await;
     count(&context, "account_update", result.is_ok());
     let account = result.map_err(directory_error)?;
     Ok(Json(account_json(&account)).into_response())
@@ -326,7 +360,9 @@ fn parse_json_lines(body: &[u8]) -> Result<Vec<(usize, NewAccount)>, String> {
         // serde's message names the field; it never quotes a value.
         let record: CreateBody =
             serde_json::from_str(line).map_err(|e| format!("line {}: {e}", index + 1))?;
-        records.push((index + 1, record.into()));
+        let record =
+            NewAccount::try_from(record).map_err(|e| format!("line {}: {e}", index + 1))?;
+        records.push((index + 1, record));
     }
     Ok(records)
 }
@@ -347,6 +383,7 @@ fn parse_csv(body: &[u8]) -> Result<Vec<(usize, NewAccount)>, String> {
         "disabled",
         "allow_countries",
         "deny_countries",
+        "policy",
     ];
     if let Some(unknown) = headers.iter().find(|h| !known.contains(h)) {
         return Err(format!("line 1: unknown column `{unknown}`"));
@@ -380,6 +417,16 @@ fn parse_csv(body: &[u8]) -> Result<Vec<(usize, NewAccount)>, String> {
             Some("true" | "1" | "yes") => true,
             Some(_) => return Err(format!("line {line}: `disabled`: true or false")),
         };
+        let policy = match field("policy") {
+            None => None,
+            Some(text) => {
+                let value: Value = serde_json::from_str(text)
+                    .map_err(|_| format!("line {line}: `policy`: not a JSON object"))?;
+                policy_from(Some(value))
+                    .map_err(|e| format!("line {line}: {e}"))?
+                    .flatten()
+            }
+        };
         records.push((
             line,
             NewAccount {
@@ -389,6 +436,7 @@ fn parse_csv(body: &[u8]) -> Result<Vec<(usize, NewAccount)>, String> {
                 disabled,
                 allow_countries: list("allow_countries"),
                 deny_countries: list("deny_countries"),
+                policy,
             },
         ));
     }

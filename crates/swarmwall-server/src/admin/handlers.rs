@@ -328,7 +328,7 @@ pub(crate) async fn accounts(
             "locked_out": state.locked_until_ms.is_some(),
             "locked_until_ms": state.locked_until_ms,
         });
-        // With a directory: TOTP enrolment and country lists too (never a secret).
+        // With a directory: TOTP enrolment, country lists and policy override (never a secret).
         if let Some(account) = context.directory.as_ref().and_then(|d| d.get(&name))
             && let Some(object) = listed.as_object_mut()
         {
@@ -338,6 +338,7 @@ pub(crate) async fn accounts(
             );
             object.insert("allow_countries".to_owned(), json!(account.allow_countries));
             object.insert("deny_countries".to_owned(), json!(account.deny_countries));
+            object.insert("policy".to_owned(), json!(account.policy));
         }
         out.push(listed);
     }

@@ -137,6 +137,7 @@ pub(crate) fn changes(old: &AccountSet, new: &AccountSet) -> Option<serde_json::
         before.allow_countries != after.allow_countries
             || before.deny_countries != after.deny_countries
     });
+    let policy_changed = changed(&|before, after| before.policy != after.policy);
     let fields = [
         ("added", added),
         ("removed", removed),
@@ -146,6 +147,7 @@ pub(crate) fn changes(old: &AccountSet, new: &AccountSet) -> Option<serde_json::
         ("totp_enrolled", totp_enrolled),
         ("totp_removed", totp_removed),
         ("countries_changed", countries_changed),
+        ("policy_changed", policy_changed),
     ];
     if fields.iter().all(|(_, names)| names.is_empty()) {
         return None;
@@ -173,6 +175,7 @@ mod tests {
             totp_secret: None,
             allow_countries: Vec::new(),
             deny_countries: Vec::new(),
+            policy: None,
         }
     }
 

@@ -8,6 +8,9 @@
 //! totp_secret = "JBSWY3DPEHPK3PXP..."               # base32; present once TOTP is enrolled
 //! allow_countries = ["GB", "IE"]                     # optional, per account
 //! deny_countries = []
+//! [account.policy]                                   # optional BitTorrent policy override
+//! bittorrent = "allow"                               # block | log | allow
+//! forms = { mse = "block" }                          # per form, as [policy.accounts.NAME]
 //! ```
 //!
 //! [`AccountsFile::save`] replaces the file atomically (temporary file in the same directory,
@@ -20,7 +23,7 @@ use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::config::SecurityConfig;
+use crate::config::{AccountPolicy, SecurityConfig};
 
 /// A valid argon2id hash of a random password with the default parameters, verified for
 /// unknown users when no hash with the configured parameters is at hand.
@@ -49,6 +52,10 @@ pub struct Account {
     /// Countries this account may not log in from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny_countries: Vec<String>,
+    /// BitTorrent policy override (the shape of `[policy.accounts.NAME]`); it takes precedence
+    /// over the configuration file's `[policy.accounts.NAME]` and global actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<AccountPolicy>,
 }
 
 impl Account {
@@ -61,6 +68,7 @@ impl Account {
             totp_secret: None,
             allow_countries: Vec::new(),
             deny_countries: Vec::new(),
+            policy: None,
         }
     }
 
@@ -109,6 +117,7 @@ impl std::fmt::Debug for Account {
             .field("totp", &self.totp_secret.as_ref().map(|_| "<redacted>"))
             .field("allow_countries", &self.allow_countries)
             .field("deny_countries", &self.deny_countries)
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -262,14 +271,7 @@ impl AccountsFile {
             )));
         }
         let password = hash_password(password, params)?;
-        self.accounts.push(Account {
-            name: name.to_owned(),
-            password,
-            disabled: false,
-            totp_secret: None,
-            allow_countries: Vec::new(),
-            deny_countries: Vec::new(),
-        });
+        self.accounts.push(Account::new(name, password));
         Ok(())
     }
 
@@ -308,6 +310,17 @@ impl AccountsFile {
         secret: Option<String>,
     ) -> Result<(), AccountsError> {
         self.find_mut(name)?.totp_secret = secret;
+        Ok(())
+    }
+
+    /// Set (or with `None` clear) the BitTorrent policy override of `name`; an override that
+    /// overrides nothing is stored as none.
+    pub fn set_policy(
+        &mut self,
+        name: &str,
+        policy: Option<AccountPolicy>,
+    ) -> Result<(), AccountsError> {
+        self.find_mut(name)?.policy = policy.filter(|policy| !policy.is_empty());
         Ok(())
     }
 
@@ -418,6 +431,25 @@ const FIELD_NAMES: &[&str] = &[
     "totp_secret",
     "allow_countries",
     "deny_countries",
+    "policy",
+    "bittorrent",
+    "forms",
+    "block",
+    "log",
+    "allow",
+    "peer_wire",
+    "peer_wire_messages",
+    "mse",
+    "http_tracker",
+    "web_seed",
+    "ssl_torrent",
+    "webtorrent",
+    "torrent_file",
+    "utp",
+    "dht",
+    "udp_tracker",
+    "lsd",
+    "known_destination",
 ];
 
 /// A TOML/serde error message without the values it quotes (`invalid type: string "..."`,

@@ -1,5 +1,6 @@
 //! Account provisioning (the admin API's accounts endpoints and `swarmwall user import`):
-//! create, change, disable, delete, TOTP enrolment, country lists, listing, bulk import —
+//! create, change, disable, delete, TOTP enrolment, country lists, BitTorrent policy
+//! overrides, listing, bulk import —
 //! against whichever backend holds the accounts.
 //!
 //! - File backend: every change is applied to the in-memory set and written back atomically
@@ -14,6 +15,7 @@
 //! Secrets: passwords are hashed (argon2id) before they are stored; generated passwords and
 //! otpauth URIs are returned once to the caller and never logged or kept in clear.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -23,7 +25,7 @@ use zeroize::Zeroizing;
 use super::account_store::{AccountStore, Changes, Conflict, Expect, Position};
 use super::accounts::{Account, AccountsFile, HashParams, check_name, hash_password};
 use super::{AccountSet, Authenticator, totp};
-use crate::config::SecurityConfig;
+use crate::config::{AccountPolicy, SecurityConfig};
 
 /// Tries of one compare-and-set change against concurrent writers.
 const MAX_TRIES: usize = 8;
@@ -45,8 +47,8 @@ pub enum DirectoryError {
     /// A field is unacceptable.
     #[error("`{field}`: {message}")]
     Invalid {
-        /// The field (`name`, `password`, `allow_countries`, ...).
-        field: &'static str,
+        /// The field (`name`, `password`, `allow_countries`, `policy.forms.mse`, ...).
+        field: Cow<'static, str>,
         /// What is wrong.
         message: String,
     },
@@ -63,8 +65,17 @@ pub enum DirectoryError {
 
 fn invalid(field: &'static str, message: impl Into<String>) -> DirectoryError {
     DirectoryError::Invalid {
-        field,
+        field: Cow::Borrowed(field),
         message: message.into(),
+    }
+}
+
+impl From<crate::config::PolicyFieldError> for DirectoryError {
+    fn from(error: crate::config::PolicyFieldError) -> Self {
+        Self::Invalid {
+            field: Cow::Owned(error.field),
+            message: error.message,
+        }
     }
 }
 
@@ -94,6 +105,8 @@ pub struct NewAccount {
     pub allow_countries: Vec<String>,
     /// Countries it may not log in from.
     pub deny_countries: Vec<String>,
+    /// BitTorrent policy override (`[policy.accounts.NAME]` shape).
+    pub policy: Option<AccountPolicy>,
 }
 
 /// A change to an account; absent fields stay.
@@ -107,6 +120,24 @@ pub struct AccountPatch {
     pub allow_countries: Option<Vec<String>>,
     /// New deny list.
     pub deny_countries: Option<Vec<String>>,
+    /// New BitTorrent policy override; `Some(None)` clears it.
+    pub policy: Option<Option<AccountPolicy>>,
+}
+
+impl AccountPatch {
+    /// The fields this patch changes, in a fixed order (audit details).
+    fn fields(&self) -> Vec<&'static str> {
+        [
+            ("disabled", self.disabled.is_some()),
+            ("password", self.password.is_some()),
+            ("allow_countries", self.allow_countries.is_some()),
+            ("deny_countries", self.deny_countries.is_some()),
+            ("policy", self.policy.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, given)| given.then_some(field))
+        .collect()
+    }
 }
 
 /// Outcome of a bulk import.
@@ -199,13 +230,18 @@ impl AccountDirectory {
     ) -> Result<Option<Zeroizing<String>>, DirectoryError> {
         let name = new.name.clone();
         let (account, generated) = self.prepare(new).await?;
+        let policy = account.policy.clone();
         let taken = name.clone();
         self.change(&name, move |current| match current {
             Some(_) => Err(DirectoryError::Exists(taken.clone())),
             None => Ok(Some(account.clone())),
         })
         .await?;
-        self.audit(&name, "account_create");
+        let details = match &policy {
+            Some(policy) => json!({ "policy": policy }),
+            None => json!({}),
+        };
+        self.audit_with(&name, "account_create", details);
         Ok(generated)
     }
 
@@ -215,14 +251,12 @@ impl AccountDirectory {
         name: &str,
         patch: AccountPatch,
     ) -> Result<Arc<Account>, DirectoryError> {
-        if patch.disabled.is_none()
-            && patch.password.is_none()
-            && patch.allow_countries.is_none()
-            && patch.deny_countries.is_none()
-        {
+        let fields = patch.fields();
+        if fields.is_empty() {
             return Err(invalid(
                 "body",
-                "give at least one of `disabled`, `password`, `allow_countries`, `deny_countries`",
+                "give at least one of `disabled`, `password`, `allow_countries`, \
+                 `deny_countries`, `policy`",
             ));
         }
         let hash = match &patch.password {
@@ -234,6 +268,12 @@ impl AccountDirectory {
         }
         if let Some(list) = &patch.deny_countries {
             check_countries("deny_countries", list)?;
+        }
+        let countries = patch.allow_countries.is_some() || patch.deny_countries.is_some();
+        let (disabled, password_given) = (patch.disabled, patch.password.is_some());
+        let mut details = json!({ "fields": fields });
+        if let Some(policy) = &patch.policy {
+            details["policy"] = json!(policy.as_ref().filter(|policy| !policy.is_empty()));
         }
         let owned = name.to_owned();
         self.change(name, move |current| {
@@ -250,16 +290,20 @@ impl AccountDirectory {
             if let Some(list) = &patch.deny_countries {
                 account.deny_countries = upper(list.clone());
             }
+            if let Some(policy) = &patch.policy {
+                account.policy = policy.clone().filter(|policy| !policy.is_empty());
+            }
             Ok(Some(account))
         })
         .await?;
-        let action = match (patch.password.is_some(), patch.disabled) {
-            (true, _) => "account_password",
-            (false, Some(true)) => "account_disable",
-            (false, Some(false)) => "account_enable",
-            (false, None) => "account_countries",
+        let action = match (password_given, disabled, countries) {
+            (true, _, _) => "account_password",
+            (false, Some(true), _) => "account_disable",
+            (false, Some(false), _) => "account_enable",
+            (false, None, true) => "account_countries",
+            (false, None, false) => "account_policy",
         };
-        self.audit(name, action);
+        self.audit_with(name, action, details);
         self.get(name)
             .ok_or_else(|| DirectoryError::NotFound(name.to_owned()))
     }
@@ -520,12 +564,20 @@ impl AccountDirectory {
     }
 
     fn audit(&self, name: &str, action: &'static str) {
-        self.inner.authenticator.inner.audit.record(
-            "admin_action",
-            Some(name),
-            None,
-            json!({ "action": action, "backend": self.backend_name() }),
-        );
+        self.audit_with(name, action, json!({}));
+    }
+
+    /// Record an `admin_action` for `name` with `extra` details (never a secret).
+    fn audit_with(&self, name: &str, action: &'static str, mut extra: serde_json::Value) {
+        if let Some(object) = extra.as_object_mut() {
+            object.insert("action".to_owned(), json!(action));
+            object.insert("backend".to_owned(), json!(self.backend_name()));
+        }
+        self.inner
+            .authenticator
+            .inner
+            .audit
+            .record("admin_action", Some(name), None, extra);
     }
 
     /// Follow the store's changes (Redis: every 250 ms) and keep the node's set current.
@@ -628,6 +680,7 @@ fn prepare_blocking(
     account.disabled = new.disabled;
     account.allow_countries = upper(new.allow_countries);
     account.deny_countries = upper(new.deny_countries);
+    account.policy = new.policy.filter(|policy| !policy.is_empty());
     Ok((account, generated))
 }
 

@@ -642,4 +642,5 @@ async fn account_changes_are_recorded_without_secrets() {
     );
 }
 
+mod account_policy;
 mod scale;

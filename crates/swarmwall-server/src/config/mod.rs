@@ -19,8 +19,8 @@ use serde::Deserialize;
 pub use accounts::{AccountsBackend, RadiusConfig, locate_security_error};
 pub use admin::AdminConfig;
 pub use policy::{
-    AccountPolicy, DestinationRule, FormActions, MseStrictnessSetting, PolicyConfig, PortRange,
-    RuleAction, StrikesSettings,
+    AccountPolicy, DestinationRule, FormActions, MseStrictnessSetting, PolicyConfig,
+    PolicyFieldError, PortRange, RuleAction, StrikesSettings,
 };
 pub use security::{SecurityConfig, argon2_cost_is_weak};
 pub use server::{FastPath, ServerConfig};

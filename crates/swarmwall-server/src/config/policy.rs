@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::policy::TrafficAction;
 
@@ -89,35 +89,187 @@ fn deserialize_host_names<'de, D: Deserializer<'de>>(
     Ok(names)
 }
 
-/// `[policy.accounts.NAME]`: overrides for one account.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[policy.accounts.NAME]`: overrides for one account. The same shape is the `policy` field
+/// of an account record (accounts file, state store, admin API), which takes precedence over
+/// the configuration file (see [`crate::policy::DestinationPolicy::action_for`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccountPolicy {
     /// Action for every BitTorrent form for this account.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bittorrent: Option<TrafficAction>,
     /// Per-form overrides for this account.
+    #[serde(skip_serializing_if = "FormActions::is_empty")]
     pub forms: FormActions,
+}
+
+/// A bad value in a JSON policy override: the field path (`policy.forms.xyz`) and what is
+/// wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}`: {message}")]
+pub struct PolicyFieldError {
+    /// Dotted path of the field, starting at `policy`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Longest key quoted back in a [`PolicyFieldError`] (a longer one is cut).
+const MAX_QUOTED_KEY: usize = 64;
+
+impl AccountPolicy {
+    /// True when it overrides nothing.
+    pub fn is_empty(&self) -> bool {
+        self.bittorrent.is_none() && self.forms.is_empty()
+    }
+
+    /// Parse the JSON shape of `[policy.accounts.NAME]` (`{"bittorrent": "allow", "forms":
+    /// {"mse": "block"}}`), naming the first bad field (`policy.forms.xyz`). A `null` action
+    /// means "no override" for that key.
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, PolicyFieldError> {
+        let fail = |field: String, message: &str| PolicyFieldError {
+            field,
+            message: message.to_owned(),
+        };
+        let object = value.as_object().ok_or_else(|| {
+            fail(
+                "policy".to_owned(),
+                "an object such as {\"bittorrent\": \"allow\", \"forms\": {\"mse\": \"block\"}} or null",
+            )
+        })?;
+        let mut policy = Self::default();
+        for (key, value) in object {
+            match key.as_str() {
+                "bittorrent" => {
+                    policy.bittorrent = parse_action(value)
+                        .map_err(|message| fail("policy.bittorrent".to_owned(), message))?;
+                }
+                "forms" => {
+                    if value.is_null() {
+                        continue;
+                    }
+                    let forms = value.as_object().ok_or_else(|| {
+                        fail(
+                            "policy.forms".to_owned(),
+                            "an object of form name → action, such as {\"mse\": \"block\"}",
+                        )
+                    })?;
+                    for (form, action) in forms {
+                        let field = format!("policy.forms.{}", quoted_key(form));
+                        let slot = policy.forms.slot_mut(form).ok_or_else(|| {
+                            fail(
+                                field.clone(),
+                                &format!("unknown form; one of {}", form_list()),
+                            )
+                        })?;
+                        *slot = parse_action(action).map_err(|message| fail(field, message))?;
+                    }
+                }
+                other => {
+                    return Err(fail(
+                        format!("policy.{}", quoted_key(other)),
+                        "unknown field; `bittorrent` and `forms` are accepted",
+                    ));
+                }
+            }
+        }
+        Ok(policy)
+    }
+}
+
+/// `block`, `log`, `allow` or null.
+fn parse_action(value: &serde_json::Value) -> Result<Option<TrafficAction>, &'static str> {
+    match value {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(text) => match text.as_str() {
+            "block" => Ok(Some(TrafficAction::Block)),
+            "log" => Ok(Some(TrafficAction::Log)),
+            "allow" => Ok(Some(TrafficAction::Allow)),
+            _ => Err("unknown action; one of `block`, `log`, `allow`"),
+        },
+        _ => Err("an action: `block`, `log` or `allow`"),
+    }
+}
+
+/// `key` as it may be echoed in an error: at most [`MAX_QUOTED_KEY`] characters.
+fn quoted_key(key: &str) -> String {
+    if key.chars().count() <= MAX_QUOTED_KEY {
+        key.to_owned()
+    } else {
+        let mut cut: String = key.chars().take(MAX_QUOTED_KEY).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+/// The form labels, for error messages.
+fn form_list() -> String {
+    swarmwall_core::classify::BtForm::ALL
+        .iter()
+        .map(|form| format!("`{}`", form.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One optional action per BitTorrent form; keys are the form labels of
 /// [`swarmwall_core::classify::BtForm::as_str`].
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 #[allow(missing_docs)] // one field per `BtForm`, documented there
 pub struct FormActions {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_wire: Option<TrafficAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_wire_messages: Option<TrafficAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mse: Option<TrafficAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_tracker: Option<TrafficAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub web_seed: Option<TrafficAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_torrent: Option<TrafficAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub webtorrent: Option<TrafficAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub torrent_file: Option<TrafficAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub utp: Option<TrafficAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dht: Option<TrafficAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub udp_tracker: Option<TrafficAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lsd: Option<TrafficAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub known_destination: Option<TrafficAction>,
+}
+
+impl FormActions {
+    /// True when no form has an action.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The slot of the form labelled `label` (`mse`, `dht`, ...); `None` for an unknown label.
+    pub fn slot_mut(&mut self, label: &str) -> Option<&mut Option<TrafficAction>> {
+        Some(match label {
+            "peer_wire" => &mut self.peer_wire,
+            "peer_wire_messages" => &mut self.peer_wire_messages,
+            "mse" => &mut self.mse,
+            "http_tracker" => &mut self.http_tracker,
+            "web_seed" => &mut self.web_seed,
+            "ssl_torrent" => &mut self.ssl_torrent,
+            "webtorrent" => &mut self.webtorrent,
+            "torrent_file" => &mut self.torrent_file,
+            "utp" => &mut self.utp,
+            "dht" => &mut self.dht,
+            "udp_tracker" => &mut self.udp_tracker,
+            "lsd" => &mut self.lsd,
+            "known_destination" => &mut self.known_destination,
+            _ => return None,
+        })
+    }
 }
 
 /// `mse_strictness` values (mirrors `swarmwall_core::classify::MseStrictness`).

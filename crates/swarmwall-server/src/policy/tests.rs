@@ -266,6 +266,111 @@ forms = { dht = "block" }
 }
 
 #[test]
+fn account_record_overrides_come_first() {
+    let p = policy(
+        r#"
+[policy]
+bittorrent = "block"
+[policy.forms]
+dht = "log"
+[policy.accounts.research]
+bittorrent = "log"
+forms = { utp = "block" }
+"#,
+        &[],
+    );
+    let record = AccountPolicy::from_json(&serde_json::json!({
+        "bittorrent": "allow",
+        "forms": {"mse": "block", "dht": null}
+    }))
+    .unwrap();
+    let act = |form, account, record| p.action_with_override(form, account, record);
+    // 1. the record's per-form action, 2. the record's `bittorrent`.
+    assert_eq!(
+        act(BtForm::Mse, Some("research"), Some(&record)),
+        TrafficAction::Block
+    );
+    assert_eq!(
+        act(BtForm::Utp, Some("research"), Some(&record)),
+        TrafficAction::Allow
+    );
+    assert_eq!(
+        act(BtForm::Dht, Some("nobody"), Some(&record)),
+        TrafficAction::Allow
+    );
+    // 3./4. `[policy.accounts.NAME]`, 5./6. global, when the record says nothing.
+    let forms_only =
+        AccountPolicy::from_json(&serde_json::json!({"forms": {"lsd": "allow"}})).unwrap();
+    assert_eq!(
+        act(BtForm::Utp, Some("research"), Some(&forms_only)),
+        TrafficAction::Block
+    );
+    assert_eq!(
+        act(BtForm::PeerWire, Some("research"), Some(&forms_only)),
+        TrafficAction::Log
+    );
+    assert_eq!(
+        act(BtForm::Dht, Some("nobody"), Some(&forms_only)),
+        TrafficAction::Log
+    );
+    assert_eq!(
+        act(BtForm::PeerWire, Some("nobody"), Some(&forms_only)),
+        TrafficAction::Block
+    );
+    assert_eq!(
+        act(BtForm::Lsd, Some("nobody"), Some(&forms_only)),
+        TrafficAction::Allow
+    );
+    assert_eq!(
+        act(BtForm::PeerWire, Some("nobody"), None),
+        TrafficAction::Block
+    );
+}
+
+#[test]
+fn bad_json_overrides_name_the_field() {
+    let field = |value: serde_json::Value| AccountPolicy::from_json(&value).unwrap_err().field;
+    assert_eq!(
+        field(serde_json::json!({"forms": {"xyz": "block"}})),
+        "policy.forms.xyz"
+    );
+    assert_eq!(
+        field(serde_json::json!({"forms": {"mse": "drop"}})),
+        "policy.forms.mse"
+    );
+    assert_eq!(
+        field(serde_json::json!({"forms": {"mse": 1}})),
+        "policy.forms.mse"
+    );
+    assert_eq!(field(serde_json::json!({"forms": ["mse"]})), "policy.forms");
+    assert_eq!(
+        field(serde_json::json!({"bittorrent": "yes"})),
+        "policy.bittorrent"
+    );
+    assert_eq!(field(serde_json::json!({"extra": 1})), "policy.extra");
+    assert_eq!(field(serde_json::json!("allow")), "policy");
+    let long = "k".repeat(10_000);
+    let error = AccountPolicy::from_json(&serde_json::json!({ long.clone(): 1 })).unwrap_err();
+    assert!(error.field.len() < 100, "{}", error.field);
+    let empty = AccountPolicy::from_json(&serde_json::json!({"bittorrent": null})).unwrap();
+    assert!(empty.is_empty());
+    // The JSON shape round-trips through serde (the store keeps it so).
+    let record = AccountPolicy::from_json(&serde_json::json!({
+        "bittorrent": "log", "forms": {"known_destination": "allow"}
+    }))
+    .unwrap();
+    let text = serde_json::to_string(&record).unwrap();
+    assert_eq!(
+        text,
+        r#"{"bittorrent":"log","forms":{"known_destination":"allow"}}"#
+    );
+    assert_eq!(
+        serde_json::from_str::<AccountPolicy>(&text).unwrap(),
+        record
+    );
+}
+
+#[test]
 fn empty_rule_is_rejected() {
     let config = Config::parse(
         "[[policy.destinations]]\naction = \"deny\"\n",

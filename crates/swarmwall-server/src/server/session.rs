@@ -49,10 +49,20 @@ impl SessionContext {
     }
 
     /// The traffic-class action for `form` in this session (account overrides included).
+    ///
+    /// The account record's `policy` override is looked up in the node's in-memory accounts
+    /// (O(1), no store read) each time a flow is classified, so an API change applies to the
+    /// next flow classified, in sessions already open too.
     pub(super) fn action_for(&self, form: BtForm) -> TrafficAction {
-        self.runtime
-            .policy
-            .action_for(form, self.account.as_deref())
+        let account = self.account.as_deref();
+        let record = account
+            .zip(self.runtime.authenticator.as_ref())
+            .and_then(|(name, authenticator)| authenticator.account(name));
+        self.runtime.policy.action_with_override(
+            form,
+            account,
+            record.as_ref().and_then(|record| record.policy.as_ref()),
+        )
     }
 
     /// Record a BitTorrent detection with the correlator and return the form's action.

@@ -1,4 +1,4 @@
-//! `swarmwall user add|passwd|remove|list|disable|enable|totp|import`: edit the accounts file,
+//! `swarmwall user add|passwd|remove|list|disable|enable|totp|policy|import`: edit the accounts file,
 //! or with `--store URL` the accounts kept in the state store (`accounts_backend = "store"`;
 //! see `user_store.rs`).
 //!
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use swarmwall_server::auth::{AccountsFile, HashParams, shared_mode, totp};
-use swarmwall_server::config::SecurityConfig;
+use swarmwall_server::config::{AccountPolicy, SecurityConfig};
 use zeroize::Zeroizing;
 
 use super::admin_audit::AdminAudit;
@@ -90,6 +90,22 @@ pub(crate) enum UserCommand {
         /// Do not draw the QR code.
         #[arg(long)]
         no_qr: bool,
+    },
+    /// Set, clear or show an account's BitTorrent policy override (the shape of
+    /// `[policy.accounts.NAME]`; it takes precedence over the configuration file). Without
+    /// flags, prints the override in force as JSON (`null`: none).
+    Policy {
+        /// Account name.
+        name: String,
+        /// Action for every BitTorrent form: block, log or allow.
+        #[arg(long, value_name = "ACTION")]
+        bittorrent: Option<String>,
+        /// Per-form action, FORM=ACTION (e.g. `mse=block`); repeatable.
+        #[arg(long = "form", value_name = "FORM=ACTION")]
+        forms: Vec<String>,
+        /// Remove the override (the configuration file's policy applies again).
+        #[arg(long, conflicts_with_all = ["bittorrent", "forms"])]
+        clear: bool,
     },
     /// Copy the accounts of a TOML accounts file (hashes as they are) into the store given by
     /// `--store` (or, without it, merge them into `--accounts`).
@@ -180,6 +196,7 @@ fn action_of(command: &UserCommand) -> (String, Option<String>) {
             Some(name),
         ),
         UserCommand::Import { .. } => ("user_import", None),
+        UserCommand::Policy { name, .. } => ("user_policy", Some(name)),
     };
     (action.to_owned(), name.cloned())
 }
@@ -238,6 +255,24 @@ fn apply(
             remove,
             no_qr,
         } => return enrol_totp(&path, &name, &security.totp_issuer, force, remove, no_qr),
+        UserCommand::Policy {
+            name,
+            bittorrent,
+            forms,
+            clear,
+        } => match policy_change(bittorrent, &forms, clear)? {
+            None => {
+                let file = AccountsFile::load(&path)?;
+                let account = file
+                    .find(&name)
+                    .with_context(|| format!("no account named `{name}`"))?;
+                println!("{}", serde_json::json!(account.policy));
+            }
+            Some(policy) => {
+                edit(&path, |file| file.set_policy(&name, policy))?;
+                eprintln!("set the policy override of `{name}`");
+            }
+        },
         UserCommand::Import { file, replace } => {
             let source = AccountsFile::load(&file)?;
             let (mut created, mut replaced, mut skipped) = (0, 0, 0);
@@ -264,6 +299,30 @@ fn apply(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The change `user policy` asks for: `None` shows the override, `Some(None)` clears it,
+/// `Some(Some(policy))` sets it (checked like the API's `policy` field).
+pub(crate) fn policy_change(
+    bittorrent: Option<String>,
+    forms: &[String],
+    clear: bool,
+) -> anyhow::Result<Option<Option<AccountPolicy>>> {
+    if clear {
+        return Ok(Some(None));
+    }
+    if bittorrent.is_none() && forms.is_empty() {
+        return Ok(None);
+    }
+    let mut form_map = serde_json::Map::new();
+    for form in forms {
+        let (label, action) = form
+            .split_once('=')
+            .with_context(|| format!("--form `{form}`: expected FORM=ACTION, such as mse=block"))?;
+        form_map.insert(label.trim().to_owned(), serde_json::json!(action.trim()));
+    }
+    let value = serde_json::json!({ "bittorrent": bittorrent, "forms": form_map });
+    Ok(Some(Some(AccountPolicy::from_json(&value)?)))
 }
 
 fn edit(

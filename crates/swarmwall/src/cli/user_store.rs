@@ -18,7 +18,7 @@ use swarmwall_server::metrics::Metrics;
 use swarmwall_server::store::{self, Store};
 use zeroize::Zeroizing;
 
-use super::user::{UserArgs, UserCommand, list, read_password};
+use super::user::{UserArgs, UserCommand, list, policy_change, read_password};
 
 /// Run a `user` command against `--store`.
 pub(crate) fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
@@ -101,6 +101,27 @@ async fn command(
             directory.update(&name, patch).await?;
             eprintln!("changed the password of `{name}`");
         }
+        UserCommand::Policy {
+            name,
+            bittorrent,
+            forms,
+            clear,
+        } => match policy_change(bittorrent, &forms, clear)? {
+            None => {
+                let account = directory
+                    .get(&name)
+                    .with_context(|| format!("no account named `{name}`"))?;
+                println!("{}", serde_json::json!(account.policy));
+            }
+            Some(policy) => {
+                let patch = AccountPatch {
+                    policy: Some(policy),
+                    ..AccountPatch::default()
+                };
+                directory.update(&name, patch).await?;
+                eprintln!("set the policy override of `{name}`");
+            }
+        },
         UserCommand::Remove { name } => {
             directory.delete(&name).await?;
             eprintln!("removed account `{name}`");

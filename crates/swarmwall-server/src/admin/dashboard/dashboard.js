@@ -445,6 +445,7 @@
         [totp, ''],
         [countries(account.allow_countries), ''],
         [countries(account.deny_countries), ''],
+        [policyText(account.policy), ''],
       ];
       for (const [text, className] of cells) {
         const cell = document.createElement('td');
@@ -463,6 +464,17 @@
       : '';
     $('accounts-prev').disabled = accountsOffset === 0;
     $('accounts-next').disabled = accountsOffset + rows.length >= total;
+  }
+
+  // The BitTorrent policy override as `bittorrent=allow, mse=block` ('–': none).
+  function policyText(policy) {
+    if (!policy || typeof policy !== 'object') return '–';
+    const parts = [];
+    if (policy.bittorrent) parts.push('bittorrent=' + policy.bittorrent);
+    for (const [form, action] of Object.entries(policy.forms || {})) {
+      if (action) parts.push(form + '=' + action);
+    }
+    return parts.length ? parts.join(', ') : '–';
   }
 
   function countries(list) {
