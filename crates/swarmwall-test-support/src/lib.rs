@@ -4,6 +4,8 @@
 //!
 //! Each crate's `tests/integration/harness` re-exports this and adds what only it needs.
 
+#![warn(missing_docs)]
+
 mod process;
 mod prometheus;
 mod redis;

@@ -10,7 +10,9 @@ use crate::process::{ChildGuard, free_port};
 /// A `redis-server` child (no persistence, `requirepass` with a password generated per
 /// server, given in a 0600 config file so it never shows in `ps`) killed on drop.
 pub struct RedisServer {
+    /// The loopback port it listens on (kept across [`RedisServer::restart`]).
     pub port: u16,
+    /// Its `requirepass` password.
     pub password: String,
     child: Option<Child>,
     dir: tempfile::TempDir,
