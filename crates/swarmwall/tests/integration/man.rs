@@ -79,11 +79,18 @@ fn every_command_has_a_page_with_name_and_synopsis_that_man_renders() {
     expected_pages(Vec::new(), &mut expected);
     assert!(expected.contains("swarmwall-serve"), "{expected:?}");
     assert!(expected.contains("swarmwall-user-add"), "{expected:?}");
-    assert!(!expected.contains("swarmwall-man"), "the man command is hidden");
+    assert!(
+        !expected.contains("swarmwall-man"),
+        "the man command is hidden"
+    );
     let written: BTreeSet<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .map(|name| name.strip_suffix(".1").expect("section 1 pages only").to_owned())
+        .map(|name| {
+            name.strip_suffix(".1")
+                .expect("section 1 pages only")
+                .to_owned()
+        })
         .collect();
     assert_eq!(written, expected, "one page per command, no more");
     // The command lists what it wrote.
@@ -112,7 +119,10 @@ fn every_command_has_a_page_with_name_and_synopsis_that_man_renders() {
         assert!(rendered.contains("NAME"), "{name}: {rendered}");
         assert!(rendered.contains("SYNOPSIS"), "{name}: {rendered}");
         assert!(rendered.contains(name.as_str()), "{name}: {rendered}");
-        assert!(warnings.trim().is_empty(), "{name}: groff warnings: {warnings}");
+        assert!(
+            warnings.trim().is_empty(),
+            "{name}: groff warnings: {warnings}"
+        );
     }
     if man_missing {
         eprintln!("SKIP: `man` is not installed; pages were checked but not rendered");
@@ -130,7 +140,11 @@ fn the_packaging_script_installs_gzipped_pages_that_man_finds() {
         .output()
         .expect("run packaging/install-man-pages.sh");
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(text(&output.stdout).starts_with("installed "), "{}", text(&output.stdout));
+    assert!(
+        text(&output.stdout).starts_with("installed "),
+        "{}",
+        text(&output.stdout)
+    );
     for name in ["swarmwall", "swarmwall-serve", "swarmwall-user-add"] {
         let page = mandir.path().join(format!("man1/{name}.1.gz"));
         let mode = std::fs::metadata(&page)
@@ -152,6 +166,9 @@ fn the_packaging_script_installs_gzipped_pages_that_man_finds() {
     };
     assert!(rendered.status.success(), "{}", text(&rendered.stderr));
     let rendered = plain(&text(&rendered.stdout));
-    assert!(rendered.contains("swarmwall-serve - Run the SOCKS5 proxy"), "{rendered}");
+    assert!(
+        rendered.contains("swarmwall-serve - Run the SOCKS5 proxy"),
+        "{rendered}"
+    );
     assert!(rendered.contains("SYNOPSIS"), "{rendered}");
 }

@@ -7,11 +7,7 @@ fn check_config(text: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("swarmwall.toml");
     std::fs::write(&path, text).unwrap();
-    let output = swarmwall()
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = swarmwall().arg("check-config").arg(&path).output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
     (output.status.success(), text)

@@ -267,7 +267,13 @@ fn a_server_that_is_not_socks5_is_exit_2() {
 #[test]
 fn swarmwall_blocks_every_form_and_passes_every_control() {
     let node = Proxy::start(&["--allow-destination", "127.0.0.1/32"]);
-    let output = probe(&["--proxy", &node.address.to_string(), "--json", "--timeout", "3s"]);
+    let output = probe(&[
+        "--proxy",
+        &node.address.to_string(),
+        "--json",
+        "--timeout",
+        "3s",
+    ]);
     let json = json_of(&output);
     assert_every_form_reported(&json);
     for (form, kind, outcome, detail) in results(&json) {
@@ -288,11 +294,16 @@ fn swarmwall_with_blocking_off_lets_everything_pass() {
     std::fs::write(&config, "[policy]\nbittorrent = \"allow\"\n").expect("write config");
     let config = config.to_string_lossy().into_owned();
     let node = Proxy::start(&["--config", &config, "--allow-destination", "127.0.0.1/32"]);
-    let output = probe(&["--proxy", &node.address.to_string(), "--json", "--timeout", "3s"]);
+    let output = probe(&[
+        "--proxy",
+        &node.address.to_string(),
+        "--json",
+        "--timeout",
+        "3s",
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let json = json_of(&output);
     for (form, _, outcome, detail) in results(&json) {
         assert_eq!(outcome, "passed", "{form}: {detail}");
     }
 }
-

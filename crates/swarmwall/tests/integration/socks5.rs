@@ -383,11 +383,7 @@ fn check_config_reports_file_line_and_key() {
         "[server]\nlisten = \"127.0.0.1:1080\"\nconnect_timeout = \"0s\"\n",
     )
     .unwrap();
-    let output = swarmwall()
-        .arg("check-config")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let output = swarmwall().arg("check-config").arg(&bad).output().unwrap();
     assert!(!output.status.success());
     let text = String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("bad.toml:3:"), "{text}");
@@ -410,11 +406,7 @@ fn check_config_reports_file_line_and_key() {
         "[server]\nidle_timeout = \"5m\"\nmax_sessions = 100\n",
     )
     .unwrap();
-    let output = swarmwall()
-        .arg("check-config")
-        .arg(&good)
-        .output()
-        .unwrap();
+    let output = swarmwall().arg("check-config").arg(&good).output().unwrap();
     assert!(output.status.success());
 }
 
