@@ -2,12 +2,30 @@
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A child process killed and reaped on drop.
 pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    /// Spawn `command` (its stdout and stderr discarded) and wait until it accepts TCP on
+    /// 127.0.0.1:`port`; `package` names the Debian package to install when it is missing.
+    pub fn spawn_listening(command: &mut Command, port: u16, package: &str) -> Self {
+        let program = command.get_program().to_string_lossy().into_owned();
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("{program} did not start ({error}): install the Debian package {package}")
+            });
+        let guard = Self(child);
+        wait_for_port(port);
+        guard
+    }
+}
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::harness::{BIN, ChildGuard, free_port, metric_value, wait_for_port};
+use crate::harness::{ChildGuard, free_port, metric_value, swarmwall};
 
 const INFO_HASH: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -19,24 +19,15 @@ fn opentracker(dir: &std::path::Path) -> (ChildGuard, u16) {
     std::fs::write(dir.join("whitelist.txt"), format!("{INFO_HASH}\n")).expect("whitelist");
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let port = free_port();
-    let child = Command::new("opentracker")
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-P",
-            &port.to_string(),
-        ])
-        .arg("-d")
-        .arg(dir)
-        .args(["-w", "whitelist.txt"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("opentracker is installed (Debian package opentracker)");
-    let guard = ChildGuard(child);
-    wait_for_port(port);
+    let guard = ChildGuard::spawn_listening(
+        Command::new("opentracker")
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-P", &port.to_string(), "-w", "whitelist.txt"])
+            .arg("-d")
+            .arg(dir),
+        port,
+        "opentracker",
+    );
     (guard, port)
 }
 
@@ -112,7 +103,7 @@ fn leak_is_printed_and_counted_and_others_are_not_seen() {
     let watchlist = dir.path().join("watchlist.txt");
     std::fs::write(&watchlist, format!("{INFO_HASH}\n")).expect("watchlist");
 
-    let mut child = Command::new(BIN)
+    let mut child = swarmwall()
         .arg("monitor")
         .arg("--watchlist")
         .arg(&watchlist)
@@ -196,7 +187,7 @@ fn leak_is_printed_and_counted_and_others_are_not_seen() {
 fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("missing.txt");
-    let output = Command::new(BIN)
+    let output = swarmwall()
         .arg("monitor")
         .arg("--watchlist")
         .arg(&missing)
@@ -208,7 +199,7 @@ fn usage_errors_exit_2() {
 
     let watchlist = dir.path().join("w.txt");
     std::fs::write(&watchlist, format!("{INFO_HASH}\n")).expect("write");
-    let output = Command::new(BIN)
+    let output = swarmwall()
         .arg("monitor")
         .arg("--watchlist")
         .arg(&watchlist)

@@ -4,13 +4,13 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::harness::socks5::Proxy;
-use crate::harness::{BIN, ChildGuard, free_port, wait_for_port};
+use crate::harness::{ChildGuard, free_port, swarmwall};
 
 const BITTORRENT_FORMS: [&str; 7] = [
     "peer_wire_handshake",
@@ -37,15 +37,13 @@ const UDP_FORMS: [&str; 5] = [
 
 fn microsocks(extra: &[&str]) -> (ChildGuard, u16) {
     let port = free_port();
-    let child = Command::new("microsocks")
-        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("microsocks is installed (Debian package microsocks)");
-    let guard = ChildGuard(child);
-    wait_for_port(port);
+    let guard = ChildGuard::spawn_listening(
+        Command::new("microsocks")
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra),
+        port,
+        "microsocks",
+    );
     (guard, port)
 }
 
@@ -63,23 +61,21 @@ fn dante(dir: &std::path::Path) -> (ChildGuard, u16) {
         ),
     )
     .expect("write danted.conf");
-    let child = Command::new("danted")
-        .arg("-f")
-        .arg(&config)
-        .arg("-p")
-        .arg(dir.join("danted.pid"))
-        .args(["-N", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("danted is installed (Debian package dante-server)");
-    let guard = ChildGuard(child);
-    wait_for_port(port);
+    let guard = ChildGuard::spawn_listening(
+        Command::new("danted")
+            .arg("-f")
+            .arg(&config)
+            .arg("-p")
+            .arg(dir.join("danted.pid"))
+            .args(["-N", "1"]),
+        port,
+        "dante-server",
+    );
     (guard, port)
 }
 
 fn probe(args: &[&str]) -> Output {
-    Command::new(BIN)
+    swarmwall()
         .arg("probe")
         .args(args)
         .output()
@@ -228,7 +224,7 @@ fn wrong_password_is_exit_2_and_right_password_works() {
     assert_eq!(output.status.code(), Some(2));
 
     // The password from the environment, right this time: the probe runs.
-    let output = Command::new(BIN)
+    let output = swarmwall()
         .args(["probe", "--proxy", &proxy, "--user", "alice", "--json"])
         .args(["--timeout", "2s"])
         .env("SWARMWALL_PROBE_PASS", "correct-horse")

@@ -7,7 +7,7 @@ pub(crate) mod socks5;
 use std::process::{Command, Output, Stdio};
 
 pub(crate) use swarmwall_test_support::{
-    ChildGuard, RedisServer, free_port, metric_value, scratch_dir, wait_for_port, wait_until,
+    ChildGuard, RedisServer, free_port, metric_value, scratch_dir, wait_until,
 };
 
 /// The `swarmwall` binary under test.
