@@ -10,6 +10,8 @@ packages=(curl openssl python3 python3-pytest python3-libtorrent redis-server re
           tshark tcpdump chromium microsocks dante-server libndpi-bin hyperfine iproute2
           # RADIUS accounts backend (tests/e2e/test_radius.py)
           freeradius
+          # rendering the generated manual pages (crates/swarmwall/tests/integration/man.rs)
+          man-db
           # encrypted-BitTorrent clients and the HTTPS tracker (tests/e2e/test_mse_clients.py)
           qbittorrent-nox transmission-daemon aria2 rtorrent proxychains4 nginx-light
           # the benign corpus (tests/e2e/test_benign_corpus.py)

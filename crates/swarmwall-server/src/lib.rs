@@ -11,6 +11,8 @@
 //! - [`store`]: durable state behind one interface (memory, embedded file, Redis).
 //! - [`metrics`], [`admin`]: Prometheus metrics, admin API, dashboard.
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod audit;
 pub mod auth;

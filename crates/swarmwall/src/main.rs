@@ -6,7 +6,7 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// swarmwall: a SOCKS5 proxy that keeps BitTorrent off your servers.
 #[derive(Debug, Parser)]
@@ -36,6 +36,9 @@ enum Command {
     Probe(cli::probe::ProbeArgs),
     /// Watch known swarms for the operator's own egress addresses.
     Monitor(cli::monitor::MonitorArgs),
+    /// Write the manual pages (swarmwall.1 and one per subcommand) into a directory.
+    #[command(hide = true)]
+    Man(cli::man::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Store(args) => cli::store::run(args),
         Command::Probe(args) => cli::probe::run(args),
         Command::Monitor(args) => cli::monitor::run(args),
+        Command::Man(args) => cli::man::run(args, Cli::command()),
     };
     match result {
         Ok(code) => code,
@@ -57,5 +61,17 @@ fn main() -> ExitCode {
             eprintln!("swarmwall: error: {error:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks over every subcommand (the man pages are generated from
+    /// the same definitions).
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

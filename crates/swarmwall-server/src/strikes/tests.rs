@@ -1,5 +1,6 @@
 //! Graduated response over the in-memory store with injected time. The same engine over the
-//! embedded store and over two nodes on one Redis is tested in `crates/swarmwall/tests/store.rs`.
+//! embedded store and over two nodes on one Redis is tested in
+//! `crates/swarmwall-server/tests/integration/store/`.
 
 use super::*;
 

@@ -39,7 +39,7 @@ struct VerifyArgs {
     /// The log, or a rotated set oldest first (`audit.jsonl.2 audit.jsonl.1 audit.jsonl`).
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// Also verify the rotated files of the (single) FILE: `FILE.N` … `FILE.1`, then FILE.
+    /// Also verify the rotated files of the (single) FILE: `FILE.N` ... `FILE.1`, then FILE.
     #[arg(long)]
     with_rotated: bool,
     /// This record must be present with this hash (`SEQ:HASH` from `audit head`); repeatable.

@@ -3,6 +3,7 @@
 pub(crate) mod admin_audit;
 pub(crate) mod audit;
 pub(crate) mod inspect;
+pub(crate) mod man;
 pub(crate) mod monitor;
 pub(crate) mod probe;
 pub(crate) mod serve;

@@ -1,17 +1,13 @@
 //! `[policy]` through the real binary: `swarmwall check-config` accepts a full policy section and
 //! locates mistakes in it (file, line, column, offending value).
 
-use std::process::Command;
+use crate::harness::swarmwall;
 
 fn check_config(text: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("swarmwall.toml");
     std::fs::write(&path, text).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_swarmwall"))
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = swarmwall().arg("check-config").arg(&path).output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
     (output.status.success(), text)

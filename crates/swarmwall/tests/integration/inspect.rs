@@ -7,9 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_swarmwall")
-}
+use crate::harness::BIN;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -26,7 +24,7 @@ fn corpus() -> Option<PathBuf> {
 }
 
 fn inspect(args: &[&str], files: &[&Path]) -> Output {
-    Command::new(bin())
+    Command::new(BIN)
         .arg("inspect")
         .args(args)
         .args(files)
@@ -295,7 +293,7 @@ fn corpus_is_read_without_errors_beyond_the_known_damaged_files() {
 #[test]
 fn dash_reads_the_capture_from_standard_input() {
     let capture = std::fs::File::open(captures().join("lt_utp.pcap")).expect("open");
-    let output = Command::new(bin())
+    let output = Command::new(BIN)
         .args(["inspect", "--json", "-"])
         .stdin(capture)
         .output()

@@ -5,14 +5,12 @@
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use swarmwall_server::audit::{AuditLog, AuditOptions};
 use swarmwall_server::auth::{AccountsFile, PseudonymKey, totp};
 
-fn swarmwall() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_swarmwall"))
-}
+use crate::harness::{swarmwall, text};
 
 /// A temporary directory with a cheap-argon2 config so the tests stay fast.
 struct Dir {
@@ -62,10 +60,6 @@ impl Dir {
     fn accounts(&self) -> AccountsFile {
         AccountsFile::load(&self.path("accounts.toml")).unwrap()
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]

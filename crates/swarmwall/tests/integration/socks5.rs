@@ -1,14 +1,13 @@
 //! SOCKS5 server end to end: the real binary on loopback, driven by curl and by a raw SOCKS5
 //! client (CONNECT, auth, reply codes, bad input, limits, timeouts, half-close, shutdown).
 
-mod socks5_common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use socks5_common::*;
+use crate::harness::socks5::*;
+use crate::harness::{swarmwall, wait_until};
 
 const ALLOW_LOOPBACK: [&str; 2] = ["--allow-destination", "127.0.0.0/8"];
 
@@ -362,7 +361,7 @@ fn ipv6_listener_and_target() {
 
 #[test]
 fn public_listen_without_auth_is_refused() {
-    let output = Command::new(env!("CARGO_BIN_EXE_swarmwall"))
+    let output = swarmwall()
         .args(["serve", "--listen", "0.0.0.0:0"])
         .output()
         .unwrap();
@@ -384,18 +383,14 @@ fn check_config_reports_file_line_and_key() {
         "[server]\nlisten = \"127.0.0.1:1080\"\nconnect_timeout = \"0s\"\n",
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_swarmwall"))
-        .arg("check-config")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let output = swarmwall().arg("check-config").arg(&bad).output().unwrap();
     assert!(!output.status.success());
     let text = String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("bad.toml:3:"), "{text}");
     assert!(text.contains("server.connect_timeout"), "{text}");
     let unknown = dir.path().join("unknown.toml");
     std::fs::write(&unknown, "[server]\n\nmax_sesions = 5\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_swarmwall"))
+    let output = swarmwall()
         .arg("check-config")
         .arg(&unknown)
         .output()
@@ -411,11 +406,7 @@ fn check_config_reports_file_line_and_key() {
         "[server]\nidle_timeout = \"5m\"\nmax_sessions = 100\n",
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_swarmwall"))
-        .arg("check-config")
-        .arg(&good)
-        .output()
-        .unwrap();
+    let output = swarmwall().arg("check-config").arg(&good).output().unwrap();
     assert!(output.status.success());
 }
 

@@ -1,19 +1,18 @@
-//! Helpers for the store tests: a real `redis-server` on a free loopback port, polling with a
-//! deadline, and reading one sample out of the Prometheus text format.
-
-#![allow(dead_code, unreachable_pub)]
+//! A real `redis-server` on a free loopback port, with a password of its own.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use swarmwall_server::config::StoreBackend;
+use crate::process::{ChildGuard, free_port};
 
 /// A `redis-server` child (no persistence, `requirepass` with a password generated per
 /// server, given in a 0600 config file so it never shows in `ps`) killed on drop.
 pub struct RedisServer {
+    /// The loopback port it listens on (kept across [`RedisServer::restart`]).
     pub port: u16,
+    /// Its `requirepass` password.
     pub password: String,
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -45,11 +44,6 @@ impl RedisServer {
     /// `redis://:PASSWORD@127.0.0.1:PORT/`.
     pub fn url(&self) -> String {
         format!("redis://:{}@127.0.0.1:{}/", self.password, self.port)
-    }
-
-    /// The store URL with the password.
-    pub fn backend(&self) -> StoreBackend {
-        StoreBackend::Redis(self.url())
     }
 
     /// Kill the server (its data is gone: no persistence).
@@ -142,16 +136,6 @@ impl Drop for RedisServer {
     }
 }
 
-/// Kills and reaps its child on drop.
-pub struct ChildGuard(pub Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// 16 random bytes from the kernel, hex: a Redis password for one test server.
 pub fn random_password() -> String {
     let mut bytes = [0_u8; 16];
@@ -160,15 +144,6 @@ pub fn random_password() -> String {
         .expect("/dev/urandom");
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("rp-{hex}")
-}
-
-/// A loopback port free right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Write `text` to a new file only the owner can read.
@@ -202,28 +177,4 @@ pub fn wait_ping(port: u16, password: &str, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
-}
-
-/// Poll `check` until it is true or `timeout` passes.
-pub async fn wait_for(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// The value of the sample `name` (with its labels exactly as encoded), if present.
-pub fn metric_value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (sample, value) = line.rsplit_once(' ')?;
-            (sample == name).then(|| value.parse().ok()).flatten()
-        })
 }

@@ -5,10 +5,10 @@ use proptest::prelude::*;
 use swarmwall_capture::{InspectOptions, inspect};
 
 const CAPTURES: [&[u8]; 4] = [
-    include_bytes!("../../../tests/captures/lt_socks5_peer.pcap"),
-    include_bytes!("../../../tests/captures/lt_mse_forced.pcap"),
-    include_bytes!("../../../tests/captures/lt_udp_tracker.pcap"),
-    include_bytes!("../../../tests/captures/lt_benign.pcap"),
+    include_bytes!("../../../../tests/captures/lt_socks5_peer.pcap"),
+    include_bytes!("../../../../tests/captures/lt_mse_forced.pcap"),
+    include_bytes!("../../../../tests/captures/lt_udp_tracker.pcap"),
+    include_bytes!("../../../../tests/captures/lt_benign.pcap"),
 ];
 
 fn run(bytes: &[u8]) {

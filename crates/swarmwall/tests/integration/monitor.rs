@@ -4,66 +4,30 @@
 //! Usage errors exit with status 2. (Real libtorrent swarms: tests/e2e/test_monitor.py.)
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::net::{TcpStream, UdpSocket};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_swarmwall");
+use crate::harness::{ChildGuard, free_port, metric_value, swarmwall};
+
 const INFO_HASH: &str = "0123456789abcdef0123456789abcdef01234567";
 
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    // Retry until TCP and UDP are both free on the same port (opentracker binds both).
-    for _ in 0..50 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
-
-fn opentracker(dir: &std::path::Path) -> (Guard, u16) {
+fn opentracker(dir: &std::path::Path) -> (ChildGuard, u16) {
     use std::os::unix::fs::PermissionsExt;
     // Debian's opentracker has an access whitelist; it chroots into -d and reads it as nobody.
     std::fs::write(dir.join("whitelist.txt"), format!("{INFO_HASH}\n")).expect("whitelist");
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let port = free_port();
-    let child = Command::new("opentracker")
-        .args([
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-P",
-            &port.to_string(),
-        ])
-        .arg("-d")
-        .arg(dir)
-        .args(["-w", "whitelist.txt"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("opentracker is installed (Debian package opentracker)");
-    let guard = Guard(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "opentracker did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let guard = ChildGuard::spawn_listening(
+        Command::new("opentracker")
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-P", &port.to_string(), "-w", "whitelist.txt"])
+            .arg("-d")
+            .arg(dir),
+        port,
+        "opentracker",
+    );
     (guard, port)
 }
 
@@ -115,15 +79,6 @@ fn announce_from(source_ip: &str, tracker_port: u16, peer_port: u16) {
     assert!(len >= 20, "announce accepted");
 }
 
-/// Parse Prometheus text and return the value of `name` (no labels).
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.split_once(' '))
-        .find(|(key, _)| *key == name)
-        .and_then(|(_, value)| value.trim().parse().ok())
-}
-
 fn http_get(address: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(address).expect("connect to /metrics");
     stream
@@ -148,7 +103,7 @@ fn leak_is_printed_and_counted_and_others_are_not_seen() {
     let watchlist = dir.path().join("watchlist.txt");
     std::fs::write(&watchlist, format!("{INFO_HASH}\n")).expect("watchlist");
 
-    let mut child = Command::new(BIN)
+    let mut child = swarmwall()
         .arg("monitor")
         .arg("--watchlist")
         .arg(&watchlist)
@@ -167,7 +122,7 @@ fn leak_is_printed_and_counted_and_others_are_not_seen() {
         .expect("spawn monitor");
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
-    let _guard = Guard(child);
+    let _guard = ChildGuard(child);
     let (sender, receiver) = mpsc::channel::<(bool, String)>();
     let err_sender = sender.clone();
     std::thread::spawn(move || {
@@ -212,7 +167,7 @@ fn leak_is_printed_and_counted_and_others_are_not_seen() {
     let response = http_get(&metrics_address.unwrap_or_default(), "/metrics");
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
     assert_eq!(
-        metric(body, "swarmwall_monitor_leaks_total"),
+        metric_value(body, "swarmwall_monitor_leaks_total"),
         Some(1.0),
         "{body}"
     );
@@ -232,7 +187,7 @@ fn leak_is_printed_and_counted_and_others_are_not_seen() {
 fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("missing.txt");
-    let output = Command::new(BIN)
+    let output = swarmwall()
         .arg("monitor")
         .arg("--watchlist")
         .arg(&missing)
@@ -244,7 +199,7 @@ fn usage_errors_exit_2() {
 
     let watchlist = dir.path().join("w.txt");
     std::fs::write(&watchlist, format!("{INFO_HASH}\n")).expect("write");
-    let output = Command::new(BIN)
+    let output = swarmwall()
         .arg("monitor")
         .arg("--watchlist")
         .arg(&watchlist)

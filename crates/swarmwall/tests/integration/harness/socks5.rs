@@ -1,6 +1,5 @@
-//! Shared helpers for the SOCKS5 integration tests: start the real `swarmwall serve` on
-//! loopback, small real servers (TCP echo, HTTP, UDP echo), and a raw SOCKS5 client.
-#![allow(dead_code, unreachable_pub)]
+//! The real `swarmwall serve` on loopback ([`Proxy`]), small real servers (TCP echo, HTTP,
+//! UDP echo), a raw SOCKS5 client, and curl.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -11,33 +10,36 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::{scratch_dir, swarmwall};
+
 /// Argon2id hash of the password "correct horse".
-pub const HASH_CORRECT_HORSE: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3dhcm13YWxsdGVzdHNhbHQ$tNfK3mWI8lZqu5rLk0J+sqkVGd7RDwYzvJRn+/Lc85g";
+pub(crate) const HASH_CORRECT_HORSE: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3dhcm13YWxsdGVzdHNhbHQ$tNfK3mWI8lZqu5rLk0J+sqkVGd7RDwYzvJRn+/Lc85g";
 /// Argon2id hash of the password "battery staple".
-pub const HASH_BATTERY_STAPLE: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3dhcm13YWxsdGVzdHNhbHQ$rhCzs7n9THTCIx3u6NE/AH8XDVfpUnvq4qYZziKBJmw";
+pub(crate) const HASH_BATTERY_STAPLE: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3dhcm13YWxsdGVzdHNhbHQ$rhCzs7n9THTCIx3u6NE/AH8XDVfpUnvq4qYZziKBJmw";
 
 /// Generous bound for anything a test waits for.
-pub const DEADLINE: Duration = Duration::from_secs(20);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A running `swarmwall serve`, killed on drop.
-pub struct Proxy {
-    pub child: Child,
-    pub address: SocketAddr,
-    pub stderr: Arc<Mutex<Vec<String>>>,
+pub(crate) struct Proxy {
+    pub(crate) child: Child,
+    pub(crate) address: SocketAddr,
+    pub(crate) stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proxy {
     /// Start on 127.0.0.1:0 with extra arguments.
-    pub fn start(args: &[&str]) -> Self {
+    pub(crate) fn start(args: &[&str]) -> Self {
         Self::start_on("127.0.0.1:0", args)
     }
 
     /// Start on `listen` with extra arguments; waits for the `listening on` line.
-    pub fn start_on(listen: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_swarmwall"))
+    pub(crate) fn start_on(listen: &str, args: &[&str]) -> Self {
+        let mut child = swarmwall()
             .args(["serve", "--listen", listen])
             .args(args)
-            .args(["--data-dir", &scratch_data_dir()])
+            .arg("--data-dir")
+            .arg(scratch_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -70,12 +72,12 @@ impl Proxy {
     }
 
     /// `host:port` for curl.
-    pub fn curl_proxy(&self) -> String {
+    pub(crate) fn curl_proxy(&self) -> String {
         self.address.to_string()
     }
 
     /// Send a signal to the process.
-    pub fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
@@ -84,7 +86,7 @@ impl Proxy {
     }
 
     /// Wait for exit within `timeout`; the exit status if it exited.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -98,7 +100,7 @@ impl Proxy {
     }
 
     /// Everything written to stderr so far.
-    pub fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }
 }
@@ -110,22 +112,8 @@ impl Drop for Proxy {
     }
 }
 
-/// Poll `predicate` every 20 ms until true or `timeout`.
-pub fn wait_until(timeout: Duration, mut predicate: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if predicate() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A TCP echo server on `bind` (each connection echoes until EOF, then closes).
-pub fn echo_server(bind: &str) -> SocketAddr {
+pub(crate) fn echo_server(bind: &str) -> SocketAddr {
     let listener = TcpListener::bind(bind).expect("bind echo");
     let address = listener.local_addr().unwrap();
     thread::spawn(move || {
@@ -151,7 +139,7 @@ pub fn echo_server(bind: &str) -> SocketAddr {
 }
 
 /// A minimal HTTP/1.1 server answering every request with `body`.
-pub fn http_server(body: &'static str) -> SocketAddr {
+pub(crate) fn http_server(body: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind http");
     let address = listener.local_addr().unwrap();
     thread::spawn(move || {
@@ -178,7 +166,7 @@ pub fn http_server(body: &'static str) -> SocketAddr {
 }
 
 /// A UDP echo server on `bind`.
-pub fn udp_echo_server(bind: &str) -> SocketAddr {
+pub(crate) fn udp_echo_server(bind: &str) -> SocketAddr {
     let socket = UdpSocket::bind(bind).expect("bind udp echo");
     let address = socket.local_addr().unwrap();
     thread::spawn(move || {
@@ -191,13 +179,13 @@ pub fn udp_echo_server(bind: &str) -> SocketAddr {
 }
 
 /// A free port nobody listens on (bound then released).
-pub fn closed_port() -> SocketAddr {
+pub(crate) fn closed_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }
 
 /// Connect to the proxy with read/write timeouts.
-pub fn connect(proxy: SocketAddr) -> TcpStream {
+pub(crate) fn connect(proxy: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(proxy).expect("connect proxy");
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     stream.set_write_timeout(Some(DEADLINE)).unwrap();
@@ -205,7 +193,7 @@ pub fn connect(proxy: SocketAddr) -> TcpStream {
 }
 
 /// Encode an address as ATYP + address + port.
-pub fn encode_address(address: SocketAddr) -> Vec<u8> {
+pub(crate) fn encode_address(address: SocketAddr) -> Vec<u8> {
     let mut out = Vec::new();
     match address {
         SocketAddr::V4(v4) => {
@@ -222,7 +210,7 @@ pub fn encode_address(address: SocketAddr) -> Vec<u8> {
 }
 
 /// No-auth greeting; asserts method 0x00 is chosen.
-pub fn greet(stream: &mut TcpStream) {
+pub(crate) fn greet(stream: &mut TcpStream) {
     stream.write_all(&[0x05, 0x01, 0x00]).unwrap();
     let mut reply = [0u8; 2];
     stream.read_exact(&mut reply).unwrap();
@@ -230,7 +218,7 @@ pub fn greet(stream: &mut TcpStream) {
 }
 
 /// Password greeting and sub-negotiation; returns the RFC 1929 status byte.
-pub fn greet_password(stream: &mut TcpStream, user: &str, password: &str) -> u8 {
+pub(crate) fn greet_password(stream: &mut TcpStream, user: &str, password: &str) -> u8 {
     stream.write_all(&[0x05, 0x01, 0x02]).unwrap();
     let mut reply = [0u8; 2];
     stream.read_exact(&mut reply).unwrap();
@@ -246,7 +234,7 @@ pub fn greet_password(stream: &mut TcpStream, user: &str, password: &str) -> u8 
 }
 
 /// Send a request with a raw address part; returns (reply code, bound address).
-pub fn request_raw(
+pub(crate) fn request_raw(
     stream: &mut TcpStream,
     command: u8,
     address: &[u8],
@@ -258,7 +246,7 @@ pub fn request_raw(
 }
 
 /// Read one SOCKS5 reply (IPv4 or IPv6 bound address).
-pub fn read_reply(stream: &mut TcpStream) -> (u8, Option<SocketAddr>) {
+pub(crate) fn read_reply(stream: &mut TcpStream) -> (u8, Option<SocketAddr>) {
     let mut head = [0u8; 4];
     stream.read_exact(&mut head).expect("reply header");
     assert_eq!(head[0], 0x05, "reply version");
@@ -289,7 +277,7 @@ pub fn read_reply(stream: &mut TcpStream) -> (u8, Option<SocketAddr>) {
 }
 
 /// CONNECT to `target` through a fresh no-auth session; returns the reply code and stream.
-pub fn socks_connect(proxy: SocketAddr, target: SocketAddr) -> (u8, TcpStream) {
+pub(crate) fn socks_connect(proxy: SocketAddr, target: SocketAddr) -> (u8, TcpStream) {
     let mut stream = connect(proxy);
     greet(&mut stream);
     let (code, _) = request_raw(&mut stream, 0x01, &encode_address(target));
@@ -297,14 +285,14 @@ pub fn socks_connect(proxy: SocketAddr, target: SocketAddr) -> (u8, TcpStream) {
 }
 
 /// True once the peer closed (EOF or reset) within the stream's read timeout.
-pub fn closed_by_peer(stream: &mut TcpStream) -> bool {
+pub(crate) fn closed_by_peer(stream: &mut TcpStream) -> bool {
     let mut byte = [0u8; 1];
     matches!(stream.read(&mut byte), Ok(0) | Err(_))
         && !matches!(stream.read(&mut byte), Ok(n) if n > 0)
 }
 
 /// Write an accounts file with alice ("correct horse") and return its path.
-pub fn accounts_file(dir: &Path, accounts: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn accounts_file(dir: &Path, accounts: &[(&str, &str)]) -> PathBuf {
     let mut text = String::new();
     for (name, hash) in accounts {
         text.push_str(&format!(
@@ -317,7 +305,7 @@ pub fn accounts_file(dir: &Path, accounts: &[(&str, &str)]) -> PathBuf {
 }
 
 /// Run curl with `args`; returns (success, stdout).
-pub fn curl(args: &[&str]) -> (bool, String) {
+pub(crate) fn curl(args: &[&str]) -> (bool, String) {
     let output = Command::new("curl")
         .args(["-sS", "--max-time", "15"])
         .args(args)
@@ -331,7 +319,7 @@ pub fn curl(args: &[&str]) -> (bool, String) {
 }
 
 /// Like [`socks_connect`] but `None` instead of a panic when the proxy closes early.
-pub fn try_socks_connect(proxy: SocketAddr, target: SocketAddr) -> Option<(u8, TcpStream)> {
+pub(crate) fn try_socks_connect(proxy: SocketAddr, target: SocketAddr) -> Option<(u8, TcpStream)> {
     let mut stream = TcpStream::connect(proxy).ok()?;
     stream.set_read_timeout(Some(DEADLINE)).ok()?;
     stream.write_all(&[0x05, 0x01, 0x00]).ok()?;
@@ -343,17 +331,4 @@ pub fn try_socks_connect(proxy: SocketAddr, target: SocketAddr) -> Option<(u8, T
     let mut head = [0u8; 10];
     stream.read_exact(&mut head).ok()?;
     Some((head[1], stream))
-}
-
-/// A fresh data directory per server, so parallel tests never share the embedded store, the
-/// audit log or the secret key file.
-fn scratch_data_dir() -> String {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "swarmwall-test-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    dir.to_string_lossy().into_owned()
 }

@@ -1,15 +1,16 @@
 //! `swarmwall probe` against real SOCKS5 servers on loopback: microsocks (CONNECT only, no UDP
 //! ASSOCIATE), Dante (CONNECT and UDP ASSOCIATE), a closed port, a wrong password, a server that
-//! is not SOCKS5, and swarmwall itself (skipped while `swarmwall serve` is not implemented).
+//! is not SOCKS5, and swarmwall itself (`swarmwall serve` on loopback, blocking on and off).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_swarmwall");
+use crate::harness::socks5::Proxy;
+use crate::harness::{ChildGuard, free_port, swarmwall};
 
 const BITTORRENT_FORMS: [&str; 7] = [
     "peer_wire_handshake",
@@ -34,47 +35,19 @@ const UDP_FORMS: [&str; 5] = [
     "udp_tracker",
 ];
 
-/// A child process killed on drop.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    // A UDP socket on the same port must be free as well (Dante binds UDP relays elsewhere).
-    drop(UdpSocket::bind(("127.0.0.1", port)));
-    port
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn microsocks(extra: &[&str]) -> (Guard, u16) {
+fn microsocks(extra: &[&str]) -> (ChildGuard, u16) {
     let port = free_port();
-    let child = Command::new("microsocks")
-        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("microsocks is installed (Debian package microsocks)");
-    let guard = Guard(child);
-    wait_for_port(port);
+    let guard = ChildGuard::spawn_listening(
+        Command::new("microsocks")
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra),
+        port,
+        "microsocks",
+    );
     (guard, port)
 }
 
-fn dante(dir: &std::path::Path) -> (Guard, u16) {
+fn dante(dir: &std::path::Path) -> (ChildGuard, u16) {
     let port = free_port();
     let config = dir.join("danted.conf");
     std::fs::write(
@@ -88,23 +61,21 @@ fn dante(dir: &std::path::Path) -> (Guard, u16) {
         ),
     )
     .expect("write danted.conf");
-    let child = Command::new("danted")
-        .arg("-f")
-        .arg(&config)
-        .arg("-p")
-        .arg(dir.join("danted.pid"))
-        .args(["-N", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("danted is installed (Debian package dante-server)");
-    let guard = Guard(child);
-    wait_for_port(port);
+    let guard = ChildGuard::spawn_listening(
+        Command::new("danted")
+            .arg("-f")
+            .arg(&config)
+            .arg("-p")
+            .arg(dir.join("danted.pid"))
+            .args(["-N", "1"]),
+        port,
+        "dante-server",
+    );
     (guard, port)
 }
 
 fn probe(args: &[&str]) -> Output {
-    Command::new(BIN)
+    swarmwall()
         .arg("probe")
         .args(args)
         .output()
@@ -253,7 +224,7 @@ fn wrong_password_is_exit_2_and_right_password_works() {
     assert_eq!(output.status.code(), Some(2));
 
     // The password from the environment, right this time: the probe runs.
-    let output = Command::new(BIN)
+    let output = swarmwall()
         .args(["probe", "--proxy", &proxy, "--user", "alice", "--json"])
         .args(["--timeout", "2s"])
         .env("SWARMWALL_PROBE_PASS", "correct-horse")
@@ -287,54 +258,18 @@ fn a_server_that_is_not_socks5_is_exit_2() {
     let _ = server.join();
 }
 
-// ---- against swarmwall itself (needs `swarmwall serve`, being written on another branch) ----
-
-/// A running `swarmwall serve`, or `None` when serve is not implemented yet.
-fn swarmwall_serve(args: &[&str]) -> Option<(Guard, SocketAddr)> {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .args(["--data-dir", &scratch_data_dir()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn swarmwall serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(address) = line.split("listening on ").nth(1) {
-                let address = address.split_whitespace().next().unwrap_or_default();
-                let _ = sender.send(Ok(address.to_owned()));
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        let _ = sender.send(Err(seen));
-    });
-    let guard = Guard(child);
-    match receiver.recv_timeout(Duration::from_secs(20)) {
-        Ok(Ok(address)) => Some((guard, address.parse().expect("listening address"))),
-        // The stub `serve` takes no flags at all, not even --listen.
-        Ok(Err(stderr))
-            if stderr.contains("not implemented")
-                || stderr.contains("unexpected argument '--listen'") =>
-        {
-            eprintln!("skipped: `swarmwall serve` is not implemented yet");
-            None
-        }
-        Ok(Err(stderr)) => panic!("swarmwall serve did not start: {stderr}"),
-        Err(_) => panic!("swarmwall serve printed no `listening on` line within 20 s"),
-    }
-}
+// ---- against swarmwall itself ----
 
 #[test]
 fn swarmwall_blocks_every_form_and_passes_every_control() {
-    let Some((_node, address)) = swarmwall_serve(&["--allow-destination", "127.0.0.1/32"]) else {
-        return;
-    };
-    let output = probe(&["--proxy", &address.to_string(), "--json", "--timeout", "3s"]);
+    let node = Proxy::start(&["--allow-destination", "127.0.0.1/32"]);
+    let output = probe(&[
+        "--proxy",
+        &node.address.to_string(),
+        "--json",
+        "--timeout",
+        "3s",
+    ]);
     let json = json_of(&output);
     assert_every_form_reported(&json);
     for (form, kind, outcome, detail) in results(&json) {
@@ -354,28 +289,17 @@ fn swarmwall_with_blocking_off_lets_everything_pass() {
     let config = dir.path().join("swarmwall.toml");
     std::fs::write(&config, "[policy]\nbittorrent = \"allow\"\n").expect("write config");
     let config = config.to_string_lossy().into_owned();
-    let Some((_node, address)) =
-        swarmwall_serve(&["--config", &config, "--allow-destination", "127.0.0.1/32"])
-    else {
-        return;
-    };
-    let output = probe(&["--proxy", &address.to_string(), "--json", "--timeout", "3s"]);
+    let node = Proxy::start(&["--config", &config, "--allow-destination", "127.0.0.1/32"]);
+    let output = probe(&[
+        "--proxy",
+        &node.address.to_string(),
+        "--json",
+        "--timeout",
+        "3s",
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let json = json_of(&output);
     for (form, _, outcome, detail) in results(&json) {
         assert_eq!(outcome, "passed", "{form}: {detail}");
     }
-}
-
-/// A fresh data directory per server, so parallel tests never share the embedded store, the
-/// audit log or the secret key file.
-fn scratch_data_dir() -> String {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "swarmwall-test-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    dir.to_string_lossy().into_owned()
 }

@@ -4,8 +4,6 @@
 //!
 //! Without the redis-server binary the tests print a loud SKIP line and pass.
 
-mod store_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,16 +11,16 @@ use swarmwall_server::config::StoreConfig;
 use swarmwall_server::metrics::Metrics;
 use swarmwall_server::store::{Namespace, Store, unix_now_ms};
 
-use store_support::{RedisServer, metric_value};
+use super::MIN;
+use crate::harness::{RedisServer, metric_value, redis_backend, wait_for};
 
-const MIN: u64 = 60_000;
 const KEY: [u8; 32] = [7; 32];
 
 async fn node(redis: &RedisServer, key: Option<[u8; 32]>) -> (Store, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     let dir = tempfile::tempdir().unwrap();
     let config = StoreConfig {
-        url: redis.backend(),
+        url: redis_backend(redis),
         ..StoreConfig::default()
     };
     let store = Store::open(&config, dir.path(), metrics.clone())
@@ -265,7 +263,7 @@ async fn a_lockout_deleted_before_another_node_read_it_is_still_known_there() {
     // B never reads the lockout before it is deleted: it knows it from A's signed
     // announcement. (Repeated until B's subscription is up: it starts in the background.)
     let mut attempt = 0_u64;
-    let known = store_support::wait_for(Duration::from_secs(10), async || {
+    let known = wait_for(Duration::from_secs(10), async || {
         attempt += 1;
         let subject = format!("net-{attempt}");
         let now = unix_now_ms();

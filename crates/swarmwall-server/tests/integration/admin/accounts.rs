@@ -6,8 +6,6 @@
 //! validation naming `policy.forms.xyz`, audit record, the file across a restart, and two
 //! nodes on a real redis-server: set on A, in force on B within a second).
 
-mod store_support;
-
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
@@ -15,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use swarmwall_core::classify::BtForm;
-use swarmwall_server::admin::{AccountEntry, AdminContext, AdminToken, serve};
+use swarmwall_server::admin::{AccountEntry, AdminContext, AdminToken};
 use swarmwall_server::audit::AuditLog;
 use swarmwall_server::auth::account_store::AccountStore;
 use swarmwall_server::auth::{
@@ -26,10 +24,11 @@ use swarmwall_server::metrics::Metrics;
 use swarmwall_server::policy::{DestinationPolicy, TrafficAction};
 use swarmwall_server::store::Store;
 use swarmwall_server::strikes::Strikes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::http::{TOKEN, request, spawn_admin};
 
 struct Admin {
     address: SocketAddr,
@@ -94,12 +93,7 @@ async fn start_with(
             .map(|(name, disabled)| AccountEntry { name, disabled })
             .collect()
     }));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, context, async move {
-        let _ = stopped.await;
-    }));
+    let (address, shutdown) = spawn_admin(context).await;
     Admin {
         address,
         authenticator,
@@ -107,51 +101,10 @@ async fn start_with(
     }
 }
 
-/// One request; returns (status, body text).
+/// One request with the token; returns (status, body text).
 async fn call(address: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
-         Authorization: Bearer {TOKEN}\r\n"
-    );
-    match body {
-        Some(body) => head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )),
-        None => head.push_str("Content-Length: 0\r\n\r\n"),
-    }
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
-        .await
-        .expect("answer within 30 s")
-        .unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    (status, body)
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap();
-        if size == 0 {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = &rest[size + 2..];
-    }
-    out
+    let answer = request(address, method, path, Some(TOKEN), body).await;
+    (answer.status, answer.body)
 }
 
 async fn login(admin: &Admin, user: &str, password: &str) -> bool {
@@ -628,13 +581,13 @@ async fn policy_override_round_trip_validation_audit_and_restart_in_file_mode() 
 
 #[tokio::test]
 async fn policy_override_set_on_node_a_is_in_force_on_node_b_within_a_second() {
-    let Some(redis) = store_support::RedisServer::start() else {
+    let Some(redis) = crate::harness::RedisServer::start() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let open = |name: &'static str| {
         let config = StoreConfig {
-            url: redis.backend(),
+            url: crate::harness::redis_backend(&redis),
             ..StoreConfig::default()
         };
         let data = dir.path().join(name);
@@ -670,7 +623,8 @@ async fn policy_override_set_on_node_a_is_in_force_on_node_b_within_a_second() {
     .await;
     assert_eq!(status, 201, "{body}");
     assert!(
-        store_support::wait_for(Duration::from_secs(1), async || b.account("erin").is_some()).await
+        crate::harness::wait_for(Duration::from_secs(1), async || b.account("erin").is_some())
+            .await
     );
     assert_eq!(
         action(&b, &config, "erin", BtForm::PeerWire),
@@ -686,7 +640,7 @@ async fn policy_override_set_on_node_a_is_in_force_on_node_b_within_a_second() {
         200
     );
     assert!(
-        store_support::wait_for(Duration::from_secs(1), async || {
+        crate::harness::wait_for(Duration::from_secs(1), async || {
             action(&b, &config, "erin", BtForm::PeerWire) == TrafficAction::Allow
         })
         .await,
@@ -710,7 +664,7 @@ async fn policy_override_set_on_node_a_is_in_force_on_node_b_within_a_second() {
         200
     );
     assert!(
-        store_support::wait_for(Duration::from_secs(1), async || {
+        crate::harness::wait_for(Duration::from_secs(1), async || {
             action(&b, &config, "erin", BtForm::PeerWire) == TrafficAction::Block
         })
         .await

@@ -1,12 +1,11 @@
 //! UDP ASSOCIATE and BIND end to end against the real binary on loopback.
 
-mod socks5_common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use socks5_common::*;
+use crate::harness::socks5::*;
+use crate::harness::wait_until;
 
 const ALLOW_LOOPBACK: [&str; 2] = ["--allow-destination", "127.0.0.0/8"];
 

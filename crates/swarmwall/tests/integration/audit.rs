@@ -3,32 +3,18 @@
 //! from a running server (syslog socket and a real redis-server), and `admin_action` records
 //! of CLI commands written while a server writes the same log.
 
-mod socks5_common;
-mod store_support;
-
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use socks5_common::{Proxy, connect, greet_password};
-use store_support::RedisServer;
 use swarmwall_server::audit::{AuditKey, AuditLog, AuditOptions, Checkpoint, rotated_name};
 use swarmwall_server::auth::{HashParams, PseudonymKey, hash_password};
 
-fn swarmwall(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_swarmwall"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::harness::socks5::{Proxy, accounts_file, connect, greet_password};
+use crate::harness::{RedisServer, run as swarmwall, text, wait_until};
 
 fn arg(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -294,7 +280,7 @@ fn cheap_accounts(dir: &Path) -> PathBuf {
         parallelism: 1,
     };
     let hash = hash_password(b"right-password", &params).unwrap();
-    socks5_common::accounts_file(dir, &[("alice", &hash)])
+    accounts_file(dir, &[("alice", &hash)])
 }
 
 fn bad_login(proxy: &Proxy) {
@@ -398,7 +384,7 @@ fn a_running_server_sends_checkpoints_to_syslog_and_redis() {
         "--audit-log",
         arg(&log),
     ]);
-    let found = socks5_common::wait_until(Duration::from_secs(20), || {
+    let found = wait_until(Duration::from_secs(20), || {
         std::fs::read_to_string(&log)
             .unwrap()
             .contains("audit_checkpoint_mismatch")
