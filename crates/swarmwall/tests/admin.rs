@@ -84,7 +84,7 @@ async fn start(options: Options) -> Admin {
                 if reload_ok {
                     Ok(())
                 } else {
-                    Err("x.toml:3:1: unknown field `bogus`".to_owned())
+                    Err("x.toml:3:1: unknown field `bogus`".into())
                 }
             })
         }));

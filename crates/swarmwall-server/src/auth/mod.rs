@@ -33,7 +33,7 @@ pub mod account_store;
 mod accounts;
 mod decide;
 mod directory;
-mod key;
+mod lockout;
 mod pool;
 pub mod radius;
 mod setup;
@@ -57,11 +57,14 @@ use turns::{Pending, Turns};
 use verified::VerifiedCache;
 
 pub use account_set::AccountSet;
-pub use accounts::{Account, AccountsError, AccountsFile, HashParams, check_name, hash_password};
+pub use accounts::{
+    Account, AccountError, AccountsError, AccountsFile, HashParams, NameError, check_name,
+    hash_password,
+};
 pub use directory::{
     AccountDirectory, AccountPatch, DirectoryBackend, DirectoryError, ImportReport, NewAccount,
 };
-pub use key::{KeyError, PseudonymKey, shared_mode, warn_if_shared};
+pub use crate::pseudonym::{KeyError, PseudonymKey, shared_mode, warn_if_shared};
 pub use setup::{DEFAULT_KEY_FILE, SecuritySetup, SetupError, key_file_path};
 
 use crate::audit::AuditLog;

@@ -122,7 +122,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         let node = args
             .node
             .clone()
-            .unwrap_or_else(|| security.checkpoint_settings().node);
+            .unwrap_or_else(|| swarmwall_server::audit::CheckpointSettings::from_config(&security).node);
         let prefix = args.redis_prefix.clone().unwrap_or_else(|| {
             config
                 .as_ref()

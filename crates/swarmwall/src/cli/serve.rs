@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use swarmwall_server::config::Config;
+use swarmwall_server::config::{Config, LogFormat};
 use swarmwall_server::metrics::Metrics;
 use swarmwall_server::policy::DestinationPolicy;
 use swarmwall_server::server::{ServeOptions, Server, signals::Signals};
@@ -36,7 +36,14 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     wiring: Box<WiringArgs>,
     /// Log format: `human` (default) or `json`.
-    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    #[arg(
+        long,
+        default_value = "human",
+        value_parser = clap::builder::TypedValueParser::try_map(
+            clap::builder::PossibleValuesParser::new(["human", "json"]),
+            |text| text.parse::<LogFormat>(),
+        ),
+    )]
     log_format: LogFormat,
 }
 
@@ -58,15 +65,6 @@ struct WiringArgs {
     /// Security event log (hash-chained JSON lines).
     #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines (coloured on a terminal).
-    Human,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Arguments of `swarmwall check-config`.
@@ -263,7 +261,7 @@ async fn start_admin(
     .with_directory(handle.security().directory.clone())
     .with_reload(Arc::new(move || {
         let handle = reload_handle.clone();
-        Box::pin(async move { handle.reload().await })
+        Box::pin(async move { handle.reload().await.map_err(Into::into) })
     }));
     let shutdown = tokio_util::sync::CancellationToken::new();
     let stop = shutdown.clone();
