@@ -6,6 +6,7 @@
 //! The callers do the I/O (closing sockets, dropping datagrams); this module decides and
 //! counts.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use swarmwall_core::classify::{BtForm, Verdict};
@@ -39,6 +40,18 @@ pub(super) fn detected(context: &SessionContext, form: BtForm) -> TrafficAction 
         correlator.record_detection(context.client_key, form, Instant::now());
     }
     action_for(context, form)
+}
+
+/// The remote endpoint's own bytes completed a verdict of `form`: when that is a protocol
+/// swarm members speak (peer wire, uTP, DHT), any client's later flow to the endpoint is
+/// corroborated (correlator E3). Callers pass only verdicts completed by what the remote sent.
+pub(super) fn remote_spoke(context: &SessionContext, form: BtForm, remote: SocketAddr) {
+    if !form.is_peer_protocol() {
+        return;
+    }
+    if let Ok(mut correlator) = context.shared.correlator.lock() {
+        correlator.record_bt_endpoint(remote, Instant::now());
+    }
 }
 
 /// The traffic-class action for `form` in this session (account overrides included).

@@ -249,6 +249,9 @@ async fn inspect(
             target_open,
         });
     };
+    if let Some((Direction::ServerToClient, _)) = &held {
+        enforce::remote_spoke(context, form, remote);
+    }
     match enforce::detected(context, form) {
         TrafficAction::Block => {
             enforce::count_block(context, "tcp", form);

@@ -304,6 +304,9 @@ impl Association<'_> {
         let verdict = flow.classifier.handle_datagram(direction, payload);
         if verdict.is_final() && !flow.counted {
             flow.counted = true;
+            if let (Verdict::BitTorrent(form), Direction::ServerToClient) = (verdict, direction) {
+                enforce::remote_spoke(self.context, form, remote);
+            }
             let (class, label) = match verdict {
                 Verdict::BitTorrent(form) => ("bittorrent", form.as_str()),
                 Verdict::Benign(benign) => ("benign", benign.as_str()),
