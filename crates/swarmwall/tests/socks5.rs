@@ -606,7 +606,10 @@ fn a_peer_that_spoke_bittorrent_corroborates_other_clients() {
     assert_eq!(code, 0x00);
     let mut received = Vec::new();
     let _ = stream.read_to_end(&mut received);
-    assert!(received.is_empty(), "the handshake was relayed: {received:?}");
+    assert!(
+        received.is_empty(),
+        "the handshake was relayed: {received:?}"
+    );
 
     // Client B again: the same MSE-shaped flow to that endpoint is now cut.
     let (code, mut stream) = socks_connect_from("127.0.0.2", proxy.address, target);

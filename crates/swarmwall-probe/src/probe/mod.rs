@@ -451,9 +451,7 @@ async fn run_udp(
     let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0))
         .await
         .map_err(Stopped::UdpBind)?;
-    let local = socket
-        .local_addr()
-        .map_err(Stopped::UdpLocalAddress)?;
+    let local = socket.local_addr().map_err(Stopped::UdpLocalAddress)?;
     let (control, relay) = client
         .udp_associate(local)
         .await

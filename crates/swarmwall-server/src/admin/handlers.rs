@@ -532,6 +532,9 @@ pub(crate) async fn reload(State(context): State<Arc<AdminContext>>) -> ApiResul
     context.events.record("admin_action", None, None, outcome);
     match result {
         Ok(()) => Ok(Json(json!({ "action": "reload", "result": "ok" })).into_response()),
-        Err(failure) => Err(error(StatusCode::UNPROCESSABLE_ENTITY, &failure.to_string())),
+        Err(failure) => Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &failure.to_string(),
+        )),
     }
 }

@@ -38,12 +38,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+pub use crate::config::check_listen_address;
 pub use auth::{AdminToken, AdminTokenError};
 pub use control::{
     AccountControl, AccountEntry, AccountState, AuditEvents, MemoryEvents, SecurityEvents,
     StoreAccountControl,
 };
-pub use crate::config::check_listen_address;
 pub use tls::{AdminTls, AdminTlsError};
 
 use crate::audit::AuditLog;
@@ -348,4 +348,3 @@ pub async fn start(
 pub fn startup_line(address: SocketAddr) -> String {
     format!("admin interface on {address}")
 }
-

@@ -148,10 +148,7 @@ impl CheckpointSettings {
     /// The settings of a `[security]` section (node name defaults to the host name).
     pub fn from_config(security: &crate::config::SecurityConfig) -> Self {
         Self {
-            node: security
-                .audit_node_name
-                .clone()
-                .unwrap_or_else(host_name),
+            node: security.audit_node_name.clone().unwrap_or_else(host_name),
             every_records: security.audit_checkpoint_records,
             interval: security.audit_checkpoint_interval,
             syslog_socket: (!security.audit_syslog.as_os_str().is_empty())

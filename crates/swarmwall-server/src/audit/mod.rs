@@ -35,8 +35,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use chain::{AuditKey, ChainHash, GENESIS_HASH, ROTATION_KIND};
 pub use checkpoint::{
-    Checkpoint, CheckpointParseError, CheckpointSettings, emit as emit_checkpoint, host_name, send_syslog,
-    spawn_checkpointer, with_rotated,
+    Checkpoint, CheckpointParseError, CheckpointSettings, emit as emit_checkpoint, host_name,
+    send_syslog, spawn_checkpointer, with_rotated,
 };
 pub use file::rotated_name;
 pub use verify::{Expected, ExpectedParseError, VerifyReport, head, verify_files};

@@ -27,16 +27,13 @@ use super::{
     AuthOutcome, Authenticator, Credentials, Loaded, Policy, RejectReason, Subjects, duration_ms,
     totp,
 };
-use crate::geo::{
-    CountryLists, GeoDecision, Location, LoginPoint, TravelAction, travel_speed_kmh,
-};
+use crate::geo::{CountryLists, GeoDecision, Location, LoginPoint, TravelAction, travel_speed_kmh};
 use crate::metrics::{KindLabels, ReasonLabels};
 use crate::store::Namespace;
 
 /// The stored-hash stand-in of a RADIUS login in the verification memory (never a PHC
 /// string, so no local password can ever match it).
 const RADIUS_VERIFIED: &str = "radius-verified";
-
 
 /// Why a login step stopped the decision: a final outcome, or a store operation that failed.
 enum Stop {
@@ -177,7 +174,11 @@ impl Authenticator {
             Some(_) => self
                 .inner
                 .store
-                .active_until(Namespace::TrustedWindow, &login.window_subject, login.now_ms)
+                .active_until(
+                    Namespace::TrustedWindow,
+                    &login.window_subject,
+                    login.now_ms,
+                )
                 .await
                 .map_err(|_| "active_until")?
                 .is_some(),
@@ -398,11 +399,13 @@ impl Authenticator {
         let known = account.is_some();
         let disabled = account.as_ref().is_some_and(|a| a.disabled);
         match (account, credentials) {
-            (Some(_), _) if disabled && good_password => {
-                Err(self.counted_failure(login, reserved.take(), true, RejectReason::Disabled).await?)
-            }
+            (Some(_), _) if disabled && good_password => Err(self
+                .counted_failure(login, reserved.take(), true, RejectReason::Disabled)
+                .await?),
             (Some(account), Credentials::Password) => match account.totp_secret {
-                Some(_) if !login.in_window => Err(self.counted_failure(login, reserved.take(), true, RejectReason::TotpRequired).await?),
+                Some(_) if !login.in_window => Err(self
+                    .counted_failure(login, reserved.take(), true, RejectReason::TotpRequired)
+                    .await?),
                 _ => Ok((account, false)),
             },
             (Some(account), Credentials::PasswordAndCode(code)) => {
@@ -412,7 +415,9 @@ impl Authenticator {
                     .as_deref()
                     .and_then(|secret| totp::check(secret, &code, now_ms / 1_000));
                 let Some(step) = step else {
-                    return Err(self.counted_failure(login, reserved.take(), true, RejectReason::BadCredentials).await?);
+                    return Err(self
+                        .counted_failure(login, reserved.take(), true, RejectReason::BadCredentials)
+                        .await?);
                 };
                 // A code is single-use: it is claimed (for longer than it stays valid) every
                 // time it is seen, inside a trusted window or not, so a code seen once can
@@ -432,10 +437,14 @@ impl Authenticator {
                     // Inside this address's window the password alone would do.
                     (_, true) => Ok((account, false)),
                     (true, false) => Ok((account, true)),
-                    (false, false) => Err(self.counted_failure(login, reserved.take(), true, RejectReason::TotpReplay).await?),
+                    (false, false) => Err(self
+                        .counted_failure(login, reserved.take(), true, RejectReason::TotpReplay)
+                        .await?),
                 }
             }
-            (_, _) => Err(self.counted_failure(login, reserved.take(), known, RejectReason::BadCredentials).await?),
+            (_, _) => Err(self
+                .counted_failure(login, reserved.take(), known, RejectReason::BadCredentials)
+                .await?),
         }
     }
 
@@ -634,7 +643,6 @@ impl Authenticator {
         Ok(())
     }
 }
-
 
 /// The credentials when `password` was verified recently for `account` (its keyed MAC is
 /// remembered); `None` otherwise. A disabled account never uses the memory: its login costs

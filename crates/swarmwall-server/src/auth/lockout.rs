@@ -29,7 +29,11 @@ pub(super) enum LockScope {
 
 impl Authenticator {
     /// True while the account name or the client network is locked out.
-    pub(super) async fn locked_out(&self, subjects: &Subjects, now_ms: u64) -> Result<bool, &'static str> {
+    pub(super) async fn locked_out(
+        &self,
+        subjects: &Subjects,
+        now_ms: u64,
+    ) -> Result<bool, &'static str> {
         let store = &self.inner.store;
         let account = store
             .active_until(Namespace::LockoutAccount, &subjects.name, now_ms)
@@ -112,7 +116,11 @@ impl Authenticator {
 
     /// Give back both reservations of an attempt that did not fail (refused for another
     /// reason before or after its verification).
-    pub(super) async fn release(&self, subjects: &Subjects, reserved: &Reserved) -> Result<(), &'static str> {
+    pub(super) async fn release(
+        &self,
+        subjects: &Subjects,
+        reserved: &Reserved,
+    ) -> Result<(), &'static str> {
         let store = &self.inner.store;
         store
             .release_event(

@@ -56,6 +56,7 @@ use pool::HashPool;
 use turns::{Pending, Turns};
 use verified::VerifiedCache;
 
+pub use crate::pseudonym::{KeyError, PseudonymKey, shared_mode, warn_if_shared};
 pub use account_set::AccountSet;
 pub use accounts::{
     Account, AccountError, AccountsError, AccountsFile, HashParams, NameError, check_name,
@@ -64,7 +65,6 @@ pub use accounts::{
 pub use directory::{
     AccountDirectory, AccountPatch, DirectoryBackend, DirectoryError, ImportReport, NewAccount,
 };
-pub use crate::pseudonym::{KeyError, PseudonymKey, shared_mode, warn_if_shared};
 pub use setup::{DEFAULT_KEY_FILE, SecuritySetup, SetupError, key_file_path};
 
 use crate::audit::AuditLog;

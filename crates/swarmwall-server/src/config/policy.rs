@@ -280,9 +280,7 @@ fn deserialize_domains<'de, D: Deserializer<'de>>(
     texts
         .iter()
         .map(|text| {
-            let domain = normalize_domain(
-                text.trim_start_matches("*.").trim_start_matches('.'),
-            );
+            let domain = normalize_domain(text.trim_start_matches("*.").trim_start_matches('.'));
             if domain.is_empty()
                 || !domain
                     .bytes()

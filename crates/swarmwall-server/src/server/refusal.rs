@@ -114,13 +114,19 @@ mod tests {
                 Refusal::Handshake(Socks5Error::AddressTypeNotSupported(7)),
                 "address_type_not_supported",
             ),
-            (Refusal::Handshake(Socks5Error::WrongVersion(4)), "bad_handshake"),
+            (
+                Refusal::Handshake(Socks5Error::WrongVersion(4)),
+                "bad_handshake",
+            ),
             (Refusal::Handshake(Socks5Error::Oversized), "bad_handshake"),
             (Refusal::AccountLimit, "account_limit"),
             (Refusal::Suspended, "suspended"),
             (Refusal::BittorrentDestination, "bittorrent_destination"),
             (Refusal::from_reply(Reply::NotAllowed), "policy"),
-            (Refusal::from_reply(Reply::HostUnreachable), "host_unreachable"),
+            (
+                Refusal::from_reply(Reply::HostUnreachable),
+                "host_unreachable",
+            ),
             (
                 Refusal::from_reply(Reply::NetworkUnreachable),
                 "network_unreachable",

@@ -7,15 +7,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use swarmwall_core::proxy_protocol::{self, ParseOutcome};
-use swarmwall_core::socks5::{
-    Address, Command, Event, Reply, Request, ServerHandshake,
-};
+use swarmwall_core::socks5::{Address, Command, Event, Reply, Request, ServerHandshake};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::context::{SessionContext, refused, send_reply};
-use super::refusal::Refusal;
 use super::limits::AccountSlot;
+use super::refusal::Refusal;
 use super::{Runtime, Shared, bind, connect, udp};
 use crate::auth::AuthOutcome;
 use crate::metrics::CommandLabels;
