@@ -6,8 +6,9 @@
 //! Evidence kept per client:
 //! - E1: the time of the last decisive detection (any form); corroborates every new flow of the
 //!   client for [`CorrelatorConfig::evidence_window`].
-//! - E2/E5: remote endpoints the client learned from a tracker or DHT reply, or reached over
-//!   UDP; a later TCP flow to one of them is corroborated for
+//! - E2/E5: remote endpoints of the client ([`Correlator::record_endpoint`]; the proxy and
+//!   `inspect` record the UDP destinations it reaches; peers listed in tracker or DHT replies
+//!   are not harvested); a later TCP flow to one of them is corroborated for
 //!   [`CorrelatorConfig::endpoint_ttl`]. At most
 //!   [`CorrelatorConfig::max_endpoints_per_client`] per client, oldest dropped first.
 //! - E3: remote endpoints (any client's) that spoke decisive BitTorrent recently
