@@ -28,6 +28,7 @@
 //! The accounts file is re-read without a restart: [`Authenticator::spawn_accounts_watcher`]
 //! polls its modification time every second and swaps the new accounts in atomically.
 
+mod account_errors;
 mod account_set;
 pub mod account_store;
 mod accounts;
