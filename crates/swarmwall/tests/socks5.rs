@@ -619,3 +619,42 @@ fn a_peer_that_spoke_bittorrent_corroborates_other_clients() {
         "the MSE-shaped flow to a known peer must be blocked"
     );
 }
+
+/// `[admin] log_format = "json"` in the configuration file turns log lines into JSON objects
+/// (without `--log-format`); the flag still wins over the file.
+#[test]
+fn log_format_comes_from_the_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("swarmwall.toml");
+    std::fs::write(&config, "[admin]\nenabled = false\nlog_format = \"json\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let started = |proxy: &Proxy| {
+        wait_until(DEADLINE, || {
+            proxy.output().contains("SOCKS5 server started")
+        })
+    };
+    let proxy = Proxy::start(&["--config", config]);
+    assert!(started(&proxy), "{}", proxy.output());
+    let output = proxy.output();
+    let line = output
+        .lines()
+        .find(|line| line.contains("SOCKS5 server started"))
+        .unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|error| {
+        panic!("not a JSON log line ({error}): {line}");
+    });
+    assert_eq!(parsed["level"], "INFO", "{line}");
+    drop(proxy);
+
+    let proxy = Proxy::start(&["--config", config, "--log-format", "human"]);
+    assert!(started(&proxy), "{}", proxy.output());
+    let output = proxy.output();
+    let line = output
+        .lines()
+        .find(|line| line.contains("SOCKS5 server started"))
+        .unwrap();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(line).is_err(),
+        "{line}"
+    );
+}

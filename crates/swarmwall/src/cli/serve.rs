@@ -35,16 +35,16 @@ pub(crate) struct ServeArgs {
     /// small).
     #[command(flatten)]
     wiring: Box<WiringArgs>,
-    /// Log format: `human` (default) or `json`.
+    /// Log format: `human` or `json` (default: `[admin] log_format` of the configuration
+    /// file, else `human`).
     #[arg(
         long,
-        default_value = "human",
         value_parser = clap::builder::TypedValueParser::try_map(
             clap::builder::PossibleValuesParser::new(["human", "json"]),
             |text| text.parse::<LogFormat>(),
         ),
     )]
-    log_format: LogFormat,
+    log_format: Option<LogFormat>,
 }
 
 /// `serve` options the server core only carries to other parts of the system.
@@ -76,7 +76,15 @@ pub(crate) struct CheckConfigArgs {
 
 /// Run the proxy until SIGTERM/SIGINT.
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    init_logging(args.log_format);
+    // The flag wins; else `[admin] log_format` (a file that does not load is reported by the
+    // server itself, with logging set up the default way).
+    let log_format = args.log_format.unwrap_or_else(|| {
+        args.config
+            .as_deref()
+            .and_then(|path| Config::load(path).ok())
+            .map_or(LogFormat::Human, |config| config.admin.log_format)
+    });
+    init_logging(log_format);
     let options = ServeOptions {
         config_path: args.config,
         listen: args.listen,
