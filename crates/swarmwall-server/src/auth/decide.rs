@@ -61,7 +61,8 @@ struct Login<'a> {
     now_ms: u64,
     policy: Arc<Policy>,
     subjects: Subjects,
-    /// Store subject of the client's TOTP trusted window (`NAME:CLIENT_HASH`).
+    /// Store subject of the client's TOTP trusted window (`NAME:CLIENT_HASH`); empty for an
+    /// account without TOTP (the address is pseudonymised only where needed).
     window_subject: String,
     /// Whether the client is inside a trusted window of a TOTP account.
     in_window: bool,
@@ -74,7 +75,8 @@ struct Verified {
     credentials: Credentials,
     /// The counted attempt, when the password was verified in full (not remembered).
     reserved: Option<Reserved>,
-    /// This attempt's registration among the attempts queued for the account.
+    /// This attempt's registration among the attempts queued for the account (`None` when
+    /// it did not queue for a turn).
     pending: Option<PendingAttempt>,
 }
 
@@ -123,17 +125,24 @@ impl Authenticator {
             now_ms,
             policy: inner.policy.load_full(),
             subjects,
-            window_subject: format!("{name}:{}", inner.key.hash_address(client)),
+            window_subject: String::new(),
             in_window: false,
         };
 
         // 1. Lockouts (account name and client network alike, known names or not).
-        self.lockout_step(&login).await?;
+        let mut failures_before = self.lockout_step(&login).await?;
         // 2. Credentials.
-        login.in_window = self.in_trusted_window(&login, account.as_ref()).await?;
+        if account.as_ref().is_some_and(|a| a.totp_secret.is_some()) {
+            login.window_subject = format!("{name}:{}", inner.key.hash_address(client));
+            login.in_window = self.in_trusted_window(&login).await?;
+        }
         let verified = self
             .credentials_step(&login, &loaded, account, password)
             .await?;
+        if verified.pending.is_some() {
+            // It waited for its turn: the count read with the marks may be stale.
+            failures_before = None;
+        }
         self.burst_step(&login, &verified).await?;
         // 3. TOTP (and disabled accounts).
         let Verified {
@@ -151,39 +160,46 @@ impl Authenticator {
         self.travel_step(&login, location, reserved.as_ref())
             .await?;
         // 6. Success.
-        self.success_step(&login, opens_window, reserved.as_ref())
+        self.success_step(&login, opens_window, reserved.as_ref(), failures_before)
             .await?;
         Ok(account.name.clone())
     }
 
-    /// Refuse while the account name or the client network is locked out.
-    async fn lockout_step(&self, login: &Login<'_>) -> Result<(), Stop> {
-        if self.locked_out(&login.subjects, login.now_ms).await? {
+    /// Refuse while the account name or the client network is locked out. The marks are read
+    /// with the account's failure count in one store transaction where the backend can; that
+    /// count (when read) serves a login that is remembered at once.
+    async fn lockout_step(&self, login: &Login<'_>) -> Result<Option<u32>, Stop> {
+        let marks = self
+            .inner
+            .store
+            .login_marks(
+                &login.subjects.name,
+                &login.subjects.network,
+                login.now_ms,
+                login.policy.settings.failure_window,
+            )
+            .await
+            .map_err(|_| "login_marks")?;
+        if marks.locked_out {
             return Err(refuse(RejectReason::LockedOut));
         }
-        Ok(())
+        Ok(marks.account_failures)
     }
 
-    /// Whether the client is inside a trusted window of this TOTP account.
-    async fn in_trusted_window(
-        &self,
-        login: &Login<'_>,
-        account: Option<&Account>,
-    ) -> Result<bool, Stop> {
-        Ok(match account.and_then(|a| a.totp_secret.as_ref()) {
-            Some(_) => self
-                .inner
-                .store
-                .active_until(
-                    Namespace::TrustedWindow,
-                    &login.window_subject,
-                    login.now_ms,
-                )
-                .await
-                .map_err(|_| "active_until")?
-                .is_some(),
-            None => false,
-        })
+    /// Whether the client is inside a trusted window of this TOTP account (the caller sets
+    /// `window_subject` first).
+    async fn in_trusted_window(&self, login: &Login<'_>) -> Result<bool, Stop> {
+        Ok(self
+            .inner
+            .store
+            .active_until(
+                Namespace::TrustedWindow,
+                &login.window_subject,
+                login.now_ms,
+            )
+            .await
+            .map_err(|_| "active_until")?
+            .is_some())
     }
 
     /// Check the password: the verification memory, else (after this account's and
@@ -237,7 +253,9 @@ impl Authenticator {
             let (Some(by_account), Some(by_network)) = (by_account, by_network) else {
                 return Err(refuse(RejectReason::Overloaded));
             };
-            self.lockout_step(login).await?;
+            if self.locked_out(subjects, login.now_ms).await? {
+                return Err(refuse(RejectReason::LockedOut));
+            }
             remembered = recall(
                 inner,
                 settings.verified_ttl,
@@ -600,6 +618,7 @@ impl Authenticator {
         login: &Login<'_>,
         opens_window: bool,
         reserved: Option<&Reserved>,
+        failures_before: Option<u32>,
     ) -> Result<(), Stop> {
         let store = &self.inner.store;
         let settings = &login.policy.settings;
@@ -611,10 +630,11 @@ impl Authenticator {
                 .await
                 .map_err(|_| "set_until")?;
         }
-        let failures = match reserved {
-            Some(_) => 1,
+        let failures = match (reserved, failures_before) {
+            (Some(_), _) => 1,
             // Remembered logins write nothing unless there is something to forget.
-            None => store
+            (None, Some(counted)) => counted,
+            (None, None) => store
                 .count_events(
                     Namespace::AuthFailuresAccount,
                     &login.subjects.name,

@@ -217,6 +217,25 @@ impl EmbeddedStore {
         Ok(value)
     }
 
+    /// Read several values in one read transaction (one snapshot, one table open).
+    pub(super) fn get_many<const N: usize>(
+        &self,
+        keys: [(Namespace, &str); N],
+        now_ms: u64,
+    ) -> Result<[Option<StoredValue>; N], StoreError> {
+        self.observe(now_ms);
+        let txn = self.inner.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(STATE).map_err(backend)?;
+        let mut values = [const { None }; N];
+        for (slot, (namespace, subject)) in values.iter_mut().zip(keys) {
+            let key = key(namespace, subject);
+            if let Some(bytes) = table.get(key.as_str()).map_err(backend)? {
+                *slot = Some(StoredValue::decode(bytes.value())?);
+            }
+        }
+        Ok(values)
+    }
+
     /// Read-modify-write one value; returns once the transaction holding it is durable.
     /// `update` returns the new value (or `None` to delete) and a result for the caller.
     pub(super) async fn update<T, F>(

@@ -132,6 +132,15 @@ pub enum StoreError {
     Config(String),
 }
 
+/// The state a login reads before anything else ([`Store::login_marks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginMarks {
+    /// The account name or the client network is locked out.
+    pub locked_out: bool,
+    /// The account's failures within the window, when the backend read them with the marks.
+    pub account_failures: Option<u32>,
+}
+
 /// Handle to the configured backend. Cheap to clone.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -339,6 +348,67 @@ impl Store {
                 |local| local.set_until(namespace, subject, until_ms),
                 store.set_until(namespace, subject, until_ms)
             ),
+        }
+    }
+
+    /// What every login reads first, in one go where the backend allows it: whether the
+    /// account name or the client network is locked out, and (embedded and memory backends)
+    /// how many failures the account has within `window`. The embedded store reads all three
+    /// in one transaction; Redis reads the two marks and leaves the count to a later
+    /// [`Store::count_events`] (`account_failures: None`) so that failing logins pay no extra
+    /// round trip.
+    pub async fn login_marks(
+        &self,
+        account: &str,
+        network: &str,
+        now_ms: u64,
+        window: Duration,
+    ) -> Result<LoginMarks, StoreError> {
+        match self {
+            Self::Embedded(store) => {
+                let result = store
+                    .get_many(
+                        [
+                            (Namespace::LockoutAccount, account),
+                            (Namespace::LockoutClient, network),
+                            (Namespace::AuthFailuresAccount, account),
+                        ],
+                        now_ms,
+                    )
+                    .map(|[account_mark, network_mark, failures]| {
+                        let failures = value::events(failures.as_ref(), now_ms, window).len();
+                        LoginMarks {
+                            locked_out: value::active_until(account_mark.as_ref(), now_ms)
+                                .is_some()
+                                || value::active_until(network_mark.as_ref(), now_ms).is_some(),
+                            account_failures: Some(u32::try_from(failures).unwrap_or(u32::MAX)),
+                        }
+                    });
+                store.observe_result("login_marks", result)
+            }
+            Self::Memory(_) | Self::Redis(_) => {
+                let locked_out = self
+                    .active_until(Namespace::LockoutAccount, account, now_ms)
+                    .await?
+                    .is_some()
+                    || self
+                        .active_until(Namespace::LockoutClient, network, now_ms)
+                        .await?
+                        .is_some();
+                let account_failures = match self {
+                    Self::Memory(store) => Some(store.count_events(
+                        Namespace::AuthFailuresAccount,
+                        account,
+                        now_ms,
+                        window,
+                    )),
+                    _ => None,
+                };
+                Ok(LoginMarks {
+                    locked_out,
+                    account_failures,
+                })
+            }
         }
     }
 
@@ -603,4 +673,97 @@ pub fn unix_now_ms() -> u64 {
         .map_or(0, |elapsed| {
             u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{EmbeddedStore, LoginMarks, Namespace, Store};
+
+    /// `login_marks` reads what the separate calls read, on every local backend.
+    async fn marks_match_separate_reads(store: Store) {
+        let now = 1_000_000;
+        let window = Duration::from_secs(60);
+        let clean = store.login_marks("acct", "net", now, window).await.unwrap();
+        assert_eq!(
+            clean,
+            LoginMarks {
+                locked_out: false,
+                account_failures: Some(0)
+            }
+        );
+        for i in 0..3 {
+            store
+                .record_event(Namespace::AuthFailuresAccount, "acct", now + i, window)
+                .await
+                .unwrap();
+        }
+        // An old failure outside the window does not count.
+        store
+            .record_event(
+                Namespace::AuthFailuresAccount,
+                "acct",
+                now - 120_000,
+                window,
+            )
+            .await
+            .unwrap();
+        let counted = store
+            .login_marks("acct", "net", now + 5, window)
+            .await
+            .unwrap();
+        assert_eq!(counted.account_failures, Some(3));
+        assert!(!counted.locked_out);
+        // A lockout of the network alone, then of the account alone, is seen; an expired one
+        // is not.
+        store
+            .set_until(Namespace::LockoutClient, "net", now + 10)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .login_marks("other", "net", now + 5, window)
+                .await
+                .unwrap()
+                .locked_out
+        );
+        assert!(
+            !store
+                .login_marks("other", "net", now + 11, window)
+                .await
+                .unwrap()
+                .locked_out
+        );
+        store
+            .set_until(Namespace::LockoutAccount, "acct", now + 50)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .login_marks("acct", "net2", now + 20, window)
+                .await
+                .unwrap()
+                .locked_out
+        );
+        assert!(
+            !store
+                .login_marks("acct2", "net2", now + 20, window)
+                .await
+                .unwrap()
+                .locked_out
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_login_marks() {
+        marks_match_separate_reads(Store::memory()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_login_marks_in_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        marks_match_separate_reads(Store::Embedded(store)).await;
+    }
 }
