@@ -12,6 +12,9 @@ scripts/install-test-deps.sh
 echo "== formatting (cargo fmt --check)"
 cargo fmt --all -- --check
 
+echo "== lint: no module import cycles (scripts/check-module-cycles.py)"
+python3 scripts/check-module-cycles.py --quiet
+
 echo "== build"
 cargo build --workspace --all-targets --locked
 

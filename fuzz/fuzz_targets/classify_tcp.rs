@@ -42,7 +42,7 @@ fn run(context: FlowContext, script: &[(Direction, &[u8])], chunk: usize) -> Ver
             assert!(c2s <= 4096 && s2c <= 2048);
         }
     }
-    flow.handle_idle(true)
+    flow.handle_idle()
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -542,9 +542,9 @@ impl TcpState {
                     _ => (Vec::new(), Vec::new()),
                 };
                 flush(&mut self.classifier, &client, &server);
-                self.classifier.handle_idle(true)
+                self.classifier.handle_idle()
             }
-            _ => self.classifier.handle_idle(true),
+            _ => self.classifier.handle_idle(),
         }
     }
 }

@@ -38,7 +38,7 @@ fn classify(context: FlowContext, script: &[(Direction, &[u8])]) -> Verdict {
             return verdict;
         }
     }
-    flow.handle_idle(true)
+    flow.handle_idle()
 }
 
 fn benches(c: &mut Criterion) {

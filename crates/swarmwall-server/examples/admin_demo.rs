@@ -56,7 +56,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let token_file = token_file.ok_or("--token-file FILE is required")?;
-    swarmwall_server::admin::init_logging(swarmwall_server::admin::LogFormat::Human);
+    // Logging set-up belongs to the binary; the demo installs a plain stderr subscriber.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 
     let metrics = Arc::new(Metrics::new());
     metrics.store_up.set(1);
@@ -98,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .with_reload(Arc::new(move || {
         Box::pin(async move {
             if fail_reload {
-                Err("demo.toml:1:1: reload refused (demo)".to_owned())
+                Err("demo.toml:1:1: reload refused (demo)".into())
             } else {
                 Ok(())
             }

@@ -20,6 +20,7 @@ pub mod config;
 pub mod geo;
 pub mod metrics;
 pub mod policy;
+pub mod pseudonym;
 pub mod server;
 pub mod store;
 pub mod strikes;

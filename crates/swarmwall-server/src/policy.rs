@@ -30,6 +30,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use swarmwall_core::classify::{BtForm, DestinationKind, KnownDestinations, MseStrictness};
 
+pub use crate::config::{TrafficAction, normalize_domain};
+
 use crate::config::{
     AccountPolicy, ConfigError, FormActions, MseStrictnessSetting, PolicyConfig, PortRange,
     RuleAction,
@@ -65,19 +67,6 @@ impl DenyReason {
             Self::OwnAddress => "own_address",
         }
     }
-}
-
-/// What to do with a flow of a traffic class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TrafficAction {
-    /// Close the flow (TCP) or drop the datagram (UDP), count it, strike the account.
-    #[default]
-    Block,
-    /// Count it and let it through.
-    Log,
-    /// Let it through silently (still counted in verdict metrics).
-    Allow,
 }
 
 /// Validated destination rules and traffic-class actions.
@@ -393,11 +382,6 @@ fn embedded_v4(ip: Ipv6Addr) -> Vec<Ipv4Addr> {
         ));
     }
     found
-}
-
-/// A domain name as rules compare it: lower-case, without a trailing dot.
-pub fn normalize_domain(domain: &str) -> String {
-    domain.trim_end_matches('.').to_ascii_lowercase()
 }
 
 fn form_index(form: BtForm) -> usize {

@@ -6,12 +6,16 @@
 //! Evidence kept per client:
 //! - E1: the time of the last decisive detection (any form); corroborates every new flow of the
 //!   client for [`CorrelatorConfig::evidence_window`].
-//! - E2/E5: remote endpoints the client learned from a tracker or DHT reply, or reached over
-//!   UDP; a later TCP flow to one of them is corroborated for
+//! - E2/E5: remote endpoints of the client ([`Correlator::record_endpoint`]; the proxy and
+//!   `inspect` record the UDP destinations it reaches; peers listed in tracker or DHT replies
+//!   are not harvested); a later TCP flow to one of them is corroborated for
 //!   [`CorrelatorConfig::endpoint_ttl`]. At most
 //!   [`CorrelatorConfig::max_endpoints_per_client`] per client, oldest dropped first.
 //! - E3: remote endpoints (any client's) that spoke decisive BitTorrent recently
-//!   ([`Correlator::record_bt_endpoint`]; high ports only, at most 65,536, 30 min).
+//!   ([`Correlator::record_bt_endpoint`]; high ports only, at most 65,536, 30 min). The
+//!   proxy records an endpoint only when the endpoint's *own* bytes completed a peer-protocol
+//!   verdict ([`BtForm::is_peer_protocol`]): what a client sent proves nothing about the
+//!   remote, and would let one client mark any server as a peer for every client.
 //! - E4: distinct destination IPs of the client's MSE-shaped candidate flows in the last 120 s
 //!   ([`Correlator::record_candidate`]); six or more corroborate.
 //!

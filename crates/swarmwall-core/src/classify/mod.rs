@@ -64,6 +64,15 @@ pub enum BtForm {
 }
 
 impl BtForm {
+    /// True for what a swarm member itself speaks (T1, T2, uTP, DHT): a remote endpoint that
+    /// sent such bytes is a BitTorrent peer or node ([`Correlator::record_bt_endpoint`], E3).
+    pub fn is_peer_protocol(self) -> bool {
+        matches!(
+            self,
+            Self::PeerWire | Self::PeerWireMessages | Self::Utp | Self::Dht
+        )
+    }
+
     /// Every form, in a stable order (for metrics and reports).
     pub const ALL: [Self; 13] = [
         Self::PeerWire,

@@ -134,15 +134,12 @@ impl TcpFlow {
         }
     }
 
-    /// Tell the flow that time has passed (MSE flights are also bounded in time) or that the
-    /// caller will feed no more bytes (`finished`); may turn NeedMore into a final verdict.
-    ///
-    /// Call it with `finished = false` when the inspection deadline passes (spec §5.2: 10 s
-    /// without a verdict), not as a periodic tick: either way the flow decides on what it has
-    /// seen (for example an HTTP exchange without tracker evidence becomes
-    /// `Benign(Http)`, an incomplete MSE shape becomes `GaveUp`).
-    pub fn handle_idle(&mut self, finished: bool) -> Verdict {
-        let _ = finished;
+    /// Tell the flow that no more bytes will be inspected: the inspection deadline passed
+    /// (docs/detection.md: 10 s without a verdict) or the flow ended. Turns NeedMore into a
+    /// final verdict on what the flow has seen (for example an HTTP exchange without tracker
+    /// evidence becomes `Benign(Http)`, an incomplete MSE shape becomes `GaveUp`); a final
+    /// verdict stays as it is. Not a periodic tick: the first call decides.
+    pub fn handle_idle(&mut self) -> Verdict {
         if self.verdict.is_final() {
             return self.verdict;
         }

@@ -365,7 +365,15 @@ mod tests {
                         request.username == b"alice" && request.password == b"secret",
                     ),
                     Event::Request(_) => {
-                        server.handle_reply(reply, Address::Ip("192.0.2.7:4242".parse().unwrap()))
+                        // The server's own bytes (method selection, auth reply) go first.
+                        if let Some(bytes) = server.poll_transmit() {
+                            to_client.extend_from_slice(&bytes);
+                        }
+                        ReplyMessage {
+                            reply,
+                            bound: Address::Ip("192.0.2.7:4242".parse().unwrap()),
+                        }
+                        .encode(&mut to_client);
                     }
                     Event::Failed(_) => {}
                 }

@@ -6,8 +6,9 @@
 //!   never panic and never index without a length check.
 //! - `server`: [`ServerHandshake`], the server side of the handshake as a state machine
 //!   (greeting, method selection, RFC 1929 sub-negotiation, request). The caller feeds bytes
-//!   with `handle_input`, drains `poll_transmit` and `poll_event`, and answers events with
-//!   `handle_auth_result` and `handle_reply`. Nothing here awaits or reads a clock.
+//!   with `handle_input`, drains `poll_transmit` and `poll_event`, answers credentials with
+//!   `handle_auth_result` and the request with a [`ReplyMessage`] of its own. Nothing here
+//!   awaits or reads a clock.
 //! - `client`: [`ClientHandshake`], the client side (greeting, RFC 1929, one request), driven
 //!   the same way; its `read_hint` never reads past the server's reply.
 //!

@@ -1,22 +1,25 @@
 //! The server side of the SOCKS5 handshake as a sans-IO state machine.
 //!
 //! ```text
-//! Greeting ──► (method 0x02) Auth ──► AwaitAuth ──► Request ──► AwaitReply ──► Done
-//!     │               │  (method 0x00) ──────────────►│              │
-//!     └───────────────┴──── any error ───────────────────────────────┴──► Failed
+//! Greeting ──► (method 0x02) Auth ──► AwaitAuth ──► Request ──► Done
+//!     │               │  (method 0x00) ──────────────►│
+//!     └───────────────┴──── any error ────────────────┴──► Failed
 //! ```
 //!
 //! Drive it like quinn-proto's `Connection`: call [`ServerHandshake::handle_input`] with
 //! bytes from the client, then drain [`ServerHandshake::poll_transmit`] (bytes to write) and
 //! [`ServerHandshake::poll_event`] (credentials to check, a request to carry out, or the
-//! failure that ends the handshake). Answer with [`ServerHandshake::handle_auth_result`] and
-//! [`ServerHandshake::handle_reply`]. Bytes the client sent after its request (optimistic
-//! data) are returned by [`ServerHandshake::take_remaining`].
+//! failure that ends the handshake). Answer credentials with
+//! [`ServerHandshake::handle_auth_result`]. The request is the machine's last event: the
+//! caller carries it out and writes the reply itself with [`ReplyMessage`] (after an
+//! asynchronous connect, and twice for BIND), so the machine holds no state while the
+//! destination is reached. Bytes the client sent after its request (optimistic data) are
+//! returned by [`ServerHandshake::take_remaining`].
 
 use std::collections::VecDeque;
 
 use super::wire::{
-    Address, Error, Greeting, Method, MethodSelection, PasswordReply, PasswordRequest, Reply,
+    Address, Error, Greeting, Method, MethodSelection, PasswordReply, PasswordRequest,
     ReplyMessage, Request,
 };
 
@@ -30,7 +33,7 @@ pub enum Event {
     /// Check these RFC 1929 credentials and call
     /// [`ServerHandshake::handle_auth_result`].
     Authenticate(PasswordRequest),
-    /// Carry out this request and call [`ServerHandshake::handle_reply`] with the outcome.
+    /// Carry out this request and answer it with a [`ReplyMessage`] (the handshake is done).
     Request(Request),
     /// The handshake failed; write what [`ServerHandshake::poll_transmit`] still returns
     /// (a refusal, if the protocol has one for this state), then close.
@@ -43,7 +46,6 @@ enum State {
     Auth,
     AwaitAuth,
     Request,
-    AwaitReply,
     Done,
     Failed,
 }
@@ -83,7 +85,7 @@ impl ServerHandshake {
             && self.events.is_empty()
     }
 
-    /// True once the request was answered with success ([`Reply::Succeeded`]).
+    /// True once the request was read (the caller answers it with a [`ReplyMessage`]).
     pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
@@ -136,21 +138,6 @@ impl ServerHandshake {
         }
     }
 
-    /// Answer the [`Event::Request`] with `reply` and the bound address. A success moves the
-    /// machine to done (the caller relays from now on); any other code fails it. For BIND the
-    /// caller sends the second reply itself with [`ReplyMessage`].
-    pub fn handle_reply(&mut self, reply: Reply, bound: Address) {
-        if self.state != State::AwaitReply {
-            return;
-        }
-        ReplyMessage { reply, bound }.encode(&mut self.transmit);
-        self.state = if reply == Reply::Succeeded {
-            State::Done
-        } else {
-            State::Failed
-        };
-    }
-
     /// Client bytes received after the request (to forward once relaying starts).
     pub fn take_remaining(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buffer)
@@ -162,7 +149,7 @@ impl ServerHandshake {
                 State::Greeting => self.process_greeting(),
                 State::Auth => self.process_auth(),
                 State::Request => self.process_request(),
-                State::AwaitAuth | State::AwaitReply | State::Done | State::Failed => false,
+                State::AwaitAuth | State::Done | State::Failed => false,
             };
             if !progressed {
                 return;
@@ -233,7 +220,7 @@ impl ServerHandshake {
             }
         };
         self.buffer.drain(..consumed);
-        self.state = State::AwaitReply;
+        self.state = State::Done;
         self.events.push_back(Event::Request(request));
         false
     }

@@ -48,14 +48,18 @@ fn no_auth_connect_with_optimistic_data() {
             destination: target
         })]
     );
-    let bound = Address::Ip("127.0.0.1:4000".parse().unwrap());
-    handshake.handle_reply(Reply::Succeeded, bound);
     assert!(handshake.is_done());
-    assert_eq!(
-        handshake.poll_transmit().unwrap(),
-        [0x05, 0x00, 0x00, 0x01, 127, 0, 0, 1, 0x0f, 0xa0]
-    );
+    assert!(!handshake.wants_input());
+    assert_eq!(handshake.poll_transmit(), None);
     assert_eq!(handshake.take_remaining(), b"GET /");
+    // The caller answers the request itself.
+    let mut reply = Vec::new();
+    ReplyMessage {
+        reply: Reply::Succeeded,
+        bound: Address::Ip("127.0.0.1:4000".parse().unwrap()),
+    }
+    .encode(&mut reply);
+    assert_eq!(reply, [0x05, 0x00, 0x00, 0x01, 127, 0, 0, 1, 0x0f, 0xa0]);
 }
 
 #[test]

@@ -209,7 +209,7 @@ impl Monitor {
                 Err(error) => SourceReport {
                     source: url.to_owned(),
                     ok: false,
-                    detail: error,
+                    detail: error.to_string(),
                 },
             });
             for address in filter.matches {
@@ -230,7 +230,7 @@ impl Monitor {
                 Err(error) => SourceReport {
                     source: "dht".to_owned(),
                     ok: false,
-                    detail: error,
+                    detail: error.to_string(),
                 },
             };
             sources.push(report);
@@ -270,8 +270,8 @@ impl Monitor {
         url: &str,
         work: &Work,
         filter: &mut PeerFilter<'_>,
-    ) -> Result<String, String> {
-        let parsed = TrackerUrl::parse(url).map_err(|error| error.to_string())?;
+    ) -> Result<String, SourceError> {
+        let parsed = TrackerUrl::parse(url)?;
         let key = parsed.endpoint();
         // Up to four requests per lookup (connect/announce/stopped/scrape).
         for _ in 0..4 {
@@ -280,7 +280,7 @@ impl Monitor {
                 self.tracker_limiter.until_key_ready(&key),
             )
             .await
-            .map_err(|_| "rate limit for this tracker not free within the timeout".to_owned())?;
+            .map_err(|_| SourceError::RateLimited)?;
         }
         let announce = Announce {
             info_hash: &work.info_hash,
@@ -297,8 +297,7 @@ impl Monitor {
             TrackerUrl::Udp { host, port } => {
                 tracker::udp_lookup(host, *port, announce, &mut visit).await
             }
-        }
-        .map_err(|error| error.to_string())?;
+        }?;
         let mut detail = format!(
             "announce ok (seeders {}, leechers {})",
             info.complete.map_or("?".to_owned(), |v| v.to_string()),
@@ -317,7 +316,7 @@ impl Monitor {
         &self,
         work: &Work,
         filter: &mut PeerFilter<'_>,
-    ) -> Result<dht::DhtOutcome, String> {
+    ) -> Result<dht::DhtOutcome, SourceError> {
         let mut bootstrap = Vec::new();
         for node in &self.config.dht_bootstrap {
             let resolved = tokio::time::timeout(self.config.timeout, tokio::net::lookup_host(node))
@@ -329,7 +328,7 @@ impl Monitor {
             }
         }
         if bootstrap.is_empty() {
-            return Err("no DHT bootstrap node resolved".to_owned());
+            return Err(SourceError::NoBootstrap);
         }
         let settings = dht::DhtSettings {
             bootstrap,
@@ -340,8 +339,28 @@ impl Monitor {
         let mut visit = |address: SocketAddr| filter.offer(address);
         dht::lookup(&work.info_hash, &settings, &self.dht_limiter, &mut visit)
             .await
-            .map_err(|error| format!("DHT socket error: {}", error.kind()))
+            .map_err(|error| SourceError::DhtSocket(error.kind()))
     }
+}
+
+/// Why a tracker or the DHT gave no answer (a source report's detail).
+#[derive(Debug, thiserror::Error)]
+enum SourceError {
+    /// The tracker URL does not parse.
+    #[error("{0}")]
+    Url(#[from] swarmwall_core::bt::tracker::TrackerError),
+    /// The per-tracker rate limit did not free a slot in time.
+    #[error("rate limit for this tracker not free within the timeout")]
+    RateLimited,
+    /// The announce or scrape failed.
+    #[error("{0}")]
+    Lookup(#[from] tracker::LookupError),
+    /// None of the DHT bootstrap names resolved.
+    #[error("no DHT bootstrap node resolved")]
+    NoBootstrap,
+    /// The DHT socket failed.
+    #[error("DHT socket error: {0}")]
+    DhtSocket(std::io::ErrorKind),
 }
 
 /// Drops every address outside the egress ranges the moment it is offered; keeps only ours.

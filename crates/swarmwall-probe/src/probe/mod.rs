@@ -290,7 +290,7 @@ async fn run_form(
     };
     let (outcome, detail) = match attempt {
         Ok(detail) => (Outcome::Passed, detail),
-        Err(detail) => (Outcome::Blocked, detail),
+        Err(stopped) => (Outcome::Blocked, stopped.to_string()),
     };
     FormResult {
         form: form.name,
@@ -307,12 +307,9 @@ async fn run_tcp(
     flights: &[Flight],
     target: SocketAddr,
     progress: &TargetProgress,
-) -> Result<String, String> {
+) -> Result<String, Stopped> {
     let wait = client.timeout();
-    let mut stream = client
-        .connect(target)
-        .await
-        .map_err(|error| format!("CONNECT failed: {error}"))?;
+    let mut stream = client.connect(target).await.map_err(Stopped::Connect)?;
     let expected_sent: usize = flights
         .iter()
         .map(|f| match f {
@@ -335,25 +332,25 @@ async fn run_tcp(
                     .await
                     .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
                 {
-                    return Err(blocked_detail(
-                        &format!("sending failed ({error})"),
-                        progress,
+                    return Err(Stopped::Tcp {
+                        why: format!("sending failed ({error})"),
+                        target_received: progress.client_bytes().min(expected_sent),
                         expected_sent,
                         received_back,
                         expected_back,
-                    ));
+                    });
                 }
             }
             Flight::Target(bytes) => match read_expected(&mut stream, bytes, wait).await {
                 Ok(()) => received_back += bytes.len(),
                 Err((got, why)) => {
-                    return Err(blocked_detail(
-                        &why,
-                        progress,
+                    return Err(Stopped::Tcp {
+                        why,
+                        target_received: progress.client_bytes().min(expected_sent),
                         expected_sent,
-                        received_back + got,
+                        received_back: received_back + got,
                         expected_back,
-                    ));
+                    });
                 }
             },
         }
@@ -363,18 +360,49 @@ async fn run_tcp(
     ))
 }
 
-fn blocked_detail(
-    why: &str,
-    progress: &TargetProgress,
-    expected_sent: usize,
-    received_back: usize,
-    expected_back: usize,
-) -> String {
-    format!(
-        "{why}; target received {} of {expected_sent} bytes, {received_back} of {expected_back} \
-         reply bytes came back",
-        progress.client_bytes().min(expected_sent),
-    )
+/// Why a form's script stopped before its end (the detail of a `blocked` result).
+#[derive(Debug, thiserror::Error)]
+enum Stopped {
+    /// The proxy refused or failed the CONNECT.
+    #[error("CONNECT failed: {0}")]
+    Connect(SocksError),
+    /// A TCP flight was not delivered or its reply did not come back whole.
+    #[error(
+        "{why}; target received {target_received} of {expected_sent} bytes, {received_back} of \
+         {expected_back} reply bytes came back"
+    )]
+    Tcp {
+        why: String,
+        target_received: usize,
+        expected_sent: usize,
+        received_back: usize,
+        expected_back: usize,
+    },
+    /// No local UDP socket.
+    #[error("cannot bind a local UDP socket: {0}")]
+    UdpBind(std::io::Error),
+    /// The local UDP socket has no address.
+    #[error("cannot read the local UDP address: {0}")]
+    UdpLocalAddress(std::io::Error),
+    /// The proxy refused or failed the UDP ASSOCIATE.
+    #[error("UDP ASSOCIATE failed: {0}")]
+    Associate(SocksError),
+    /// A datagram could not be sent to the relay.
+    #[error("sending to the relay {relay} failed: {source}")]
+    UdpSend {
+        relay: SocketAddr,
+        source: std::io::Error,
+    },
+    /// A datagram's reply did not come back in time.
+    #[error(
+        "no reply to datagram {number} of {total} within the timeout; target received \
+         {target_received} of {total} datagrams"
+    )]
+    UdpNoReply {
+        number: usize,
+        total: usize,
+        target_received: usize,
+    },
 }
 
 /// Read exactly `expected.len()` bytes and compare. `Err((bytes read, why))` otherwise.
@@ -412,7 +440,7 @@ async fn run_udp(
     exchanges: &[(Vec<u8>, Vec<u8>)],
     target: SocketAddr,
     progress: &TargetProgress,
-) -> Result<String, String> {
+) -> Result<String, Stopped> {
     let wait = client.timeout();
     let local_ip = match client.proxy().ip() {
         ip @ IpAddr::V4(v4) if v4.is_loopback() => ip,
@@ -422,14 +450,12 @@ async fn run_udp(
     };
     let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0))
         .await
-        .map_err(|error| format!("cannot bind a local UDP socket: {error}"))?;
-    let local = socket
-        .local_addr()
-        .map_err(|error| format!("cannot read the local UDP address: {error}"))?;
+        .map_err(Stopped::UdpBind)?;
+    let local = socket.local_addr().map_err(Stopped::UdpLocalAddress)?;
     let (control, relay) = client
         .udp_associate(local)
         .await
-        .map_err(|error| format!("UDP ASSOCIATE failed: {error}"))?;
+        .map_err(Stopped::Associate)?;
     let total = exchanges.len();
     let mut buf = vec![0u8; 65_536];
     for (done, (request, reply)) in exchanges.iter().enumerate() {
@@ -437,7 +463,7 @@ async fn run_udp(
         socket
             .send_to(&datagram, relay)
             .await
-            .map_err(|error| format!("sending to the relay {relay} failed: {error}"))?;
+            .map_err(|source| Stopped::UdpSend { relay, source })?;
         let deadline = tokio::time::Instant::now() + wait;
         let mut answered = false;
         // Bounded: every iteration either returns or consumes one datagram before the deadline.
@@ -457,12 +483,11 @@ async fn run_udp(
         }
         if !answered {
             drop(control);
-            return Err(format!(
-                "no reply to datagram {} of {total} within the timeout; target received {} of \
-                 {total} datagrams",
-                done + 1,
-                progress.datagrams().min(total),
-            ));
+            return Err(Stopped::UdpNoReply {
+                number: done + 1,
+                total,
+                target_received: progress.datagrams().min(total),
+            });
         }
     }
     drop(control);

@@ -526,11 +526,16 @@ pub(crate) async fn reload(State(context): State<Arc<AdminContext>>) -> ApiResul
     count_action(&context, "reload", result.is_ok());
     let outcome = match &result {
         Ok(()) => json!({ "action": "reload", "result": "ok" }),
-        Err(message) => json!({ "action": "reload", "result": "error", "error": message }),
+        Err(failure) => {
+            json!({ "action": "reload", "result": "error", "error": failure.to_string() })
+        }
     };
     context.events.record("admin_action", None, None, outcome);
     match result {
         Ok(()) => Ok(Json(json!({ "action": "reload", "result": "ok" })).into_response()),
-        Err(message) => Err(error(StatusCode::UNPROCESSABLE_ENTITY, &message)),
+        Err(failure) => Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &failure.to_string(),
+        )),
     }
 }

@@ -11,7 +11,6 @@
 //!   and the audit log, so the admin surface does not depend on their internals.
 //! - [`promtext`]: a small parser of the Prometheus text format (the status endpoint reads
 //!   its totals from the same encoding `/metrics` serves; tests use it to scrape).
-//! - [`logging`]: `init_logging` for the whole process.
 //!
 //! Routes: `GET /` (dashboard), `GET /metrics`, `GET /openapi.json`, `GET /healthz` and the
 //! API (`/api/v1/status`, `/api/v1/accounts`, `/api/v1/accounts/{name}/strikes/clear`,
@@ -25,7 +24,6 @@ mod auth;
 mod conn;
 mod control;
 mod handlers;
-pub mod logging;
 pub mod promtext;
 mod tls;
 
@@ -40,12 +38,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+pub use crate::config::check_listen_address;
 pub use auth::{AdminToken, AdminTokenError};
 pub use control::{
     AccountControl, AccountEntry, AccountState, AuditEvents, MemoryEvents, SecurityEvents,
     StoreAccountControl,
 };
-pub use logging::{LogFormat, init_logging};
 pub use tls::{AdminTls, AdminTlsError};
 
 use crate::audit::AuditLog;
@@ -58,7 +56,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Reload hook: re-read and apply the configuration; `Err` carries a message for the operator
 /// (the old configuration stays in force). The hook's owner counts `config_reloads`.
-pub type ReloadHook = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+pub type ReloadHook = Arc<dyn Fn() -> BoxFuture<'static, Result<(), ReloadFailed>> + Send + Sync>;
+
+/// Why the reload hook did not apply a reload (any error; its message goes to the API caller).
+pub type ReloadFailed = Box<dyn std::error::Error + Send + Sync>;
 
 /// Accounts view: the configured accounts (name and disabled flag), read on each request.
 pub type AccountsView = Arc<dyn Fn() -> Vec<AccountEntry> + Send + Sync>;
@@ -114,7 +115,7 @@ impl AdminContext {
             events: Arc::new(AuditEvents::new(audit)),
             accounts: Arc::new(Vec::new),
             directory: None,
-            reload: Arc::new(|| Box::pin(async { Err("reload is not available".to_owned()) })),
+            reload: Arc::new(|| Box::pin(async { Err("reload is not available".into()) })),
             started: Instant::now(),
             started_at: SystemTime::now(),
             version: version.into(),
@@ -346,19 +347,4 @@ pub async fn start(
 /// `listening on ADDR` line).
 pub fn startup_line(address: SocketAddr) -> String {
     format!("admin interface on {address}")
-}
-
-/// Refuse a non-loopback admin address without TLS (also used by config validation).
-pub fn check_listen_address(address: SocketAddr, tls: bool) -> io::Result<()> {
-    if address.ip().is_loopback() || tls {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "admin listener {address} is not a loopback address: set [admin] tls_cert and \
-                 tls_key to serve it over TLS, or listen on 127.0.0.1 / ::1"
-            ),
-        ))
-    }
 }

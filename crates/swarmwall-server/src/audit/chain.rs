@@ -1,11 +1,10 @@
 //! The record format: one JSON object per line ending with its keyed hash, and the key.
 
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::auth::PseudonymKey;
+use crate::pseudonym::{PseudonymKey, hmac_sha256};
 
 /// `prev` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -46,24 +45,17 @@ impl AuditKey {
         Self::from_secret(&PseudonymKey::random())
     }
 
-    fn mac(&self) -> Hmac<Sha256> {
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.key[..])
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
-    }
-
     /// Hex HMAC of a record body (the line without its `hash` member; always starts with `{`).
     pub(super) fn record_hash(&self, body: &[u8]) -> String {
-        let mut mac = self.mac();
-        mac.update(body);
-        hex::encode(mac.finalize().into_bytes())
+        hex::encode(hmac_sha256(&self.key[..], &[body]))
     }
 
     /// Hex HMAC of a checkpoint's canonical text (domain-separated from record bodies).
     pub(super) fn checkpoint_mac(&self, canonical: &str) -> String {
-        let mut mac = self.mac();
-        mac.update(b"checkpoint:");
-        mac.update(canonical.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        hex::encode(hmac_sha256(
+            &self.key[..],
+            &[b"checkpoint:", canonical.as_bytes()],
+        ))
     }
 }
 

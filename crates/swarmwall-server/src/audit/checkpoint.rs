@@ -68,9 +68,11 @@ impl Checkpoint {
 
     /// Parse the JSON form or a line holding the `key=value` form (a whole journal line may be
     /// pasted).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, CheckpointParseError> {
         let text = text.trim();
-        let bad = |what: &str| format!("not a checkpoint ({what})");
+        let bad = |what: &str| CheckpointParseError {
+            missing: what.to_owned(),
+        };
         if text.starts_with('{') {
             let value: serde_json::Value =
                 serde_json::from_str(text).map_err(|_| bad("invalid JSON"))?;
@@ -102,7 +104,7 @@ impl Checkpoint {
                 .ok_or_else(|| bad(name))?;
             let rest = &text[start..];
             let rest = rest.trim_start().get(name.len() + 1..).unwrap_or_default();
-            Ok::<_, String>(
+            Ok::<_, CheckpointParseError>(
                 rest.split_whitespace()
                     .next()
                     .unwrap_or_default()
@@ -120,6 +122,15 @@ impl Checkpoint {
     }
 }
 
+/// Text that is not a checkpoint: `missing` names the field that is absent or malformed
+/// (or `invalid JSON`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a checkpoint ({missing})")]
+pub struct CheckpointParseError {
+    /// The field not found (or `invalid JSON`).
+    pub missing: String,
+}
+
 /// When and where checkpoints go (`[security] audit_checkpoint_*`, `audit_syslog`).
 #[derive(Debug, Clone)]
 pub struct CheckpointSettings {
@@ -131,6 +142,19 @@ pub struct CheckpointSettings {
     pub interval: Duration,
     /// Syslog datagram socket (`/dev/log`); `None` turns the system-log copy off.
     pub syslog_socket: Option<PathBuf>,
+}
+
+impl CheckpointSettings {
+    /// The settings of a `[security]` section (node name defaults to the host name).
+    pub fn from_config(security: &crate::config::SecurityConfig) -> Self {
+        Self {
+            node: security.audit_node_name.clone().unwrap_or_else(host_name),
+            every_records: security.audit_checkpoint_records,
+            interval: security.audit_checkpoint_interval,
+            syslog_socket: (!security.audit_syslog.as_os_str().is_empty())
+                .then(|| security.audit_syslog.clone()),
+        }
+    }
 }
 
 /// The host name (`/proc/sys/kernel/hostname`), or `node` when unknown.
@@ -254,7 +278,7 @@ async fn check_against_store(log: &AuditLog, settings: &CheckpointSettings, stor
             }
         }
         Ok(_) => serde_json::json!({"reason": "the stored checkpoint's MAC does not verify"}),
-        Err(reason) => serde_json::json!({ "reason": reason }),
+        Err(reason) => serde_json::json!({ "reason": reason.to_string() }),
     };
     tracing::error!(
         %problem,

@@ -21,7 +21,7 @@
 //! exclusive `flock` of the file and re-reads the newest record first, so they share one
 //! chain. Past `audit_max_bytes` the file is rotated (`FILE.1`, `FILE.2`, ...) and the new file
 //! starts with a `log_rotated` record linked to the old file's last one. Client addresses are
-//! written as keyed hashes ([`crate::auth::PseudonymKey`]) unless pseudonymisation is off.
+//! written as keyed hashes ([`crate::pseudonym::PseudonymKey`]) unless pseudonymisation is off.
 
 mod chain;
 mod checkpoint;
@@ -35,13 +35,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use chain::{AuditKey, ChainHash, GENESIS_HASH, ROTATION_KIND};
 pub use checkpoint::{
-    Checkpoint, CheckpointSettings, emit as emit_checkpoint, host_name, send_syslog,
-    spawn_checkpointer, with_rotated,
+    Checkpoint, CheckpointParseError, CheckpointSettings, emit as emit_checkpoint, host_name,
+    send_syslog, spawn_checkpointer, with_rotated,
 };
 pub use file::rotated_name;
-pub use verify::{Expected, VerifyReport, head, verify_files};
+pub use verify::{Expected, ExpectedParseError, VerifyReport, head, verify_files};
 
-use crate::auth::PseudonymKey;
+use crate::pseudonym::PseudonymKey;
 use file::LogFile;
 
 /// Default size of the in-memory ring of recent events.

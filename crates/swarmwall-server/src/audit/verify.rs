@@ -29,11 +29,21 @@ pub struct Expected {
     pub hash: String,
 }
 
-impl std::str::FromStr for Expected {
-    type Err = String;
+/// A `--expect` value that is not `SEQ:HASH`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not SEQ:HASH (as printed by `swarmwall audit head`)")]
+pub struct ExpectedParseError {
+    /// The value given.
+    pub text: String,
+}
 
-    fn from_str(text: &str) -> Result<Self, String> {
-        let bad = || format!("`{text}` is not SEQ:HASH (as printed by `swarmwall audit head`)");
+impl std::str::FromStr for Expected {
+    type Err = ExpectedParseError;
+
+    fn from_str(text: &str) -> Result<Self, ExpectedParseError> {
+        let bad = || ExpectedParseError {
+            text: text.to_owned(),
+        };
         let (seq, hash) = text.trim().split_once(':').ok_or_else(bad)?;
         let seq = seq.parse().map_err(|_| bad())?;
         let hash = hash.to_ascii_lowercase();

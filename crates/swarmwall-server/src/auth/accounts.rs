@@ -23,14 +23,12 @@ use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+pub use super::account_errors::{AccountError, NameError, check_name};
 use crate::config::{AccountPolicy, SecurityConfig};
 
 /// A valid argon2id hash of a random password with the default parameters, verified for
 /// unknown users when no hash with the configured parameters is at hand.
 pub(crate) const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3dhcm13YWxsZHVtbXk$0yR0aHEBhJW2jDdvBzNSJg0QRsETsR1LK0IJxBbLyvE";
-
-/// Longest accepted account name (bytes); RFC 1929 allows 255.
-const MAX_NAME_LEN: usize = 255;
 
 /// One account.
 #[derive(Clone, Deserialize, Serialize)]
@@ -74,20 +72,18 @@ impl Account {
 
     /// Check the fields other than the name: a PHC password string, a base32 TOTP secret,
     /// two-letter country codes. The message names the field, never its value's secret.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), AccountError> {
         if PasswordHash::new(&self.password).is_err() {
-            return Err(format!(
-                "account `{}`: `password` is not a PHC string (use `swarmwall user passwd`)",
-                self.name
-            ));
+            return Err(AccountError::Password {
+                account: self.name.clone(),
+            });
         }
         if let Some(secret) = &self.totp_secret
             && totp_rs::Secret::try_from_base32(secret).is_err()
         {
-            return Err(format!(
-                "account `{}`: `totp_secret` is not base32",
-                self.name
-            ));
+            return Err(AccountError::TotpSecret {
+                account: self.name.clone(),
+            });
         }
         for (key, codes) in [
             ("allow_countries", &self.allow_countries),
@@ -98,10 +94,11 @@ impl Account {
                 .position(|code| !crate::geo::is_country_code(code))
             {
                 // The position, not the value: a mistyped line may hold a secret.
-                return Err(format!(
-                    "account `{}`: {key}[{position}] is not a two-letter country code",
-                    self.name
-                ));
+                return Err(AccountError::Country {
+                    account: self.name.clone(),
+                    key,
+                    position,
+                });
             }
         }
         Ok(())
@@ -184,7 +181,7 @@ impl AccountsFile {
             path: path.to_owned(),
             source,
         })?;
-        super::key::warn_if_shared(path);
+        crate::pseudonym::warn_if_shared(path);
         let text = Zeroizing::new(text);
         let file = Self::parse(&text, path)?;
         let weak = file.weak_hash_count();
@@ -224,9 +221,9 @@ impl AccountsFile {
                 message: format!("{line}:{column}: {}", redact_values(error.message().trim())),
             }
         })?;
-        file.check().map_err(|message| AccountsError::Parse {
+        file.check().map_err(|error| AccountsError::Parse {
             path: path.to_owned(),
-            message,
+            message: error.to_string(),
         })?;
         Ok(file)
     }
@@ -264,7 +261,7 @@ impl AccountsFile {
         password: &[u8],
         params: &HashParams,
     ) -> Result<(), AccountsError> {
-        check_name(name).map_err(AccountsError::Edit)?;
+        check_name(name).map_err(|error| AccountsError::Edit(error.to_string()))?;
         if self.find(name).is_some() {
             return Err(AccountsError::Edit(format!(
                 "an account named `{name}` already exists"
@@ -370,7 +367,7 @@ impl AccountsFile {
         ));
         let temp = dir.join(temp_name);
         let result = (|| {
-            let mut file = super::key::private_file_options().open(&temp)?;
+            let mut file = crate::pseudonym::private_file_options().open(&temp)?;
             file.write_all(b"# swarmwall accounts (edit with `swarmwall user`)\n")?;
             file.write_all(text.as_bytes())?;
             file.sync_all()?;
@@ -387,12 +384,17 @@ impl AccountsFile {
     }
 
     /// Duplicate names, bad names and non-argon2 password fields are refused.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), AccountError> {
         let mut seen = std::collections::HashSet::with_capacity(self.accounts.len());
         for (index, account) in self.accounts.iter().enumerate() {
-            check_name(&account.name).map_err(|m| format!("account #{}: {m}", index + 1))?;
+            check_name(&account.name).map_err(|error| AccountError::Name {
+                number: index + 1,
+                error,
+            })?;
             if !seen.insert(account.name.as_str()) {
-                return Err(format!("account `{}` appears twice", account.name));
+                return Err(AccountError::Duplicate {
+                    account: account.name.clone(),
+                });
             }
             account.check()?;
         }
@@ -480,25 +482,6 @@ fn redact_values(message: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// Check an account name: 1 to 255 bytes, no spaces or control characters.
-pub fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return Err("account names are 1 to 255 bytes".to_owned());
-    }
-    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err("account names have no spaces or control characters".to_owned());
-    }
-    if name.starts_with(crate::strikes::CLIENT_PREFIX) {
-        // `client:<hash>` is the strike subject of an unauthenticated client: an account of
-        // that name would share (and could lift or inherit) that client's strikes.
-        return Err(format!(
-            "account names may not start with `{}` (reserved for unauthenticated clients)",
-            crate::strikes::CLIENT_PREFIX
-        ));
-    }
-    Ok(())
 }
 
 /// argon2id cost parameters for new hashes.

@@ -1,6 +1,8 @@
-//! The login decision ([`Authenticator::decide`]) and failure accounting.
+//! The login decision ([`Authenticator::decide`]) as named steps; the failure accounting they
+//! use (lockout marks, reservations) is in `lockout.rs`.
 //!
-//! Order of one login:
+//! Order of one login (the steps: lockout, credentials and burst, TOTP, geo, travel,
+//! success):
 //! 1. lockout marks of the account name and the client network;
 //! 2. the verification memory: a password that verified recently for an enabled account is
 //!    recognised by its keyed MAC (microseconds, no argon2, no store write);
@@ -19,23 +21,70 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::accounts::{self, Account};
-use super::{AuthOutcome, Authenticator, Credentials, RejectReason, Subjects, duration_ms, totp};
-use crate::geo::{CountryLists, GeoDecision, LoginPoint, TravelAction, travel_speed_kmh};
+use super::lockout::{LockScope, Reserved};
+use super::turns::PendingAttempt;
+use super::{
+    AuthOutcome, Authenticator, Credentials, Loaded, Policy, RejectReason, Subjects, duration_ms,
+    totp,
+};
+use crate::geo::{CountryLists, GeoDecision, Location, LoginPoint, TravelAction, travel_speed_kmh};
 use crate::metrics::{KindLabels, ReasonLabels};
-use crate::store::{Namespace, Reservation};
+use crate::store::Namespace;
 
 /// The stored-hash stand-in of a RADIUS login in the verification memory (never a PHC
 /// string, so no local password can ever match it).
 const RADIUS_VERIFIED: &str = "radius-verified";
 
-/// The two counted reservations of an attempt that is being verified in full.
-pub(super) struct Reserved {
-    account: Reservation,
-    client: Reservation,
+/// Why a login step stopped the decision: a final outcome, or a store operation that failed.
+enum Stop {
+    /// The login is decided (refused) with this outcome.
+    Decided(AuthOutcome),
+    /// This store operation failed.
+    Store(&'static str),
+}
+
+impl From<&'static str> for Stop {
+    fn from(operation: &'static str) -> Self {
+        Self::Store(operation)
+    }
+}
+
+/// A refusal that ends the decision.
+fn refuse(reason: RejectReason) -> Stop {
+    Stop::Decided(AuthOutcome::Rejected(reason))
+}
+
+/// What every step of one login reads.
+struct Login<'a> {
+    name: &'a str,
+    client: IpAddr,
+    now_ms: u64,
+    policy: Arc<Policy>,
+    subjects: Subjects,
+    /// Store subject of the client's TOTP trusted window (`NAME:CLIENT_HASH`); empty for an
+    /// account without TOTP (the address is pseudonymised only where needed).
+    window_subject: String,
+    /// Whether the client is inside a trusted window of a TOTP account.
+    in_window: bool,
+}
+
+/// The outcome of the credentials step.
+struct Verified {
+    /// The local account (or the RADIUS stand-in once RADIUS accepted the password).
+    account: Option<Account>,
+    credentials: Credentials,
+    /// The counted attempt, when the password was verified in full (not remembered).
+    reserved: Option<Reserved>,
+    /// This attempt's registration among the attempts queued for the account (`None` when
+    /// it did not queue for a turn).
+    pending: Option<PendingAttempt>,
 }
 
 impl Authenticator {
-    /// The whole decision; `Err` names the store operation that failed.
+    /// The whole decision; `Err` names the store operation that failed. The steps run in this
+    /// order: [`Self::lockout_step`], [`Self::credentials_step`] (with
+    /// [`Self::burst_step`]), [`Self::totp_step`], [`Self::geo_step`],
+    /// [`Self::travel_step`], [`Self::success_step`].
     pub(super) async fn decide(
         &self,
         name: &str,
@@ -43,18 +92,24 @@ impl Authenticator {
         client: IpAddr,
         now_ms: u64,
     ) -> Result<AuthOutcome, &'static str> {
+        match self.decide_steps(name, password, client, now_ms).await {
+            Ok(account) => Ok(AuthOutcome::Accepted { account }),
+            Err(Stop::Decided(outcome)) => Ok(outcome),
+            Err(Stop::Store(operation)) => Err(operation),
+        }
+    }
+
+    /// The steps of [`Self::decide`]; `Ok` is the account logged in.
+    async fn decide_steps(
+        &self,
+        name: &str,
+        password: Zeroizing<Vec<u8>>,
+        client: IpAddr,
+        now_ms: u64,
+    ) -> Result<String, Stop> {
         let inner = &self.inner;
-        let policy = inner.policy.load_full();
-        let settings = &policy.settings;
-        let store = &inner.store;
         let loaded = inner.accounts.load_full();
-        let mut account = loaded.file.find(name).cloned();
-        // With RADIUS the server decides the password and there is no local account: a
-        // stand-in (no local settings) is what a remembered or accepted login logs in as.
-        let radius = inner.radius.get().cloned();
-        let radius_account = radius
-            .as_ref()
-            .map(|_| Account::new(name, RADIUS_VERIFIED.to_owned()));
+        let account = loaded.file.find(name).cloned();
         // Names that are not accounts reach the store only as keyed hashes (people type
         // passwords into the name field); they are counted and locked all the same.
         let subjects = Subjects {
@@ -64,39 +119,107 @@ impl Authenticator {
             },
             network: inner.key.hash_network(client),
         };
+        let mut login = Login {
+            name,
+            client,
+            now_ms,
+            policy: inner.policy.load_full(),
+            subjects,
+            window_subject: String::new(),
+            in_window: false,
+        };
 
-        // 1. Lockouts (account name and client network alike, known names or not), read
-        // with the account's failure count in one store transaction where the backend can.
-        let marks = store
+        // 1. Lockouts (account name and client network alike, known names or not).
+        let mut failures_before = self.lockout_step(&login).await?;
+        // 2. Credentials.
+        if account.as_ref().is_some_and(|a| a.totp_secret.is_some()) {
+            login.window_subject = format!("{name}:{}", inner.key.hash_address(client));
+            login.in_window = self.in_trusted_window(&login).await?;
+        }
+        let verified = self
+            .credentials_step(&login, &loaded, account, password)
+            .await?;
+        if verified.pending.is_some() {
+            // It waited for its turn: the count read with the marks may be stale.
+            failures_before = None;
+        }
+        self.burst_step(&login, &verified).await?;
+        // 3. TOTP (and disabled accounts).
+        let Verified {
+            account,
+            credentials,
+            mut reserved,
+            ..
+        } = verified;
+        let (account, opens_window) = self
+            .totp_step(&login, account, credentials, &mut reserved)
+            .await?;
+        // 4. Country lists.
+        let location = self.geo_step(&login, &account, reserved.as_ref()).await?;
+        // 5. Impossible travel.
+        self.travel_step(&login, location, reserved.as_ref())
+            .await?;
+        // 6. Success.
+        self.success_step(&login, opens_window, reserved.as_ref(), failures_before)
+            .await?;
+        Ok(account.name.clone())
+    }
+
+    /// Refuse while the account name or the client network is locked out. The marks are read
+    /// with the account's failure count in one store transaction where the backend can; that
+    /// count (when read) serves a login that is remembered at once.
+    async fn lockout_step(&self, login: &Login<'_>) -> Result<Option<u32>, Stop> {
+        let marks = self
+            .inner
+            .store
             .login_marks(
-                &subjects.name,
-                &subjects.network,
-                now_ms,
-                settings.failure_window,
+                &login.subjects.name,
+                &login.subjects.network,
+                login.now_ms,
+                login.policy.settings.failure_window,
             )
             .await
             .map_err(|_| "login_marks")?;
         if marks.locked_out {
-            return Ok(AuthOutcome::Rejected(RejectReason::LockedOut));
+            return Err(refuse(RejectReason::LockedOut));
         }
-        // The count read with the marks serves a login that is remembered at once; a login
-        // that waits for its turn reads it again at the end.
-        let mut failures_before = marks.account_failures;
+        Ok(marks.account_failures)
+    }
 
-        // 2. Credentials. (The trusted-window subject pseudonymises the client address: only
-        // TOTP accounts need it.)
-        let has_totp = account.as_ref().is_some_and(|a| a.totp_secret.is_some());
-        let window_subject = if has_totp {
-            format!("{name}:{}", inner.key.hash_address(client))
-        } else {
-            String::new()
-        };
-        let in_window = has_totp
-            && store
-                .active_until(Namespace::TrustedWindow, &window_subject, now_ms)
-                .await
-                .map_err(|_| "active_until")?
-                .is_some();
+    /// Whether the client is inside a trusted window of this TOTP account (the caller sets
+    /// `window_subject` first).
+    async fn in_trusted_window(&self, login: &Login<'_>) -> Result<bool, Stop> {
+        Ok(self
+            .inner
+            .store
+            .active_until(
+                Namespace::TrustedWindow,
+                &login.window_subject,
+                login.now_ms,
+            )
+            .await
+            .map_err(|_| "active_until")?
+            .is_some())
+    }
+
+    /// Check the password: the verification memory, else (after this account's and
+    /// network's turn, with the attempt reserved) RADIUS or argon2id on the bounded pool.
+    async fn credentials_step(
+        &self,
+        login: &Login<'_>,
+        loaded: &Arc<Loaded>,
+        mut account: Option<Account>,
+        password: Zeroizing<Vec<u8>>,
+    ) -> Result<Verified, Stop> {
+        let inner = &self.inner;
+        let settings = &login.policy.settings;
+        let (name, in_window, subjects) = (login.name, login.in_window, &login.subjects);
+        // With RADIUS the server decides the password and there is no local account: a
+        // stand-in (no local settings) is what a remembered or accepted login logs in as.
+        let radius = inner.radius.get().cloned();
+        let radius_account = radius
+            .as_ref()
+            .map(|_| Account::new(name, RADIUS_VERIFIED.to_owned()));
         let mut remembered = recall(
             inner,
             settings.verified_ttl,
@@ -117,7 +240,6 @@ impl Authenticator {
         // Attempts that queue are registered by password fingerprint (see below).
         let mut pending = None;
         if remembered.is_none() {
-            failures_before = None;
             let fingerprint = inner.verified.fingerprint(name, &password);
             pending = Some(inner.pending.register(&account_turn, fingerprint));
             // Wait for this account's and this network's turn; the attempt before may have
@@ -129,10 +251,10 @@ impl Authenticator {
                 None => None,
             };
             let (Some(by_account), Some(by_network)) = (by_account, by_network) else {
-                return Ok(AuthOutcome::Rejected(RejectReason::Overloaded));
+                return Err(refuse(RejectReason::Overloaded));
             };
-            if self.locked_out(&subjects, now_ms).await? {
-                return Ok(AuthOutcome::Rejected(RejectReason::LockedOut));
+            if self.locked_out(subjects, login.now_ms).await? {
+                return Err(refuse(RejectReason::LockedOut));
             }
             remembered = recall(
                 inner,
@@ -151,9 +273,9 @@ impl Authenticator {
                 (credentials, None)
             }
             None => {
-                let reserve = self.reserve(&subjects, client, account.is_some(), now_ms);
+                let reserve = self.reserve(subjects, login.client, account.is_some(), login.now_ms);
                 let Some(reserved) = reserve.await? else {
-                    return Ok(AuthOutcome::Rejected(RejectReason::LockedOut));
+                    return Err(refuse(RejectReason::LockedOut));
                 };
                 if let Some(radius) = &radius {
                     let verdict = radius.verify(name.as_bytes(), &password).await;
@@ -169,8 +291,8 @@ impl Authenticator {
                             Credentials::Bad
                         }
                         super::radius::RadiusVerdict::Unavailable => {
-                            self.release(&subjects, &reserved).await?;
-                            return Ok(AuthOutcome::Rejected(RejectReason::AccountsUnavailable));
+                            self.release(subjects, &reserved).await?;
+                            return Err(refuse(RejectReason::AccountsUnavailable));
                         }
                     };
                     (credentials, Some(reserved))
@@ -178,7 +300,7 @@ impl Authenticator {
                     let job = {
                         let inner = Arc::clone(&self.inner);
                         let account = account.clone();
-                        let loaded = Arc::clone(&loaded);
+                        let loaded = Arc::clone(loaded);
                         move || {
                             let mut verify = |candidate: &[u8]| {
                                 count_verification(&inner, "argon2");
@@ -206,8 +328,8 @@ impl Authenticator {
                     match verified {
                         Ok(credentials) => (credentials, Some(reserved)),
                         Err(_overloaded) => {
-                            self.release(&subjects, &reserved).await?;
-                            return Ok(AuthOutcome::Rejected(RejectReason::Overloaded));
+                            self.release(subjects, &reserved).await?;
+                            return Err(refuse(RejectReason::Overloaded));
                         }
                     }
                 }
@@ -216,70 +338,93 @@ impl Authenticator {
         if radius_account.is_some() && credentials == Credentials::Password {
             account = radius_account;
         }
+        Ok(Verified {
+            account,
+            credentials,
+            reserved,
+            pending,
+        })
+    }
+
+    /// A right password that is part of a burst of guesses is refused: guesses of the same
+    /// burst may have reached the limit while it was verified, or it queued with attempts
+    /// carrying other passwords that, with the failures counted, reach the limit (then the
+    /// lockout starts now; a client's own burst carries one password).
+    async fn burst_step(&self, login: &Login<'_>, verified: &Verified) -> Result<(), Stop> {
+        let settings = &login.policy.settings;
+        let good_password = matches!(
+            verified.credentials,
+            Credentials::Password | Credentials::PasswordAndCode(_)
+        );
+        let disabled = verified.account.as_ref().is_some_and(|a| a.disabled);
+        if !good_password || disabled {
+            return Ok(());
+        }
+        if verified.reserved.is_some() && self.locked_out(&login.subjects, login.now_ms).await? {
+            return Err(refuse(RejectReason::LockedOut));
+        }
+        let Some(pending) = &verified.pending else {
+            return Ok(());
+        };
+        let others = pending.others();
+        if others == 0 {
+            return Ok(());
+        }
+        let counted = self
+            .inner
+            .store
+            .count_events(
+                Namespace::AuthFailuresAccount,
+                &login.subjects.name,
+                login.now_ms,
+                settings.failure_window,
+            )
+            .await
+            .map_err(|_| "count_events")?;
+        let failures = counted.saturating_sub(u32::from(verified.reserved.is_some()));
+        let burst = failures.saturating_add(others);
+        if burst >= settings.max_failures {
+            let known = verified.account.is_some();
+            self.start_lockout(
+                LockScope::Account,
+                &login.subjects,
+                burst,
+                known,
+                login.client,
+                login.now_ms,
+            )
+            .await?;
+            return Err(refuse(RejectReason::LockedOut));
+        }
+        Ok(())
+    }
+
+    /// The account logged in and whether this login opens a trusted window; refuses a
+    /// disabled account, a TOTP account without its code (outside a window), a bad or
+    /// replayed code, and a bad password (the failure is counted).
+    async fn totp_step(
+        &self,
+        login: &Login<'_>,
+        account: Option<Account>,
+        credentials: Credentials,
+        reserved: &mut Option<Reserved>,
+    ) -> Result<(Account, bool), Stop> {
+        let (name, now_ms) = (login.name, login.now_ms);
         let good_password = matches!(
             credentials,
             Credentials::Password | Credentials::PasswordAndCode(_)
         );
         let known = account.is_some();
         let disabled = account.as_ref().is_some_and(|a| a.disabled);
-        // Guesses sent in the same burst may have reached the limit while this one was being
-        // verified: then it is refused like them.
-        if good_password
-            && !disabled
-            && reserved.is_some()
-            && self.locked_out(&subjects, now_ms).await?
-        {
-            return Ok(AuthOutcome::Rejected(RejectReason::LockedOut));
-        }
-        // A right password that queued with attempts carrying other passwords is part of a
-        // burst of guesses when those, with the failures already counted, reach the limit: it
-        // is refused and the lockout starts now (a client's own burst carries one password).
-        if good_password
-            && !disabled
-            && let Some(pending) = &pending
-        {
-            let others = pending.others();
-            if others > 0 {
-                let counted = store
-                    .count_events(
-                        Namespace::AuthFailuresAccount,
-                        &subjects.name,
-                        now_ms,
-                        settings.failure_window,
-                    )
-                    .await
-                    .map_err(|_| "count_events")?;
-                let failures = counted.saturating_sub(u32::from(reserved.is_some()));
-                let burst = failures.saturating_add(others);
-                if burst >= settings.max_failures {
-                    self.start_lockout(LockScope::Account, &subjects, burst, known, client, now_ms)
-                        .await?;
-                    return Ok(AuthOutcome::Rejected(RejectReason::LockedOut));
-                }
-            }
-        }
-        let account = match (account, credentials) {
-            (Some(_), _) if disabled && good_password => {
-                return self
-                    .fail(
-                        name,
-                        &subjects,
-                        reserved,
-                        true,
-                        client,
-                        RejectReason::Disabled,
-                        now_ms,
-                    )
-                    .await;
-            }
+        match (account, credentials) {
+            (Some(_), _) if disabled && good_password => Err(self
+                .counted_failure(login, reserved.take(), true, RejectReason::Disabled)
+                .await?),
             (Some(account), Credentials::Password) => match account.totp_secret {
-                Some(_) if !in_window => {
-                    let reason = RejectReason::TotpRequired;
-                    return self
-                        .fail(name, &subjects, reserved, true, client, reason, now_ms)
-                        .await;
-                }
-                _ => (account, false),
+                Some(_) if !login.in_window => Err(self
+                    .counted_failure(login, reserved.take(), true, RejectReason::TotpRequired)
+                    .await?),
+                _ => Ok((account, false)),
             },
             (Some(account), Credentials::PasswordAndCode(code)) => {
                 // Only TOTP accounts accept a code; a code for any other account is bad too.
@@ -288,15 +433,16 @@ impl Authenticator {
                     .as_deref()
                     .and_then(|secret| totp::check(secret, &code, now_ms / 1_000));
                 let Some(step) = step else {
-                    let reason = RejectReason::BadCredentials;
-                    return self
-                        .fail(name, &subjects, reserved, true, client, reason, now_ms)
-                        .await;
+                    return Err(self
+                        .counted_failure(login, reserved.take(), true, RejectReason::BadCredentials)
+                        .await?);
                 };
                 // A code is single-use: it is claimed (for longer than it stays valid) every
                 // time it is seen, inside a trusted window or not, so a code seen once can
                 // never open a window anywhere else.
-                let claimed = store
+                let claimed = self
+                    .inner
+                    .store
                     .claim_once(
                         Namespace::TotpReplay,
                         &format!("{name}:{code}:{step}"),
@@ -305,32 +451,56 @@ impl Authenticator {
                     )
                     .await
                     .map_err(|_| "claim_once")?;
-                match (claimed, in_window) {
+                match (claimed, login.in_window) {
                     // Inside this address's window the password alone would do.
-                    (_, true) => (account, false),
-                    (true, false) => (account, true),
-                    (false, false) => {
-                        let reason = RejectReason::TotpReplay;
-                        return self
-                            .fail(name, &subjects, reserved, true, client, reason, now_ms)
-                            .await;
-                    }
+                    (_, true) => Ok((account, false)),
+                    (true, false) => Ok((account, true)),
+                    (false, false) => Err(self
+                        .counted_failure(login, reserved.take(), true, RejectReason::TotpReplay)
+                        .await?),
                 }
             }
-            (_, _) => {
-                let reason = RejectReason::BadCredentials;
-                return self
-                    .fail(name, &subjects, reserved, known, client, reason, now_ms)
-                    .await;
-            }
-        };
-        let (account, opens_window) = account;
+            (_, _) => Err(self
+                .counted_failure(login, reserved.take(), known, RejectReason::BadCredentials)
+                .await?),
+        }
+    }
 
-        // 3. Country lists.
-        let location = policy.geo.as_ref().and_then(|geo| geo.lookup(client));
+    /// A failed login, counted (see `lockout.rs`): the refusal that ends the decision.
+    async fn counted_failure(
+        &self,
+        login: &Login<'_>,
+        reserved: Option<Reserved>,
+        known: bool,
+        reason: RejectReason,
+    ) -> Result<Stop, Stop> {
+        let outcome = self
+            .fail(
+                login.name,
+                &login.subjects,
+                reserved,
+                known,
+                login.client,
+                reason,
+                login.now_ms,
+            )
+            .await?;
+        Ok(Stop::Decided(outcome))
+    }
+
+    /// Refuse a login from a country the lists exclude (or an unknown one when they require a
+    /// known one); the location found is returned for the travel step.
+    async fn geo_step(
+        &self,
+        login: &Login<'_>,
+        account: &Account,
+        reserved: Option<&Reserved>,
+    ) -> Result<Option<Location>, Stop> {
+        let policy = &login.policy;
+        let location = policy.geo.as_ref().and_then(|geo| geo.lookup(login.client));
         let account_lists = CountryLists::new(&account.allow_countries, &account.deny_countries);
         let decision = match &policy.geo {
-            Some(_) => settings.countries.decide(
+            Some(_) => policy.settings.countries.decide(
                 &account_lists,
                 location.as_ref().and_then(|l| l.country.as_deref()),
             ),
@@ -338,26 +508,38 @@ impl Authenticator {
             None if account_lists != CountryLists::default() => GeoDecision::DenyUnknown,
             None => GeoDecision::Allow,
         };
-        if decision != GeoDecision::Allow {
-            let country = match &decision {
-                GeoDecision::DenyCountry(country) => country.as_str(),
-                _ => "unknown",
-            };
-            inner.metrics.geo_denials.inc();
-            inner.audit.record_at(
-                "geo_denied",
-                Some(name),
-                Some(client),
-                json!({"country": country}),
-                now_ms,
-            );
-            if let Some(reserved) = &reserved {
-                self.release(&subjects, reserved).await?;
-            }
-            return Ok(AuthOutcome::Rejected(RejectReason::GeoDenied));
+        if decision == GeoDecision::Allow {
+            return Ok(location);
         }
+        let country = match &decision {
+            GeoDecision::DenyCountry(country) => country.as_str(),
+            _ => "unknown",
+        };
+        self.inner.metrics.geo_denials.inc();
+        self.inner.audit.record_at(
+            "geo_denied",
+            Some(login.name),
+            Some(login.client),
+            json!({"country": country}),
+            login.now_ms,
+        );
+        if let Some(reserved) = reserved {
+            self.release(&login.subjects, reserved).await?;
+        }
+        Err(refuse(RejectReason::GeoDenied))
+    }
 
-        // 4. Impossible travel.
+    /// Compare this login's location with the account's previous one: alert on (or refuse)
+    /// a speed above `max_speed_kmh`, then remember this location.
+    async fn travel_step(
+        &self,
+        login: &Login<'_>,
+        location: Option<Location>,
+        reserved: Option<&Reserved>,
+    ) -> Result<(), Stop> {
+        let inner = &self.inner;
+        let settings = &login.policy.settings;
+        let (name, now_ms) = (login.name, login.now_ms);
         let point = location.as_ref().and_then(|l| {
             l.coordinates.map(|(lat, lon)| LoginPoint {
                 at_ms: now_ms,
@@ -366,81 +548,96 @@ impl Authenticator {
                 radius_km: l.accuracy_km,
             })
         });
-        if let Some(point) = point
-            && settings.travel != TravelAction::Off
-        {
-            let history = store
-                .history(Namespace::LoginHistory, name, now_ms)
-                .await
-                .map_err(|_| "history")?;
-            let previous = history
-                .last()
-                .and_then(|entry| serde_json::from_slice::<LoginPoint>(entry).ok());
-            if let Some(previous) = previous {
-                let speed = travel_speed_kmh(&previous, &point);
-                if speed > settings.max_speed_kmh {
-                    let deny = settings.travel == TravelAction::Deny;
-                    let action = if deny { "deny" } else { "alert" };
-                    inner
-                        .metrics
-                        .impossible_travel
-                        .get_or_create(&ReasonLabels { reason: action })
-                        .inc();
-                    let distance = crate::geo::haversine_km(
-                        (previous.lat, previous.lon),
-                        (point.lat, point.lon),
-                    );
-                    inner.audit.record_at(
-                        "impossible_travel",
-                        Some(name),
-                        Some(client),
-                        json!({
-                            "action": action,
-                            "speed_kmh": speed.is_finite().then(|| speed.round()),
-                            "distance_km": distance.round(),
-                            "elapsed_s": now_ms.saturating_sub(previous.at_ms) / 1_000,
-                            "country": location.as_ref().and_then(|l| l.country.clone()),
-                        }),
-                        now_ms,
-                    );
-                    if deny {
-                        if let Some(reserved) = &reserved {
-                            self.release(&subjects, reserved).await?;
-                        }
-                        return Ok(AuthOutcome::Rejected(RejectReason::ImpossibleTravel));
+        let Some(point) = point else {
+            return Ok(());
+        };
+        if settings.travel == TravelAction::Off {
+            return Ok(());
+        }
+        let history = inner
+            .store
+            .history(Namespace::LoginHistory, name, now_ms)
+            .await
+            .map_err(|_| "history")?;
+        let previous = history
+            .last()
+            .and_then(|entry| serde_json::from_slice::<LoginPoint>(entry).ok());
+        if let Some(previous) = previous {
+            let speed = travel_speed_kmh(&previous, &point);
+            if speed > settings.max_speed_kmh {
+                let deny = settings.travel == TravelAction::Deny;
+                let action = if deny { "deny" } else { "alert" };
+                inner
+                    .metrics
+                    .impossible_travel
+                    .get_or_create(&ReasonLabels { reason: action })
+                    .inc();
+                let distance =
+                    crate::geo::haversine_km((previous.lat, previous.lon), (point.lat, point.lon));
+                inner.audit.record_at(
+                    "impossible_travel",
+                    Some(name),
+                    Some(login.client),
+                    json!({
+                        "action": action,
+                        "speed_kmh": speed.is_finite().then(|| speed.round()),
+                        "distance_km": distance.round(),
+                        "elapsed_s": now_ms.saturating_sub(previous.at_ms) / 1_000,
+                        "country": location.as_ref().and_then(|l| l.country.clone()),
+                    }),
+                    now_ms,
+                );
+                if deny {
+                    if let Some(reserved) = reserved {
+                        self.release(&login.subjects, reserved).await?;
                     }
+                    return Err(refuse(RejectReason::ImpossibleTravel));
                 }
             }
-            let entry = serde_json::to_vec(&point).map_err(|_| "push_history")?;
-            store
-                .push_history(
-                    Namespace::LoginHistory,
-                    name,
-                    &entry,
-                    settings.history_len,
-                    settings.history_ttl,
-                    now_ms,
-                )
-                .await
-                .map_err(|_| "push_history")?;
         }
+        let entry = serde_json::to_vec(&point).map_err(|_| "push_history")?;
+        inner
+            .store
+            .push_history(
+                Namespace::LoginHistory,
+                name,
+                &entry,
+                settings.history_len,
+                settings.history_ttl,
+                now_ms,
+            )
+            .await
+            .map_err(|_| "push_history")?;
+        Ok(())
+    }
 
-        // 5. Success: the account's failures are forgotten, the client's reservation released.
+    /// Success: the trusted window opened (a new TOTP code outside one), the account's
+    /// failures forgotten, the client's reservation released.
+    async fn success_step(
+        &self,
+        login: &Login<'_>,
+        opens_window: bool,
+        reserved: Option<&Reserved>,
+        failures_before: Option<u32>,
+    ) -> Result<(), Stop> {
+        let store = &self.inner.store;
+        let settings = &login.policy.settings;
+        let now_ms = login.now_ms;
         if opens_window {
             let until = now_ms.saturating_add(duration_ms(settings.trusted_window));
             store
-                .set_until(Namespace::TrustedWindow, &window_subject, until)
+                .set_until(Namespace::TrustedWindow, &login.window_subject, until)
                 .await
                 .map_err(|_| "set_until")?;
         }
-        let failures = match (&reserved, failures_before) {
+        let failures = match (reserved, failures_before) {
             (Some(_), _) => 1,
             // Remembered logins write nothing unless there is something to forget.
             (None, Some(counted)) => counted,
             (None, None) => store
                 .count_events(
                     Namespace::AuthFailuresAccount,
-                    &subjects.name,
+                    &login.subjects.name,
                     now_ms,
                     settings.failure_window,
                 )
@@ -449,262 +646,22 @@ impl Authenticator {
         };
         if failures > 0 {
             store
-                .clear(Namespace::AuthFailuresAccount, &subjects.name)
+                .clear(Namespace::AuthFailuresAccount, &login.subjects.name)
                 .await
                 .map_err(|_| "clear")?;
         }
-        if let Some(reserved) = &reserved {
+        if let Some(reserved) = reserved {
             store
                 .release_event(
                     Namespace::AuthFailuresClient,
-                    &subjects.network,
+                    &login.subjects.network,
                     &reserved.client,
                 )
                 .await
                 .map_err(|_| "release_event")?;
         }
-        Ok(AuthOutcome::Accepted {
-            account: account.name.clone(),
-        })
-    }
-
-    /// True while the account name or the client network is locked out.
-    async fn locked_out(&self, subjects: &Subjects, now_ms: u64) -> Result<bool, &'static str> {
-        let store = &self.inner.store;
-        let account = store
-            .active_until(Namespace::LockoutAccount, &subjects.name, now_ms)
-            .await
-            .map_err(|_| "active_until")?;
-        if account.is_some() {
-            return Ok(true);
-        }
-        let client = store
-            .active_until(Namespace::LockoutClient, &subjects.network, now_ms)
-            .await
-            .map_err(|_| "active_until")?;
-        Ok(client.is_some())
-    }
-
-    /// Count the attempt for the account name and the client network before it is verified.
-    /// `None` (locked out) when either is already past `max_failures` in the window; the
-    /// lockout then starts at once, so attempts still in flight are refused too.
-    async fn reserve(
-        &self,
-        subjects: &Subjects,
-        client: IpAddr,
-        known: bool,
-        now_ms: u64,
-    ) -> Result<Option<Reserved>, &'static str> {
-        let store = &self.inner.store;
-        let settings = &self.inner.policy.load().settings;
-        let (window, limit) = (settings.failure_window, settings.max_failures);
-        let account = store
-            .reserve_event(
-                Namespace::AuthFailuresAccount,
-                &subjects.name,
-                now_ms,
-                window,
-            )
-            .await
-            .map_err(|_| "reserve_event")?;
-        if !account.within(limit) {
-            self.start_lockout(
-                LockScope::Account,
-                subjects,
-                account.count,
-                known,
-                client,
-                now_ms,
-            )
-            .await?;
-            return Ok(None);
-        }
-        let network = store
-            .reserve_event(
-                Namespace::AuthFailuresClient,
-                &subjects.network,
-                now_ms,
-                window,
-            )
-            .await
-            .map_err(|_| "reserve_event")?;
-        if !network.within(limit) {
-            store
-                .release_event(Namespace::AuthFailuresAccount, &subjects.name, &account)
-                .await
-                .map_err(|_| "release_event")?;
-            self.start_lockout(
-                LockScope::Client,
-                subjects,
-                network.count,
-                known,
-                client,
-                now_ms,
-            )
-            .await?;
-            return Ok(None);
-        }
-        Ok(Some(Reserved {
-            account,
-            client: network,
-        }))
-    }
-
-    /// Give back both reservations of an attempt that did not fail (refused for another
-    /// reason before or after its verification).
-    async fn release(&self, subjects: &Subjects, reserved: &Reserved) -> Result<(), &'static str> {
-        let store = &self.inner.store;
-        store
-            .release_event(
-                Namespace::AuthFailuresAccount,
-                &subjects.name,
-                &reserved.account,
-            )
-            .await
-            .map_err(|_| "release_event")?;
-        store
-            .release_event(
-                Namespace::AuthFailuresClient,
-                &subjects.network,
-                &reserved.client,
-            )
-            .await
-            .map_err(|_| "release_event")
-    }
-
-    /// Lock the account name or the client network out for `lockout_duration`, counted and
-    /// recorded.
-    async fn start_lockout(
-        &self,
-        scope: LockScope,
-        subjects: &Subjects,
-        failures: u32,
-        known: bool,
-        client: IpAddr,
-        now_ms: u64,
-    ) -> Result<(), &'static str> {
-        let inner = &self.inner;
-        let settings = &inner.policy.load().settings;
-        let until = now_ms.saturating_add(duration_ms(settings.lockout));
-        let (namespace, subject, label) = match scope {
-            LockScope::Account => (Namespace::LockoutAccount, subjects.name.as_str(), "account"),
-            LockScope::Client => (
-                Namespace::LockoutClient,
-                subjects.network.as_str(),
-                "client_address",
-            ),
-        };
-        // Only the attempt that starts the lockout reports it; later ones just refresh it.
-        let already = inner
-            .store
-            .active_until(namespace, subject, now_ms)
-            .await
-            .map_err(|_| "active_until")?
-            .is_some();
-        inner
-            .store
-            .set_until(namespace, subject, until)
-            .await
-            .map_err(|_| "set_until")?;
-        if already {
-            return Ok(());
-        }
-        inner
-            .metrics
-            .lockouts
-            .get_or_create(&ReasonLabels { reason: label })
-            .inc();
-        // Unknown names are not written to the log: users sometimes type a password there.
-        let logged_name = known.then_some(subjects.name.as_str());
-        inner.audit.record_at(
-            "lockout",
-            logged_name,
-            Some(client),
-            json!({
-                "scope": label,
-                "failures": failures,
-                "until_ms": until,
-                "known_account": known,
-            }),
-            now_ms,
-        );
         Ok(())
     }
-
-    /// Count a failed login for the account name and the client address (already counted
-    /// when the attempt was reserved), lock either out at the threshold, record the event, and
-    /// answer after the growing delay.
-    #[allow(clippy::too_many_arguments)]
-    async fn fail(
-        &self,
-        name: &str,
-        subjects: &Subjects,
-        reserved: Option<Reserved>,
-        known: bool,
-        client: IpAddr,
-        reason: RejectReason,
-        now_ms: u64,
-    ) -> Result<AuthOutcome, &'static str> {
-        let inner = &self.inner;
-        let policy = inner.policy.load_full();
-        let settings = &policy.settings;
-        let store = &inner.store;
-        let window = settings.failure_window;
-        let (by_account, by_client) = match reserved {
-            Some(reserved) => (reserved.account.count, reserved.client.count),
-            None => {
-                let by_account = store
-                    .record_event(
-                        Namespace::AuthFailuresAccount,
-                        &subjects.name,
-                        now_ms,
-                        window,
-                    )
-                    .await
-                    .map_err(|_| "record_event")?;
-                let by_client = store
-                    .record_event(
-                        Namespace::AuthFailuresClient,
-                        &subjects.network,
-                        now_ms,
-                        window,
-                    )
-                    .await
-                    .map_err(|_| "record_event")?;
-                (by_account, by_client)
-            }
-        };
-        // Unknown names are not written to the log: users sometimes type a password there.
-        let logged_name = known.then_some(name);
-        inner.audit.record_at(
-            "auth_failure",
-            logged_name,
-            Some(client),
-            json!({"reason": reason.as_str(), "known_account": known}),
-            now_ms,
-        );
-        for (hit, scope) in [
-            (by_account, LockScope::Account),
-            (by_client, LockScope::Client),
-        ] {
-            if hit >= settings.max_failures {
-                self.start_lockout(scope, subjects, hit, known, client, now_ms)
-                    .await?;
-            }
-        }
-        let delay = settings.delay(by_account.max(by_client));
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        Ok(AuthOutcome::Rejected(reason))
-    }
-}
-
-/// Which lockout.
-#[derive(Clone, Copy)]
-enum LockScope {
-    Account,
-    Client,
 }
 
 /// The credentials when `password` was verified recently for `account` (its keyed MAC is

@@ -647,7 +647,7 @@ fn prepare_blocking(
     new: NewAccount,
     params: &HashParams,
 ) -> Result<(Account, Option<Zeroizing<String>>), DirectoryError> {
-    check_name(&new.name).map_err(|message| invalid("name", message))?;
+    check_name(&new.name).map_err(|error| invalid("name", error.to_string()))?;
     check_countries("allow_countries", &new.allow_countries)?;
     check_countries("deny_countries", &new.deny_countries)?;
     let (hash, generated) = match (new.password, new.password_hash) {

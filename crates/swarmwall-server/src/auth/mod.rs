@@ -28,12 +28,13 @@
 //! The accounts file is re-read without a restart: [`Authenticator::spawn_accounts_watcher`]
 //! polls its modification time every second and swaps the new accounts in atomically.
 
+mod account_errors;
 mod account_set;
 pub mod account_store;
 mod accounts;
 mod decide;
 mod directory;
-mod key;
+mod lockout;
 mod pool;
 pub mod radius;
 mod setup;
@@ -56,12 +57,15 @@ use pool::HashPool;
 use turns::{Pending, Turns};
 use verified::VerifiedCache;
 
+pub use crate::pseudonym::{KeyError, PseudonymKey, shared_mode, warn_if_shared};
 pub use account_set::AccountSet;
-pub use accounts::{Account, AccountsError, AccountsFile, HashParams, check_name, hash_password};
+pub use accounts::{
+    Account, AccountError, AccountsError, AccountsFile, HashParams, NameError, check_name,
+    hash_password,
+};
 pub use directory::{
     AccountDirectory, AccountPatch, DirectoryBackend, DirectoryError, ImportReport, NewAccount,
 };
-pub use key::{KeyError, PseudonymKey, shared_mode, warn_if_shared};
 pub use setup::{DEFAULT_KEY_FILE, SecuritySetup, SetupError, key_file_path};
 
 use crate::audit::AuditLog;

@@ -106,7 +106,7 @@ impl RadiusClient {
                 source,
             }
         })?);
-        super::key::warn_if_shared(path);
+        crate::pseudonym::warn_if_shared(path);
         let secret = text.lines().next().unwrap_or("").trim();
         if secret.is_empty() {
             return Err(RadiusError::Invalid(format!(

@@ -13,9 +13,7 @@ use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use lru::LruCache;
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -113,13 +111,19 @@ impl VerifiedCache {
 
     /// HMAC-SHA256 over length-prefixed fields, so no two inputs share an encoding.
     fn mac(&self, account: &str, phc: &str, password: &[u8]) -> Digest {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key[..])
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        for field in [account.as_bytes(), phc.as_bytes(), password] {
-            mac.update(&(field.len() as u64).to_le_bytes());
-            mac.update(field);
-        }
-        mac.finalize().into_bytes().into()
+        let lengths = [account, phc].map(|field| (field.len() as u64).to_le_bytes());
+        let password_length = (password.len() as u64).to_le_bytes();
+        crate::pseudonym::hmac_sha256(
+            &self.key[..],
+            &[
+                &lengths[0],
+                account.as_bytes(),
+                &lengths[1],
+                phc.as_bytes(),
+                &password_length,
+                password,
+            ],
+        )
     }
 }
 

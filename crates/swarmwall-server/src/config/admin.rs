@@ -1,13 +1,36 @@
 //! The `[admin]` section of the configuration file: the admin listener (metrics, JSON API,
 //! dashboard), its token and TLS, and the log format.
 
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use super::ConfigError;
-use crate::admin::LogFormat;
+
+/// How log lines are written (`[admin] log_format`; the binary sets logging up).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (colours only when stderr is a terminal).
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "human" => Ok(Self::Human),
+            "json" => Ok(Self::Json),
+            other => Err(format!("unknown log format `{other}` (human, json)")),
+        }
+    }
+}
 
 /// `[admin]` keys (see docs/configuration.md).
 #[derive(Debug, Clone, Deserialize)]
@@ -91,7 +114,7 @@ impl AdminConfig {
         if !self.enabled {
             return Ok(());
         }
-        if crate::admin::check_listen_address(self.listen_address(), self.tls()).is_err() {
+        if check_listen_address(self.listen_address(), self.tls()).is_err() {
             return Err(invalid(
                 "listen",
                 "a non-loopback admin address needs tls_cert and tls_key (the token would \
@@ -110,6 +133,21 @@ impl AdminConfig {
     /// True when both TLS files are set.
     pub fn tls(&self) -> bool {
         self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+}
+
+/// Refuse a non-loopback admin address without TLS (config validation and the admin listener).
+pub fn check_listen_address(address: SocketAddr, tls: bool) -> io::Result<()> {
+    if address.ip().is_loopback() || tls {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "admin listener {address} is not a loopback address: set [admin] tls_cert and \
+                 tls_key to serve it over TLS, or listen on 127.0.0.1 / ::1"
+            ),
+        ))
     }
 }
 

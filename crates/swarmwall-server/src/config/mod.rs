@@ -17,15 +17,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use accounts::{AccountsBackend, RadiusConfig, locate_security_error};
-pub use admin::AdminConfig;
+pub use admin::{AdminConfig, LogFormat, check_listen_address};
 pub use policy::{
     AccountPolicy, DestinationRule, FormActions, MseStrictnessSetting, PolicyConfig,
-    PolicyFieldError, PortRange, RuleAction, StrikesSettings,
+    PolicyFieldError, PortRange, RuleAction, StrikesSettings, TrafficAction, normalize_domain,
 };
 pub use security::{SecurityConfig, argon2_cost_is_weak};
 pub use server::{FastPath, ServerConfig};
 pub(crate) use store::sentinel_address;
-pub use store::{OutageMode, StoreBackend, StoreConfig};
+pub use store::{OutageMode, StoreBackend, StoreConfig, UnknownStore};
 
 /// The whole configuration file. Every section and key is optional; defaults are secure.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -12,7 +12,23 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::policy::TrafficAction;
+/// What to do with a flow of a traffic class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrafficAction {
+    /// Close the flow (TCP) or drop the datagram (UDP), count it, strike the account.
+    #[default]
+    Block,
+    /// Count it and let it through.
+    Log,
+    /// Let it through silently (still counted in verdict metrics).
+    Allow,
+}
+
+/// A domain name as rules compare it: lower-case, without a trailing dot.
+pub fn normalize_domain(domain: &str) -> String {
+    domain.trim_end_matches('.').to_ascii_lowercase()
+}
 
 /// `[policy]` keys (see docs/configuration.md).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -384,15 +400,29 @@ fn deserialize_networks<'de, D: Deserializer<'de>>(
         .collect()
 }
 
+/// A `[policy]` network or port value that does not parse (the message names the value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PolicyValueError {
+    /// Neither a CIDR nor an address.
+    #[error("`{0}` is not a network (CIDR such as 10.0.0.0/8) or address")]
+    Network(String),
+    /// Neither a port nor `FIRST-LAST`.
+    #[error("`{0}` is not a port or port range (such as 8000-9000)")]
+    Port(String),
+    /// `FIRST-LAST` with `FIRST > LAST`.
+    #[error("port range `{0}` ends before it starts")]
+    ReversedRange(String),
+}
+
 /// Parse `a.b.c.d/n`, `x::/n` or a bare address (a single-address network).
-pub(crate) fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+pub(crate) fn parse_network(text: &str) -> Result<ipnet::IpNet, PolicyValueError> {
     let text = text.trim();
     if let Ok(network) = text.parse::<ipnet::IpNet>() {
         return Ok(network.trunc());
     }
     text.parse::<std::net::IpAddr>()
         .map(ipnet::IpNet::from)
-        .map_err(|_| format!("`{text}` is not a network (CIDR such as 10.0.0.0/8) or address"))
+        .map_err(|_| PolicyValueError::Network(text.to_owned()))
 }
 
 fn deserialize_domains<'de, D: Deserializer<'de>>(
@@ -402,9 +432,7 @@ fn deserialize_domains<'de, D: Deserializer<'de>>(
     texts
         .iter()
         .map(|text| {
-            let domain = crate::policy::normalize_domain(
-                text.trim_start_matches("*.").trim_start_matches('.'),
-            );
+            let domain = normalize_domain(text.trim_start_matches("*.").trim_start_matches('.'));
             if domain.is_empty()
                 || !domain
                     .bytes()
@@ -469,11 +497,11 @@ impl<'de> Deserialize<'de> for PortRange {
 }
 
 /// Parse `443` or `8000-9000`.
-pub(crate) fn parse_port_range(text: &str) -> Result<PortRange, String> {
+pub(crate) fn parse_port_range(text: &str) -> Result<PortRange, PolicyValueError> {
     let port = |part: &str| {
         part.trim()
             .parse::<u16>()
-            .map_err(|_| format!("`{text}` is not a port or port range (such as 8000-9000)"))
+            .map_err(|_| PolicyValueError::Port(text.to_owned()))
     };
     let (first, last) = match text.split_once('-') {
         Some((first, last)) => (port(first)?, port(last)?),
@@ -483,7 +511,7 @@ pub(crate) fn parse_port_range(text: &str) -> Result<PortRange, String> {
         }
     };
     if first > last {
-        return Err(format!("port range `{text}` ends before it starts"));
+        return Err(PolicyValueError::ReversedRange(text.to_owned()));
     }
     Ok(PortRange { first, last })
 }

@@ -178,20 +178,6 @@ pub fn argon2_cost_is_weak(memory_kib: u32, iterations: u32) -> bool {
 }
 
 impl SecurityConfig {
-    /// The audit checkpoint settings (node name defaults to the host name).
-    pub fn checkpoint_settings(&self) -> crate::audit::CheckpointSettings {
-        crate::audit::CheckpointSettings {
-            node: self
-                .audit_node_name
-                .clone()
-                .unwrap_or_else(crate::audit::host_name),
-            every_records: self.audit_checkpoint_records,
-            interval: self.audit_checkpoint_interval,
-            syslog_socket: (!self.audit_syslog.as_os_str().is_empty())
-                .then(|| self.audit_syslog.clone()),
-        }
-    }
-
     /// Only the `[security]` section of the configuration file at `path`; other sections are
     /// not checked (for tools such as `swarmwall user` that need nothing else).
     pub fn load_section(path: &Path) -> Result<Self, ConfigError> {

@@ -162,7 +162,7 @@ pub enum StoreBackend {
 impl StoreBackend {
     /// Parse `embedded`, `embedded:DIR` (also spelled `file:DIR`), `memory` or a `redis://` /
     /// `rediss://` URL.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, UnknownStore> {
         let text = text.trim();
         if text == "embedded" || text.is_empty() {
             Ok(Self::Embedded(None))
@@ -179,9 +179,9 @@ impl StoreBackend {
         {
             Ok(Self::Redis(text.to_owned()))
         } else {
-            Err(format!(
-                "`{text}` is not a store (embedded, embedded:DIR, memory, redis://HOST:PORT/)"
-            ))
+            Err(UnknownStore {
+                text: text.to_owned(),
+            })
         }
     }
 }
@@ -208,10 +208,18 @@ impl fmt::Debug for StoreBackend {
     }
 }
 
-impl std::str::FromStr for StoreBackend {
-    type Err = String;
+/// A `[store] url` (or `--store`) value that names no store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not a store (embedded, embedded:DIR, memory, redis://HOST:PORT/)")]
+pub struct UnknownStore {
+    /// The value given (never a Redis URL: those always parse).
+    pub text: String,
+}
 
-    fn from_str(text: &str) -> Result<Self, String> {
+impl std::str::FromStr for StoreBackend {
+    type Err = UnknownStore;
+
+    fn from_str(text: &str) -> Result<Self, UnknownStore> {
         Self::parse(text)
     }
 }

@@ -9,8 +9,9 @@ use swarmwall_core::socks5::{Address, Reply};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::context::{SessionContext, send_reply};
+use super::refusal::Refusal;
 use super::relay;
-use super::session::{SessionContext, send_reply};
 use crate::policy::PolicyDecision;
 
 /// Carry out a BIND request.
@@ -21,7 +22,7 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
     {
         Ok(listener) => listener,
         Err(error) => {
-            context.refused("bind_failed");
+            context.refused(Refusal::BindFailed);
             let reply = Reply::from_io_kind(error.kind());
             let _ = send_reply(&mut control, reply, &Address::UNSPECIFIED).await;
             return;
@@ -50,7 +51,7 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
                         break (stream, peer);
                     }
                     // Someone else: refuse the whole BIND (RFC 1928 leaves this to policy).
-                    context.refused("policy");
+                    context.refused(Refusal::Policy);
                     let _ = send_reply(&mut control, Reply::NotAllowed, &Address::UNSPECIFIED).await;
                     return;
                 }
@@ -69,7 +70,7 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
                 }
             },
             () = &mut deadline => {
-                context.refused("bind_timeout");
+                context.refused(Refusal::BindTimeout);
                 let _ = send_reply(&mut control, Reply::TtlExpired, &Address::UNSPECIFIED).await;
                 return;
             }

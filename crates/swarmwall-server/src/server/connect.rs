@@ -7,8 +7,9 @@ use std::time::Instant;
 use swarmwall_core::socks5::{Address, Reply};
 use tokio::net::TcpStream;
 
-use super::relay;
-use super::session::{SessionContext, reply_reason, send_reply};
+use super::context::{SessionContext, send_reply};
+use super::refusal::Refusal;
+use super::{enforce, relay};
 use crate::policy::{DestinationPolicy, PolicyDecision};
 
 /// Most resolved addresses tried for one name.
@@ -23,9 +24,9 @@ pub(super) async fn run(
 ) {
     if let Address::Domain(name, _) = destination
         && let Some(form) = context.runtime.policy.destination_form(name)
-        && relay::enforce_destination_name(context, form, "tcp").await
+        && enforce::enforce_destination_name(context, form, "tcp").await
     {
-        context.refused("bittorrent_destination");
+        context.refused(Refusal::BittorrentDestination);
         let _ = send_reply(&mut client, Reply::NotAllowed, &Address::UNSPECIFIED).await;
         return;
     }
@@ -35,10 +36,10 @@ pub(super) async fn run(
         connect(&context.runtime.policy, destination),
     )
     .await
-    .unwrap_or_else(|_elapsed| Err(Refusal::from_reply(Reply::TtlExpired)));
+    .unwrap_or_else(|_elapsed| Err(ConnectRefusal::from_reply(Reply::TtlExpired)));
     let (target, remote) = match connected {
         Ok(connected) => connected,
-        Err(Refusal { reply, reason }) => {
+        Err(ConnectRefusal { reply, reason }) => {
             context.refused(reason);
             let _ = send_reply(&mut client, reply, &Address::UNSPECIFIED).await;
             return;
@@ -64,17 +65,17 @@ pub(super) async fn run(
 
 /// A refused CONNECT: the reply the client gets and the `sessions_refused` reason the
 /// operator sees (they differ when the reply must not tell the client why).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Refusal {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ConnectRefusal {
     pub(super) reply: Reply,
-    pub(super) reason: &'static str,
+    pub(super) reason: Refusal,
 }
 
-impl Refusal {
+impl ConnectRefusal {
     fn from_reply(reply: Reply) -> Self {
         Self {
             reply,
-            reason: reply_reason(reply),
+            reason: Refusal::from_reply(reply),
         }
     }
 }
@@ -90,27 +91,27 @@ impl Refusal {
 pub(super) async fn connect(
     policy: &DestinationPolicy,
     destination: &Address,
-) -> Result<(TcpStream, SocketAddr), Refusal> {
+) -> Result<(TcpStream, SocketAddr), ConnectRefusal> {
     let (candidates, domain) = resolve(policy, destination)
         .await
-        .map_err(Refusal::from_reply)?;
+        .map_err(ConnectRefusal::from_reply)?;
     let policy_refusal = if domain.is_some() {
-        Refusal {
+        ConnectRefusal {
             reply: Reply::HostUnreachable,
-            reason: reply_reason(Reply::NotAllowed),
+            reason: Refusal::Policy,
         }
     } else {
-        Refusal::from_reply(Reply::NotAllowed)
+        ConnectRefusal::from_reply(Reply::NotAllowed)
     };
-    let mut last = Refusal::from_reply(Reply::HostUnreachable);
+    let mut last = ConnectRefusal::from_reply(Reply::HostUnreachable);
     for candidate in candidates {
         if let PolicyDecision::Deny(_) = policy.check_address(candidate, domain) {
-            last = policy_refusal;
+            last = policy_refusal.clone();
             continue;
         }
         match super::fd_reserve::connect(candidate).await {
             Ok(stream) => return Ok((stream, candidate)),
-            Err(error) => last = Refusal::from_reply(Reply::from_io_kind(error.kind())),
+            Err(error) => last = ConnectRefusal::from_reply(Reply::from_io_kind(error.kind())),
         }
     }
     Err(last)

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::refusal::Refusal;
 use super::{Shared, session};
 use crate::metrics::ReasonLabels;
 
@@ -66,7 +67,7 @@ pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>) {
                     .metrics
                     .sessions_refused
                     .get_or_create(&ReasonLabels {
-                        reason: "accept_failed",
+                        reason: Refusal::AcceptFailed.as_str(),
                     })
                     .inc();
                 if let Some(suppressed) = warnings.due(Instant::now()) {
@@ -93,7 +94,7 @@ pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>) {
                 .metrics
                 .sessions_refused
                 .get_or_create(&ReasonLabels {
-                    reason: "fd_reserve",
+                    reason: Refusal::FdReserve.as_str(),
                 })
                 .inc();
             if let Some(suppressed) = warnings.due(Instant::now()) {
@@ -110,7 +111,9 @@ pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>) {
             shared
                 .metrics
                 .sessions_refused
-                .get_or_create(&ReasonLabels { reason: "limit" })
+                .get_or_create(&ReasonLabels {
+                    reason: Refusal::Limit.as_str(),
+                })
                 .inc();
             drop(stream);
             continue;

@@ -3,10 +3,18 @@
 //! Layout:
 //! - `listener`: the accept loop (session limit, accept back-off, PROXY protocol, shutdown).
 //! - `session`: one task per connection; drives [`swarmwall_core::socks5::ServerHandshake`],
-//!   authenticates, checks suspensions and destination policy, dispatches the command.
-//! - `connect`: resolution and outbound connection with the precise reply code.
-//! - `relay`: the inspect phase (classifier fed both directions) then the fast path.
+//!   authenticates, checks suspensions, dispatches the command.
+//! - `connect`: destination names and policy, resolution and outbound connection with the
+//!   precise reply code.
 //! - `udp`, `bind`: UDP ASSOCIATE and BIND.
+//! - `context`: what a command handler gets from its session (context, reply writer,
+//!   refusal counter).
+//! - `enforce`: verdict → action → count → strike, for TCP, UDP and destination names.
+//! - `relay`: the inspect phase (classifier fed both directions) then the fast path.
+//! - `splice`, `idle`: the zero-copy fast path and the idle timeout.
+//!
+//! Imports run one way: `session → {connect, bind, udp} → {relay, context, enforce}`,
+//! `relay → {splice, idle}` (checked by `scripts/check-module-cycles.py`).
 //! - `limits`: per-account session counting, per-source handshake counting.
 //! - `fd_reserve`: the open-file limit raised at start and descriptors kept for the admin
 //!   listener.
@@ -20,9 +28,13 @@
 
 mod bind;
 mod connect;
+mod context;
+mod enforce;
 pub mod fd_reserve;
+mod idle;
 mod limits;
 mod listener;
+mod refusal;
 mod relay;
 mod reload;
 mod session;
@@ -35,8 +47,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use swarmwall_core::classify::{ClientKey, Correlator, CorrelatorConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -105,6 +115,31 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// Why a reload was not applied (the running configuration stays in force).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The configuration or accounts file is invalid, or the listener would become open.
+    #[error("{0}")]
+    Load(#[from] ServerError),
+    /// The task reading the files failed (panicked or was cancelled).
+    #[error("{0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The configuration file is empty: applying it would reset every setting.
+    #[error(
+        "{}: the configuration file is empty; refusing to reset every setting to its default \
+         (reload not applied)",
+        path.display()
+    )]
+    EmptyConfig {
+        /// The configuration file.
+        path: PathBuf,
+    },
+    /// Account security (accounts backend, GeoIP, keys) refused the new `[security]` section.
+    #[error("account security: {0}")]
+    Security(#[from] crate::auth::SetupError),
 }
 
 /// The configuration-derived part of the server, swapped as a whole on reload.
@@ -218,12 +253,7 @@ impl Shared {
     /// Keyed hash of a client address: strike subject and correlator key for unauthenticated
     /// clients, never reversible without the per-process key.
     pub(crate) fn pseudonym(&self, label: &str, value: &[u8]) -> [u8; 32] {
-        // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.pseudonym_key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        mac.update(label.as_bytes());
-        mac.update(value);
-        mac.finalize().into_bytes().into()
+        crate::pseudonym::hmac_sha256(&self.pseudonym_key, &[label.as_bytes(), value])
     }
 
     /// The strike subject and correlator key of a session.
@@ -305,11 +335,11 @@ impl Server {
         // ---- STORE CONSTRUCTION (single place) -------------------------------------------
         let mut store_config = runtime.config.store.clone();
         if let Some(url) = &options.store {
-            store_config.url = url.parse().map_err(|message| {
+            store_config.url = url.parse().map_err(|error: crate::config::UnknownStore| {
                 ServerError::Config(crate::config::ConfigError::Invalid {
                     path: PathBuf::from("<command line>"),
                     key: "--store".to_owned(),
-                    message,
+                    message: error.to_string(),
                 })
             })?;
         }
@@ -362,7 +392,7 @@ impl Server {
         let audit = security.audit.clone();
         crate::audit::spawn_checkpointer(
             audit.clone(),
-            runtime.config.security.checkpoint_settings(),
+            crate::audit::CheckpointSettings::from_config(&runtime.config.security),
             store.clone(),
         );
         // From the persistent secret file, so that strike subjects of unauthenticated clients
@@ -465,21 +495,17 @@ impl ServerHandle {
     /// An empty configuration file is refused (it would reset every setting to its default).
     /// Keys only read at start (`server.listen`, `server.max_sessions`, `[store]`, `[admin]`,
     /// ...) keep their running values and are logged by name as not applied.
-    pub async fn reload(&self) -> Result<(), String> {
+    pub async fn reload(&self) -> Result<(), ReloadError> {
         let options = self.shared.options.clone();
         let loaded = tokio::task::spawn_blocking(move || Runtime::load(&options))
             .await
-            .map_err(|error| error.to_string())
-            .and_then(|loaded| loaded.map_err(|error| error.to_string()));
+            .map_err(ReloadError::from)
+            .and_then(|loaded| loaded.map_err(ReloadError::from));
         let current = self.shared.runtime.load_full();
         let loaded = loaded.and_then(|runtime| {
             if runtime.config_file_empty {
                 let path = self.shared.options.config_path.clone().unwrap_or_default();
-                return Err(format!(
-                    "{}: the configuration file is empty; refusing to reset every setting to \
-                     its default (reload not applied)",
-                    path.display()
-                ));
+                return Err(ReloadError::EmptyConfig { path });
             }
             Ok(runtime)
         });
@@ -489,14 +515,12 @@ impl ServerHandle {
                     runtime.attach_authenticator(&self.shared.security);
                     Ok(runtime)
                 }
-                Err(error) => Err(format!("account security: {error}")),
+                Err(error) => Err(ReloadError::Security(error)),
             },
             Err(error) => Err(error),
         };
         let result = loaded.and_then(|mut runtime| {
-            runtime
-                .check_listen(current.server.listen)
-                .map_err(|error| error.to_string())?;
+            runtime.check_listen(current.server.listen)?;
             let not_applied = reload::keep_start_only_settings(&current, &mut runtime);
             if !not_applied.is_empty() {
                 tracing::warn!(

@@ -15,7 +15,6 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
@@ -23,10 +22,12 @@ use socket2::SockRef;
 use swarmwall_core::classify::{BtForm, Direction, FlowContext, MseStrictness, TcpFlow, Verdict};
 use tokio::net::TcpStream;
 
-use super::session::SessionContext;
+use super::context::SessionContext;
+use super::enforce;
+use super::idle::Activity;
 use super::splice;
 use crate::config::FastPath;
-use crate::metrics::{DirectionLabels, VerdictLabels};
+use crate::metrics::DirectionLabels;
 use crate::policy::TrafficAction;
 
 /// Most bytes read at once during the inspect phase.
@@ -103,6 +104,217 @@ pub(super) async fn run(
         &activity,
     ))
     .await;
+}
+
+/// Byte counters of one session (cloned handles of the shared families).
+struct Counters {
+    to_target: Counter,
+    to_client: Counter,
+}
+
+/// How the inspect phase ended.
+enum Inspected {
+    /// Go to the fast path; `*_open` tell which sides may still send.
+    Pass {
+        client_open: bool,
+        target_open: bool,
+    },
+    /// The flow was blocked or both sides closed: end the session.
+    Ended,
+}
+
+/// The inspect phase. Returns once the classifier gave a final verdict or both sides closed.
+async fn inspect(
+    context: &SessionContext,
+    client: &TcpStream,
+    target: &TcpStream,
+    initial: Vec<u8>,
+    remote: SocketAddr,
+    counters: &Counters,
+    activity: &Activity,
+) -> io::Result<Inspected> {
+    let shared = &context.shared;
+    let corroborated = shared
+        .correlator
+        .lock()
+        .map(|mut correlator| {
+            correlator.is_corroborated(context.client_key, remote, Instant::now())
+        })
+        .unwrap_or(false);
+    let mut flow = TcpFlow::new(FlowContext {
+        corroborated,
+        mse_strictness: context.runtime.policy.mse_strictness(),
+        ..FlowContext::proxy(remote.port())
+    });
+    let mut verdict = flow.verdict();
+    // Bytes held back because they completed a BitTorrent verdict: forwarded only if the
+    // policy lets the flow through (log / allow), dropped on block.
+    let mut held: Option<(Direction, Vec<u8>)> = None;
+    if !initial.is_empty() {
+        verdict = flow.handle_data(Direction::ClientToServer, &initial);
+        if verdict.bittorrent_form().is_none() {
+            write_all(target, &initial).await?;
+            counters.to_target.inc_by(initial.len() as u64);
+        } else {
+            held = Some((Direction::ClientToServer, initial));
+        }
+    }
+    let (mut client_open, mut target_open) = (true, true);
+    let mut candidate_recorded = false;
+    let deadline = tokio::time::sleep(context.runtime.server.inspect_timeout);
+    tokio::pin!(deadline);
+    while !verdict.is_final() && (client_open || target_open) {
+        let (direction, source, sink) = tokio::select! {
+            ready = client.readable(), if client_open => {
+                ready?;
+                (Direction::ClientToServer, client, target)
+            }
+            ready = target.readable(), if target_open => {
+                ready?;
+                (Direction::ServerToClient, target, client)
+            }
+            () = &mut deadline => {
+                verdict = flow.handle_idle();
+                break;
+            }
+        };
+        let mut chunk = Vec::with_capacity(INSPECT_CHUNK);
+        match source.try_read_buf(&mut chunk) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(error) => return Err(error),
+            Ok(0) => {
+                match direction {
+                    Direction::ClientToServer => client_open = false,
+                    Direction::ServerToClient => target_open = false,
+                }
+                let _ = SockRef::from(sink).shutdown(Shutdown::Write);
+            }
+            Ok(read) => {
+                activity.touch();
+                verdict = flow.handle_data(direction, &chunk);
+                if !verdict.is_final() && flow.is_mse_candidate() {
+                    // E4 fan-out: this flow may be the one that makes the client's count, or
+                    // another flow of the client may have made it since (checked until the
+                    // verdict, at most six flights).
+                    let first = !candidate_recorded;
+                    candidate_recorded = true;
+                    if mse_candidate_corroborated(context, remote, first) {
+                        verdict = flow.corroborate();
+                        if verdict.bittorrent_form().is_some() {
+                            tracing::debug!("MSE candidate corroborated mid-flow (fan-out)");
+                        }
+                    }
+                }
+                if verdict.is_final()
+                    && verdict.bittorrent_form().is_none()
+                    && flow.is_mse_candidate()
+                    && context.runtime.policy.mse_strictness() == MseStrictness::Corroborated
+                {
+                    // An MSE candidate ends its inspection uncorroborated (no exact layout).
+                    // BitTorrent clients open their peer connections together, so hold this
+                    // chunk (the seventh flight: requests, before any piece) briefly for the
+                    // client's fan-out count to be reached by its sibling connections.
+                    let first = !candidate_recorded;
+                    candidate_recorded = true;
+                    if await_fan_out(context, remote, first).await {
+                        tracing::debug!("MSE candidate corroborated mid-flow (fan-out)");
+                        verdict = Verdict::BitTorrent(BtForm::Mse);
+                    }
+                }
+                if verdict.bittorrent_form().is_some() {
+                    held = Some((direction, chunk));
+                    break;
+                }
+                write_all(sink, &chunk).await?;
+                let counter = match direction {
+                    Direction::ClientToServer => &counters.to_target,
+                    Direction::ServerToClient => &counters.to_client,
+                };
+                counter.inc_by(read as u64);
+            }
+        }
+    }
+    if !candidate_recorded && flow.is_mse_candidate() {
+        mse_candidate_corroborated(context, remote, true);
+    }
+    if !verdict.is_final() {
+        // Both sides closed before a decision.
+        return Ok(Inspected::Ended);
+    }
+    let (to_server, to_client) = flow.bytes_inspected();
+    enforce::record_tcp_verdict(context, verdict, (to_server + to_client) as f64);
+    let Verdict::BitTorrent(form) = verdict else {
+        return Ok(Inspected::Pass {
+            client_open,
+            target_open,
+        });
+    };
+    if let Some((Direction::ServerToClient, _)) = &held {
+        enforce::remote_spoke(context, form, remote);
+    }
+    match enforce::detected(context, form) {
+        TrafficAction::Block => {
+            enforce::count_block(context, "tcp", form);
+            tracing::debug!(form = form.as_str(), "blocked BitTorrent flow");
+            // Close both sides at once: nothing further is forwarded.
+            let _ = SockRef::from(client).shutdown(Shutdown::Both);
+            let _ = SockRef::from(target).shutdown(Shutdown::Both);
+            // Boxed: the store call is large and rare; it must not size every inspect phase.
+            Box::pin(enforce::strike(context, form)).await;
+            Ok(Inspected::Ended)
+        }
+        TrafficAction::Log | TrafficAction::Allow => {
+            if let Some((direction, bytes)) = held {
+                let (sink, counter) = match direction {
+                    Direction::ClientToServer => (target, &counters.to_target),
+                    Direction::ServerToClient => (client, &counters.to_client),
+                };
+                write_all(sink, &bytes).await?;
+                counter.inc_by(bytes.len() as u64);
+            }
+            Ok(Inspected::Pass {
+                client_open,
+                target_open,
+            })
+        }
+    }
+}
+
+/// Count an MSE-shaped flow towards the client's fan-out (E4) when `record`; true when the
+/// client is now corroborated for this destination.
+fn mse_candidate_corroborated(context: &SessionContext, remote: SocketAddr, record: bool) -> bool {
+    context
+        .shared
+        .correlator
+        .lock()
+        .map(|mut correlator| {
+            let now = Instant::now();
+            if record {
+                correlator.record_candidate(context.client_key, remote, now);
+            }
+            correlator.is_corroborated(context.client_key, remote, now)
+        })
+        .unwrap_or(false)
+}
+
+/// How long an uncorroborated MSE candidate waits at the end of its inspection for the
+/// client's fan-out count (docs/detection.md, "Rules").
+const MSE_FAN_OUT_HOLD: Duration = Duration::from_secs(1);
+
+/// Wait up to [`MSE_FAN_OUT_HOLD`] for the client to become corroborated for `remote`.
+async fn await_fan_out(context: &SessionContext, remote: SocketAddr, record: bool) -> bool {
+    let deadline = Instant::now() + MSE_FAN_OUT_HOLD;
+    let mut record = record;
+    loop {
+        if mse_candidate_corroborated(context, remote, record) {
+            return true;
+        }
+        record = false;
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// The fast path: both directions until both ended, an error, or `idle_timeout`.
@@ -195,294 +407,6 @@ enum Copied {
     Limit,
 }
 
-/// Byte counters of one session (cloned handles of the shared families).
-struct Counters {
-    to_target: Counter,
-    to_client: Counter,
-}
-
-/// How the inspect phase ended.
-enum Inspected {
-    /// Go to the fast path; `*_open` tell which sides may still send.
-    Pass {
-        client_open: bool,
-        target_open: bool,
-    },
-    /// The flow was blocked or both sides closed: end the session.
-    Ended,
-}
-
-/// How long an uncorroborated MSE candidate waits at the end of its inspection for the
-/// client's fan-out count (docs/detection.md, "Rules").
-const MSE_FAN_OUT_HOLD: Duration = Duration::from_secs(1);
-
-/// Wait up to [`MSE_FAN_OUT_HOLD`] for the client to become corroborated for `remote`.
-async fn await_fan_out(context: &SessionContext, remote: SocketAddr, record: bool) -> bool {
-    let deadline = Instant::now() + MSE_FAN_OUT_HOLD;
-    let mut record = record;
-    loop {
-        if mse_candidate_corroborated(context, remote, record) {
-            return true;
-        }
-        record = false;
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// Count an MSE-shaped flow towards the client's fan-out (E4) when `record`; true when the
-/// client is now corroborated for this destination.
-fn mse_candidate_corroborated(context: &SessionContext, remote: SocketAddr, record: bool) -> bool {
-    context
-        .shared
-        .correlator
-        .lock()
-        .map(|mut correlator| {
-            let now = Instant::now();
-            if record {
-                correlator.record_candidate(context.client_key, remote, now);
-            }
-            correlator.is_corroborated(context.client_key, remote, now)
-        })
-        .unwrap_or(false)
-}
-
-/// The inspect phase. Returns once the classifier gave a final verdict or both sides closed.
-async fn inspect(
-    context: &SessionContext,
-    client: &TcpStream,
-    target: &TcpStream,
-    initial: Vec<u8>,
-    remote: SocketAddr,
-    counters: &Counters,
-    activity: &Activity,
-) -> io::Result<Inspected> {
-    let shared = &context.shared;
-    let corroborated = shared
-        .correlator
-        .lock()
-        .map(|mut correlator| {
-            correlator.is_corroborated(context.client_key, remote, Instant::now())
-        })
-        .unwrap_or(false);
-    let mut flow = TcpFlow::new(FlowContext {
-        corroborated,
-        mse_strictness: context.runtime.policy.mse_strictness(),
-        ..FlowContext::proxy(remote.port())
-    });
-    let mut verdict = flow.verdict();
-    // Bytes held back because they completed a BitTorrent verdict: forwarded only if the
-    // policy lets the flow through (log / allow), dropped on block.
-    let mut held: Option<(Direction, Vec<u8>)> = None;
-    if !initial.is_empty() {
-        verdict = flow.handle_data(Direction::ClientToServer, &initial);
-        if verdict.bittorrent_form().is_none() {
-            write_all(target, &initial).await?;
-            counters.to_target.inc_by(initial.len() as u64);
-        } else {
-            held = Some((Direction::ClientToServer, initial));
-        }
-    }
-    let (mut client_open, mut target_open) = (true, true);
-    let mut candidate_recorded = false;
-    let deadline = tokio::time::sleep(context.runtime.server.inspect_timeout);
-    tokio::pin!(deadline);
-    while !verdict.is_final() && (client_open || target_open) {
-        let (direction, source, sink) = tokio::select! {
-            ready = client.readable(), if client_open => {
-                ready?;
-                (Direction::ClientToServer, client, target)
-            }
-            ready = target.readable(), if target_open => {
-                ready?;
-                (Direction::ServerToClient, target, client)
-            }
-            () = &mut deadline => {
-                verdict = flow.handle_idle(true);
-                break;
-            }
-        };
-        let mut chunk = Vec::with_capacity(INSPECT_CHUNK);
-        match source.try_read_buf(&mut chunk) {
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(error) => return Err(error),
-            Ok(0) => {
-                match direction {
-                    Direction::ClientToServer => client_open = false,
-                    Direction::ServerToClient => target_open = false,
-                }
-                let _ = SockRef::from(sink).shutdown(Shutdown::Write);
-            }
-            Ok(read) => {
-                activity.touch();
-                verdict = flow.handle_data(direction, &chunk);
-                if !verdict.is_final() && flow.is_mse_candidate() {
-                    // E4 fan-out: this flow may be the one that makes the client's count, or
-                    // another flow of the client may have made it since (checked until the
-                    // verdict, at most six flights).
-                    let first = !candidate_recorded;
-                    candidate_recorded = true;
-                    if mse_candidate_corroborated(context, remote, first) {
-                        verdict = flow.corroborate();
-                        if verdict.bittorrent_form().is_some() {
-                            tracing::debug!("MSE candidate corroborated mid-flow (fan-out)");
-                        }
-                    }
-                }
-                if verdict.is_final()
-                    && verdict.bittorrent_form().is_none()
-                    && flow.is_mse_candidate()
-                    && context.runtime.policy.mse_strictness() == MseStrictness::Corroborated
-                {
-                    // An MSE candidate ends its inspection uncorroborated (no exact layout).
-                    // BitTorrent clients open their peer connections together, so hold this
-                    // chunk (the seventh flight: requests, before any piece) briefly for the
-                    // client's fan-out count to be reached by its sibling connections.
-                    let first = !candidate_recorded;
-                    candidate_recorded = true;
-                    if await_fan_out(context, remote, first).await {
-                        tracing::debug!("MSE candidate corroborated mid-flow (fan-out)");
-                        verdict = Verdict::BitTorrent(BtForm::Mse);
-                    }
-                }
-                if verdict.bittorrent_form().is_some() {
-                    held = Some((direction, chunk));
-                    break;
-                }
-                write_all(sink, &chunk).await?;
-                let counter = match direction {
-                    Direction::ClientToServer => &counters.to_target,
-                    Direction::ServerToClient => &counters.to_client,
-                };
-                counter.inc_by(read as u64);
-            }
-        }
-    }
-    if !candidate_recorded && flow.is_mse_candidate() {
-        mse_candidate_corroborated(context, remote, true);
-    }
-    if !verdict.is_final() {
-        // Both sides closed before a decision.
-        return Ok(Inspected::Ended);
-    }
-    let (to_server, to_client) = flow.bytes_inspected();
-    record_verdict(context, verdict, (to_server + to_client) as f64);
-    let Verdict::BitTorrent(form) = verdict else {
-        return Ok(Inspected::Pass {
-            client_open,
-            target_open,
-        });
-    };
-    match context.detected(form) {
-        TrafficAction::Block => {
-            context.count_block("tcp", form);
-            tracing::debug!(form = form.as_str(), "blocked BitTorrent flow");
-            // Close both sides at once: nothing further is forwarded.
-            let _ = SockRef::from(client).shutdown(Shutdown::Both);
-            let _ = SockRef::from(target).shutdown(Shutdown::Both);
-            // Boxed: the store call is large and rare; it must not size every inspect phase.
-            Box::pin(strike(context, form)).await;
-            Ok(Inspected::Ended)
-        }
-        TrafficAction::Log | TrafficAction::Allow => {
-            if let Some((direction, bytes)) = held {
-                let (sink, counter) = match direction {
-                    Direction::ClientToServer => (target, &counters.to_target),
-                    Direction::ServerToClient => (client, &counters.to_client),
-                };
-                write_all(sink, &bytes).await?;
-                counter.inc_by(bytes.len() as u64);
-            }
-            Ok(Inspected::Pass {
-                client_open,
-                target_open,
-            })
-        }
-    }
-}
-
-/// A request named a destination known as BitTorrent infrastructure (`form` is
-/// `known_destination` or `webtorrent`): count the verdict, tell the correlator, and apply the
-/// form's action. True when the request must be refused (block: counted and struck).
-pub(super) async fn enforce_destination_name(
-    context: &SessionContext,
-    form: BtForm,
-    transport: &'static str,
-) -> bool {
-    let shared = &context.shared;
-    shared
-        .metrics
-        .verdicts
-        .get_or_create(&VerdictLabels {
-            transport,
-            class: "bittorrent",
-            label: form.as_str(),
-        })
-        .inc();
-    if context.detected(form) != TrafficAction::Block {
-        return false;
-    }
-    context.count_block(transport, form);
-    tracing::debug!(
-        form = form.as_str(),
-        "blocked a BitTorrent destination name"
-    );
-    Box::pin(strike(context, form)).await;
-    true
-}
-
-/// Count a final verdict and the bytes it needed.
-fn record_verdict(context: &SessionContext, verdict: Verdict, decision_bytes: f64) {
-    let (class, label) = match verdict {
-        Verdict::BitTorrent(form) => ("bittorrent", form.as_str()),
-        Verdict::Benign(benign) => ("benign", benign.as_str()),
-        Verdict::GaveUp | Verdict::NeedMore => ("unknown", "unknown"),
-    };
-    let metrics = &context.shared.metrics;
-    metrics
-        .verdicts
-        .get_or_create(&VerdictLabels {
-            transport: "tcp",
-            class,
-            label,
-        })
-        .inc();
-    metrics.classifier_decision_bytes.observe(decision_bytes);
-}
-
-/// Record a strike for a blocked flow or datagram and audit a resulting suspension.
-pub(super) async fn strike(context: &SessionContext, form: BtForm) {
-    let shared = &context.shared;
-    let now_ms = crate::store::unix_now_ms();
-    match shared
-        .strikes
-        .record_block(&context.subject, form, now_ms)
-        .await
-    {
-        // The strikes engine counts `strikes`/`suspensions` and records the suspension event.
-        Ok(crate::strikes::StrikeOutcome::Buffered) => {
-            // The strikes engine logged the outage once; replay logs the write-back.
-            tracing::debug!(
-                form = form.as_str(),
-                "strike buffered until the store is back"
-            );
-        }
-        Ok(outcome) => tracing::debug!(?outcome, form = form.as_str(), "strike recorded"),
-        Err(error) => {
-            tracing::warn!(%error, "recording a strike failed (not buffered)");
-            shared
-                .metrics
-                .store_errors
-                .get_or_create(&crate::metrics::OperationLabels {
-                    operation: "record_block",
-                })
-                .inc();
-        }
-    }
-}
-
 /// Copy `source` → `sink` until `source` ends (then half-close `sink`), an error, or (with a
 /// `limit`) once at least `limit` bytes were copied.
 async fn copy(
@@ -531,37 +455,4 @@ async fn write_all(sink: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Time of the last relayed byte, for the idle timeout (milliseconds since the session's
-/// start; atomic so both directions can touch it).
-pub(super) struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    pub(super) fn new() -> Self {
-        Self {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    pub(super) fn touch(&self) {
-        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(elapsed, Ordering::Relaxed);
-    }
-
-    /// Resolves once nothing was relayed for `timeout`.
-    pub(super) async fn idle(&self, timeout: Duration) {
-        loop {
-            let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let deadline = self.start + last + timeout;
-            if Instant::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep_until(deadline.into()).await;
-        }
-    }
 }

@@ -6,85 +6,22 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use swarmwall_core::classify::{BtForm, ClientKey};
 use swarmwall_core::proxy_protocol::{self, ParseOutcome};
-use swarmwall_core::socks5::{
-    Address, Command, Error as Socks5Error, Event, Reply, ReplyMessage, Request, ServerHandshake,
-};
+use swarmwall_core::socks5::{Address, Command, Event, Reply, Request, ServerHandshake};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::context::{SessionContext, refused, send_reply};
 use super::limits::AccountSlot;
+use super::refusal::Refusal;
 use super::{Runtime, Shared, bind, connect, udp};
 use crate::auth::AuthOutcome;
-use crate::metrics::{BlockLabels, CommandLabels, ReasonLabels};
-use crate::policy::TrafficAction;
-use crate::strikes::StrikeSubject;
+use crate::metrics::CommandLabels;
 
 /// Longest PROXY protocol header accepted (v2 with TLVs is bounded well below this).
 const MAX_PROXY_HEADER: usize = 232;
 /// Read size during the handshake (one read never holds more than one small message).
 const HANDSHAKE_READ: usize = 512;
-
-/// Everything a command handler needs about its session.
-pub(super) struct SessionContext {
-    pub(super) shared: Arc<Shared>,
-    pub(super) runtime: Arc<Runtime>,
-    /// The authenticated account, if any.
-    pub(super) account: Option<String>,
-    /// The client's address (from the PROXY header when the peer is a trusted balancer).
-    pub(super) client: IpAddr,
-    /// Strike subject (account, or keyed hash of the client address).
-    pub(super) subject: StrikeSubject,
-    /// Correlator key (keyed hash).
-    pub(super) client_key: ClientKey,
-    /// The local address the client connected to (UDP and BIND sockets bind on its IP).
-    pub(super) local: SocketAddr,
-}
-
-impl SessionContext {
-    /// Count a refusal under `reason`.
-    pub(super) fn refused(&self, reason: &'static str) {
-        refused(&self.shared, reason);
-    }
-
-    /// The traffic-class action for `form` in this session (account overrides included).
-    ///
-    /// The account record's `policy` override is looked up in the node's in-memory accounts
-    /// (O(1), no store read) each time a flow is classified, so an API change applies to the
-    /// next flow classified, in sessions already open too.
-    pub(super) fn action_for(&self, form: BtForm) -> TrafficAction {
-        let account = self.account.as_deref();
-        let record = account
-            .zip(self.runtime.authenticator.as_ref())
-            .and_then(|(name, authenticator)| authenticator.account(name));
-        self.runtime.policy.action_with_override(
-            form,
-            account,
-            record.as_ref().and_then(|record| record.policy.as_ref()),
-        )
-    }
-
-    /// Record a BitTorrent detection with the correlator and return the form's action.
-    pub(super) fn detected(&self, form: BtForm) -> TrafficAction {
-        if let Ok(mut correlator) = self.shared.correlator.lock() {
-            correlator.record_detection(self.client_key, form, Instant::now());
-        }
-        self.action_for(form)
-    }
-
-    /// Count one blocked flow or datagram (`swarmwall_blocks_total`).
-    pub(super) fn count_block(&self, transport: &'static str, form: BtForm) {
-        self.shared
-            .metrics
-            .blocks
-            .get_or_create(&BlockLabels {
-                transport,
-                form: form.as_str(),
-            })
-            .inc();
-    }
-}
 
 /// What the handshake produced.
 struct Handshaken {
@@ -93,9 +30,6 @@ struct Handshaken {
     client: IpAddr,
     remaining: Vec<u8>,
 }
-
-/// Why a handshake ended without a request (a `sessions_refused` reason).
-type Refusal = &'static str;
 
 /// Serve one connection to its end.
 pub(super) async fn run(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
@@ -119,8 +53,8 @@ pub(super) async fn run(shared: Arc<Shared>, mut stream: TcpStream, peer: Socket
     )
     .await
     {
-        Err(_elapsed) => return refused(&shared, "handshake_timeout"),
-        Ok(Err(reason)) => return refused(&shared, reason),
+        Err(_elapsed) => return refused(&shared, &Refusal::HandshakeTimeout),
+        Ok(Err(reason)) => return refused(&shared, &reason),
         Ok(Ok(handshaken)) => handshaken,
     };
     shared
@@ -150,7 +84,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut stream: TcpStream, peer: Socket
             match shared.account_sessions.acquire(account, limit) {
                 Some(slot) => Some(slot),
                 None => {
-                    context.refused("account_limit");
+                    context.refused(Refusal::AccountLimit);
                     let _ = send_reply(&mut stream, Reply::NotAllowed, &Address::UNSPECIFIED).await;
                     return;
                 }
@@ -166,7 +100,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut stream: TcpStream, peer: Socket
         .await
     {
         Ok(Some(_until)) => {
-            context.refused("suspended");
+            context.refused(Refusal::Suspended);
             let _ = send_reply(&mut stream, Reply::NotAllowed, &Address::UNSPECIFIED).await;
             return;
         }
@@ -203,42 +137,6 @@ pub(super) async fn run(shared: Arc<Shared>, mut stream: TcpStream, peer: Socket
     }
 }
 
-/// Write one SOCKS5 reply.
-pub(super) async fn send_reply(
-    stream: &mut TcpStream,
-    reply: Reply,
-    bound: &Address,
-) -> std::io::Result<()> {
-    let mut out = Vec::with_capacity(22);
-    ReplyMessage {
-        reply,
-        bound: bound.clone(),
-    }
-    .encode(&mut out);
-    stream.write_all(&out).await
-}
-
-/// The `sessions_refused` reason for a failure reply.
-pub(super) fn reply_reason(reply: Reply) -> &'static str {
-    match reply {
-        Reply::NotAllowed => "policy",
-        Reply::HostUnreachable => "host_unreachable",
-        Reply::NetworkUnreachable => "network_unreachable",
-        Reply::ConnectionRefused => "connection_refused",
-        Reply::TtlExpired => "connect_timeout",
-        _ => "connect_failed",
-    }
-}
-
-fn refused(shared: &Shared, reason: &'static str) {
-    tracing::debug!(reason, "session refused");
-    shared
-        .metrics
-        .sessions_refused
-        .get_or_create(&ReasonLabels { reason })
-        .inc();
-}
-
 /// Read the PROXY header (trusted peers only), then run the SOCKS5 handshake to a request.
 /// The connection holds one of its source's handshake slots (`max_handshakes_per_source`)
 /// until the handshake ends.
@@ -268,7 +166,7 @@ async fn handshake(
     // handshake when no login is required).
     let limit = runtime.config.security.max_handshakes_per_source;
     let Some(slot) = shared.handshakes.acquire(client, limit) else {
-        return Err("source_limit");
+        return Err(Refusal::SourceLimit);
     };
     let mut slot = Some(slot);
 
@@ -277,7 +175,7 @@ async fn handshake(
     let mut account = None;
     loop {
         while let Some(bytes) = machine.poll_transmit() {
-            stream.write_all(&bytes).await.map_err(|_| "io")?;
+            stream.write_all(&bytes).await.map_err(|_| Refusal::Io)?;
         }
         match machine.poll_event() {
             Some(Event::Authenticate(credentials)) => {
@@ -301,25 +199,15 @@ async fn handshake(
                 while let Some(bytes) = machine.poll_transmit() {
                     let _ = stream.write_all(&bytes).await;
                 }
-                return Err(failure_reason(&error));
+                return Err(Refusal::Handshake(error));
             }
             None => {}
         }
-        let read = stream.read(&mut buffer).await.map_err(|_| "io")?;
+        let read = stream.read(&mut buffer).await.map_err(|_| Refusal::Io)?;
         if read == 0 {
-            return Err("eof");
+            return Err(Refusal::Eof);
         }
         machine.handle_input(buffer.get(..read).unwrap_or_default());
-    }
-}
-
-fn failure_reason(error: &Socks5Error) -> Refusal {
-    match error {
-        Socks5Error::AuthFailed => "auth",
-        Socks5Error::NoAcceptableMethod => "no_acceptable_method",
-        Socks5Error::CommandNotSupported(_) => "command_not_supported",
-        Socks5Error::AddressTypeNotSupported(_) => "address_type_not_supported",
-        _ => "bad_handshake",
     }
 }
 
@@ -362,20 +250,20 @@ async fn read_proxy_header(
                 let leftover = buffer.get(consumed..).unwrap_or_default().to_vec();
                 return Ok((source, leftover));
             }
-            ParseOutcome::Invalid(_) => return Err("bad_proxy_header"),
+            ParseOutcome::Invalid(_) => return Err(Refusal::BadProxyHeader),
             ParseOutcome::Incomplete => {}
         }
         if buffer.len() >= MAX_PROXY_HEADER {
-            return Err("bad_proxy_header");
+            return Err(Refusal::BadProxyHeader);
         }
         // Never read past the longest header, so SOCKS5 bytes are not consumed needlessly.
         let room = (MAX_PROXY_HEADER - buffer.len()).min(chunk.len());
         let read = stream
             .read(chunk.get_mut(..room).unwrap_or_default())
             .await
-            .map_err(|_| "io")?;
+            .map_err(|_| Refusal::Io)?;
         if read == 0 {
-            return Err("eof");
+            return Err(Refusal::Eof);
         }
         buffer.extend_from_slice(chunk.get(..read).unwrap_or_default());
     }

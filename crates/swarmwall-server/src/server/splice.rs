@@ -17,7 +17,7 @@ use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::relay::Activity;
+use super::idle::Activity;
 
 /// Pipe capacity asked for, and bytes moved per splice call. Four times the default 64 KiB:
 /// measured with `scripts/bench-relay.sh`, CPU per GB fell from 0.29-0.33 to 0.25 s and one

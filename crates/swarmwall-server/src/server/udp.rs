@@ -19,8 +19,10 @@ use swarmwall_core::socks5::{Address, Error as Socks5Error, Reply, UdpHeader};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpStream, UdpSocket};
 
-use super::relay::{Activity, enforce_destination_name, strike};
-use super::session::{SessionContext, send_reply};
+use super::context::{SessionContext, send_reply};
+use super::enforce::{self, enforce_destination_name, strike};
+use super::idle::Activity;
+use super::refusal::Refusal;
 use crate::metrics::{DatagramLabels, DirectionLabels, VerdictLabels};
 use crate::policy::{PolicyDecision, TrafficAction};
 
@@ -37,7 +39,7 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
     {
         Ok(socket) => socket,
         Err(error) => {
-            context.refused("bind_failed");
+            context.refused(Refusal::BindFailed);
             let reply = Reply::from_io_kind(error.kind());
             let _ = send_reply(&mut control, reply, &Address::UNSPECIFIED).await;
             return;
@@ -46,7 +48,7 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
     let outbound = match bind_outbound().await.and_then(outside_reserve) {
         Ok(socket) => socket,
         Err(error) => {
-            context.refused("bind_failed");
+            context.refused(Refusal::BindFailed);
             let reply = Reply::from_io_kind(error.kind());
             let _ = send_reply(&mut control, reply, &Address::UNSPECIFIED).await;
             return;
@@ -302,6 +304,9 @@ impl Association<'_> {
         let verdict = flow.classifier.handle_datagram(direction, payload);
         if verdict.is_final() && !flow.counted {
             flow.counted = true;
+            if let (Verdict::BitTorrent(form), Direction::ServerToClient) = (verdict, direction) {
+                enforce::remote_spoke(self.context, form, remote);
+            }
             let (class, label) = match verdict {
                 Verdict::BitTorrent(form) => ("bittorrent", form.as_str()),
                 Verdict::Benign(benign) => ("benign", benign.as_str()),
@@ -331,11 +336,11 @@ impl Association<'_> {
     ) -> Option<Next> {
         let form = verdict.bittorrent_form()?;
         let context = self.context;
-        if context.detected(form) != TrafficAction::Block {
+        if enforce::detected(context, form) != TrafficAction::Block {
             return None;
         }
         self.count(direction, "dropped_bittorrent");
-        context.count_block("udp", form);
+        enforce::count_block(context, "udp", form);
         let first = self
             .flows
             .get_mut(&remote)
@@ -367,10 +372,10 @@ impl Association<'_> {
                 return None;
             }
         } else {
-            if context.action_for(form) != TrafficAction::Block {
+            if enforce::action_for(context, form) != TrafficAction::Block {
                 return None;
             }
-            context.count_block("udp", form);
+            enforce::count_block(context, "udp", form);
         }
         self.count(direction, "dropped_bittorrent");
         Some(self.after_block())

@@ -119,10 +119,9 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         checkpoints.push(("--checkpoint".to_owned(), text.clone()));
     }
     if let Some(url) = &args.store {
-        let node = args
-            .node
-            .clone()
-            .unwrap_or_else(|| security.checkpoint_settings().node);
+        let node = args.node.clone().unwrap_or_else(|| {
+            swarmwall_server::audit::CheckpointSettings::from_config(&security).node
+        });
         let prefix = args.redis_prefix.clone().unwrap_or_else(|| {
             config
                 .as_ref()

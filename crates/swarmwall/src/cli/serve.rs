@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use swarmwall_server::config::Config;
+use swarmwall_server::config::{Config, LogFormat};
 use swarmwall_server::metrics::Metrics;
 use swarmwall_server::policy::DestinationPolicy;
 use swarmwall_server::server::{ServeOptions, Server, signals::Signals};
@@ -35,9 +35,16 @@ pub(crate) struct ServeArgs {
     /// small).
     #[command(flatten)]
     wiring: Box<WiringArgs>,
-    /// Log format: `human` (default) or `json`.
-    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
-    log_format: LogFormat,
+    /// Log format: `human` or `json` (default: `[admin] log_format` of the configuration
+    /// file, else `human`).
+    #[arg(
+        long,
+        value_parser = clap::builder::TypedValueParser::try_map(
+            clap::builder::PossibleValuesParser::new(["human", "json"]),
+            |text| text.parse::<LogFormat>(),
+        ),
+    )]
+    log_format: Option<LogFormat>,
 }
 
 /// `serve` options the server core only carries to other parts of the system.
@@ -60,15 +67,6 @@ struct WiringArgs {
     audit_log: Option<PathBuf>,
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines (coloured on a terminal).
-    Human,
-    /// One JSON object per line.
-    Json,
-}
-
 /// Arguments of `swarmwall check-config`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckConfigArgs {
@@ -78,7 +76,15 @@ pub(crate) struct CheckConfigArgs {
 
 /// Run the proxy until SIGTERM/SIGINT.
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    init_logging(args.log_format);
+    // The flag wins; else `[admin] log_format` (a file that does not load is reported by the
+    // server itself, with logging set up the default way).
+    let log_format = args.log_format.unwrap_or_else(|| {
+        args.config
+            .as_deref()
+            .and_then(|path| Config::load(path).ok())
+            .map_or(LogFormat::Human, |config| config.admin.log_format)
+    });
+    init_logging(log_format);
     let options = ServeOptions {
         config_path: args.config,
         listen: args.listen,
@@ -263,7 +269,7 @@ async fn start_admin(
     .with_directory(handle.security().directory.clone())
     .with_reload(Arc::new(move || {
         let handle = reload_handle.clone();
-        Box::pin(async move { handle.reload().await })
+        Box::pin(async move { handle.reload().await.map_err(Into::into) })
     }));
     let shutdown = tokio_util::sync::CancellationToken::new();
     let stop = shutdown.clone();

@@ -497,3 +497,155 @@ fn bulk_and_half_close_on_fast_path(fast_path: &str) {
     assert_eq!(received.len(), payload.len());
     assert!(received == payload);
 }
+
+/// Deterministic random-looking bytes (xorshift64*), standing in for MSE's DH values.
+fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+/// A no-auth CONNECT through `proxy` from the local address `source` (another loopback
+/// address is another client to the proxy).
+fn socks_connect_from(source: &str, proxy: SocketAddr, target: SocketAddr) -> (u8, TcpStream) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{source}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap();
+    socket.connect(&proxy.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.set_write_timeout(Some(DEADLINE)).unwrap();
+    greet(&mut stream);
+    let (code, _) = request_raw(&mut stream, 0x01, &encode_address(target));
+    (code, stream)
+}
+
+/// An MSE-shaped exchange without an exact client layout (decided only for a corroborated
+/// client): true when the target's second flight came back whole, false when the proxy cut
+/// the flow.
+fn mse_shaped_exchange(stream: &mut TcpStream) -> bool {
+    stream.write_all(&random_bytes(1, 96 + 200)).unwrap();
+    let mut first = vec![0u8; 96 + 137];
+    if stream.read_exact(&mut first).is_err() {
+        return false;
+    }
+    // Third flight: 300 bytes (not the 124-byte layout; no clear handshake follows).
+    if stream.write_all(&random_bytes(3, 300)).is_err() {
+        return false;
+    }
+    let mut second = vec![0u8; 1400];
+    stream.read_exact(&mut second).is_ok() && second == random_bytes(4, 1400)
+}
+
+/// A remote endpoint whose own bytes were BitTorrent (it sent a peer-wire handshake) is
+/// remembered for every client (correlator E3): another client's MSE-shaped flow to it, which
+/// passes while the endpoint is unknown, is then cut.
+#[test]
+fn a_peer_that_spoke_bittorrent_corroborates_other_clients() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (number, stream) in listener.incoming().flatten().enumerate() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                if number == 1 {
+                    // The second connection: the peer speaks first, a peer-wire handshake.
+                    let mut handshake = b"\x13BitTorrent protocol".to_vec();
+                    handshake.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x05]);
+                    handshake.extend_from_slice(&[0xab; 20]);
+                    handshake.extend_from_slice(b"-lt2080-abcdefghijkl");
+                    let _ = stream.write_all(&handshake);
+                    let mut rest = [0u8; 64];
+                    let _ = stream.read(&mut rest);
+                    return;
+                }
+                // Any other connection: the responder side of an MSE-shaped exchange.
+                let mut first = vec![0u8; 96 + 200];
+                if stream.read_exact(&mut first).is_err() {
+                    return;
+                }
+                let _ = stream.write_all(&random_bytes(2, 96 + 137));
+                let mut third = vec![0u8; 300];
+                if stream.read_exact(&mut third).is_err() {
+                    return;
+                }
+                let _ = stream.write_all(&random_bytes(4, 1400));
+                let mut rest = [0u8; 64];
+                let _ = stream.read(&mut rest);
+            });
+        }
+    });
+    let proxy = Proxy::start(&ALLOW_LOOPBACK);
+
+    // Client B (127.0.0.2), endpoint unknown: the MSE-shaped flow passes.
+    let (code, mut stream) = socks_connect_from("127.0.0.2", proxy.address, target);
+    assert_eq!(code, 0x00);
+    assert!(
+        mse_shaped_exchange(&mut stream),
+        "an uncorroborated MSE-shaped flow must pass"
+    );
+    drop(stream);
+
+    // Client A (127.0.0.1): the endpoint sends a peer-wire handshake, the flow is blocked.
+    let (code, mut stream) = socks_connect_from("127.0.0.1", proxy.address, target);
+    assert_eq!(code, 0x00);
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    assert!(
+        received.is_empty(),
+        "the handshake was relayed: {received:?}"
+    );
+
+    // Client B again: the same MSE-shaped flow to that endpoint is now cut.
+    let (code, mut stream) = socks_connect_from("127.0.0.2", proxy.address, target);
+    assert_eq!(code, 0x00);
+    assert!(
+        !mse_shaped_exchange(&mut stream),
+        "the MSE-shaped flow to a known peer must be blocked"
+    );
+}
+
+/// `[admin] log_format = "json"` in the configuration file turns log lines into JSON objects
+/// (without `--log-format`); the flag still wins over the file.
+#[test]
+fn log_format_comes_from_the_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("swarmwall.toml");
+    std::fs::write(&config, "[admin]\nenabled = false\nlog_format = \"json\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let started = |proxy: &Proxy| {
+        wait_until(DEADLINE, || {
+            proxy.output().contains("SOCKS5 server started")
+        })
+    };
+    let proxy = Proxy::start(&["--config", config]);
+    assert!(started(&proxy), "{}", proxy.output());
+    let output = proxy.output();
+    let line = output
+        .lines()
+        .find(|line| line.contains("SOCKS5 server started"))
+        .unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|error| {
+        panic!("not a JSON log line ({error}): {line}");
+    });
+    assert_eq!(parsed["level"], "INFO", "{line}");
+    drop(proxy);
+
+    let proxy = Proxy::start(&["--config", config, "--log-format", "human"]);
+    assert!(started(&proxy), "{}", proxy.output());
+    let output = proxy.output();
+    let line = output
+        .lines()
+        .find(|line| line.contains("SOCKS5 server started"))
+        .unwrap();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(line).is_err(),
+        "{line}"
+    );
+}

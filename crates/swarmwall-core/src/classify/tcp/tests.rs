@@ -29,7 +29,7 @@ fn run(context: FlowContext, script: &[(Direction, Vec<u8>)]) -> Verdict {
     for (direction, bytes) in script {
         flow.handle_data(*direction, bytes);
     }
-    flow.handle_idle(true)
+    flow.handle_idle()
 }
 
 /// Feed every segment in chunks of `size` bytes.
@@ -40,7 +40,7 @@ fn run_chunked(context: FlowContext, script: &[(Direction, Vec<u8>)], size: usiz
             flow.handle_data(*direction, chunk);
         }
     }
-    flow.handle_idle(true)
+    flow.handle_idle()
 }
 
 /// The verdict must be the same whole, in 1-byte chunks and in 7-byte chunks.
@@ -363,7 +363,7 @@ fn http_tracker_vs_index_page() {
     // Without the response yet, the flow waits (a .torrent could follow).
     let mut flow = TcpFlow::new(ctx);
     assert_eq!(flow.handle_data(C, &page), Verdict::NeedMore);
-    assert_eq!(flow.handle_idle(true), Verdict::Benign(Benign::Http));
+    assert_eq!(flow.handle_idle(), Verdict::Benign(Benign::Http));
 }
 
 #[test]
@@ -497,7 +497,7 @@ fn budgets_and_flight_cap() {
     let mut flow = TcpFlow::new(ctx);
     flow.handle_data(C, &handshake(1));
     assert_eq!(flow.handle_data(S, b"SSH-2.0-x\r\n"), bt(BtForm::PeerWire));
-    assert_eq!(flow.handle_idle(true), bt(BtForm::PeerWire));
+    assert_eq!(flow.handle_idle(), bt(BtForm::PeerWire));
     assert!(flow.c2s.buf.capacity() == 0 && flow.s2c.buf.capacity() == 0);
 }
 
@@ -582,7 +582,7 @@ proptest! {
                 rest = &rest[n..];
             }
         }
-        prop_assert_eq!(flow.handle_idle(true), whole);
+        prop_assert_eq!(flow.handle_idle(), whole);
     }
 
     #[test]
@@ -598,7 +598,7 @@ proptest! {
             let (c2s, s2c) = flow.bytes_inspected();
             prop_assert!(c2s <= C2S_BUDGET && s2c <= S2C_BUDGET);
         }
-        let end = flow.handle_idle(false);
+        let end = flow.handle_idle();
         prop_assert!(end.is_final());
         if last.is_final() {
             prop_assert_eq!(end, last);
@@ -614,7 +614,7 @@ proptest! {
         for (c2s, bytes) in &segments {
             flow.handle_data(if *c2s { C } else { S }, bytes);
         }
-        prop_assert!(flow.handle_idle(true).is_final());
+        prop_assert!(flow.handle_idle().is_final());
     }
 }
 
@@ -658,7 +658,7 @@ fn corpus_flows() {
         for (direction, bytes) in &script {
             flow.handle_data(*direction, bytes);
         }
-        let verdict = flow.handle_idle(true);
+        let verdict = flow.handle_idle();
         let (c2s, s2c) = flow.bytes_inspected();
         let entry = depth.entry(verdict.label()).or_default();
         *entry = (entry.0 + 1, entry.1 + c2s, entry.2 + s2c);

@@ -30,10 +30,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use redis::Script;
 use redis::aio::ConnectionManager;
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::{MAX_TTL_MS, RedisStore};
@@ -238,13 +236,16 @@ impl RedisStore {
 
     fn mac_hex(&self, key: &str, payload: &str) -> Option<String> {
         let secret = self.inner.integrity.key.get()?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(&secret[..]).ok()?;
-        mac.update(b"swarmwall-store-v1\0");
-        mac.update(key.as_bytes());
-        mac.update(b"\0");
-        mac.update(payload.as_bytes());
-        let bytes = mac.finalize().into_bytes();
-        Some(hex::encode(bytes.get(..16).unwrap_or(&bytes)))
+        let bytes = crate::pseudonym::hmac_sha256(
+            &secret[..],
+            &[
+                b"swarmwall-store-v1\0",
+                key.as_bytes(),
+                b"\0",
+                payload.as_bytes(),
+            ],
+        );
+        Some(hex::encode(&bytes[..16]))
     }
 
     /// `PAYLOAD.MAC` for `key` (unsigned without a key).

@@ -1,4 +1,6 @@
-//! The pseudonymisation key: client addresses reach the state store and the security event log
+//! The pseudonymisation key and the one HMAC-SHA256 helper ([`hmac_sha256`]) every keyed hash
+//! of the server goes through (pseudonyms, the audit chain, the verification memory, signed
+//! store values). Client addresses reach the state store and the security event log
 //! only as keyed hashes (HMAC-SHA256, hex, truncated), so a leaked store or log does not reveal
 //! who connected, and the hashes cannot be reversed by hashing the whole IPv4 space without the
 //! key. The key lives in its own file (never in the configuration), created with mode 0600.
@@ -10,6 +12,18 @@ use std::path::Path;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
+
+/// HMAC-SHA256 of the concatenation of `parts` under `key` (any key length). The one place the
+/// server computes an HMAC-SHA256; callers domain-separate with their own prefixes.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
 
 /// Hex characters kept from a keyed hash (64 bits: enough to tell clients apart).
 const HASH_HEX_LEN: usize = 16;
@@ -136,12 +150,10 @@ impl PseudonymKey {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
             IpAddr::V4(_) => address,
         };
-        let mut mac = self.mac();
-        match address {
-            IpAddr::V4(v4) => mac.update(&v4.octets()),
-            IpAddr::V6(v6) => mac.update(&v6.octets()),
-        }
-        let digest = mac.finalize().into_bytes();
+        let digest = match address {
+            IpAddr::V4(v4) => hmac_sha256(&self.key[..], &[&v4.octets()]),
+            IpAddr::V6(v6) => hmac_sha256(&self.key[..], &[&v6.octets()]),
+        };
         let mut text = hex::encode(digest);
         text.truncate(HASH_HEX_LEN);
         text
@@ -167,26 +179,14 @@ impl PseudonymKey {
     /// A 32-byte subkey for `purpose` (HMAC of the label): lets other modules key their own
     /// hashes from the same secret file without ever seeing the key itself.
     pub fn derive(&self, purpose: &str) -> [u8; 32] {
-        let mut mac = self.mac();
-        mac.update(b"derive:");
-        mac.update(purpose.as_bytes());
-        mac.finalize().into_bytes().into()
+        hmac_sha256(&self.key[..], &[b"derive:", purpose.as_bytes()])
     }
 
     /// Keyed hash of arbitrary bytes (e.g. a login name that is not an account), 16 hex.
     pub fn hash_bytes(&self, data: &[u8]) -> String {
-        let mut mac = self.mac();
-        mac.update(b"bytes:");
-        mac.update(data);
-        let mut text = hex::encode(mac.finalize().into_bytes());
+        let mut text = hex::encode(hmac_sha256(&self.key[..], &[b"bytes:", data]));
         text.truncate(HASH_HEX_LEN);
         text
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        // HMAC accepts keys of any length, so this cannot fail.
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.key[..])
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
     }
 }
 
