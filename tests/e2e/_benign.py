@@ -72,13 +72,13 @@ def recv_exact(sock, n):
 class AppServers:
     """The three inner servers (threads; each connection bounded in bytes and time)."""
 
-    def __init__(self):
+    def __init__(self, host="127.0.0.1"):
         self.socks = {}
         self.ports = {}
         for kind in ("upload", "download", "echo"):
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", 0))
+            s.bind((host, 0))
             s.listen(512)
             self.socks[kind] = s
             self.ports[kind] = s.getsockname()[1]

@@ -11,15 +11,20 @@ if set). SWARMWALL_CORPUS_SCALE scales every row's flow count.
 Implementations: python sockets (bulk uploads/downloads 1 B .. 64 MiB and echo sessions with
 random first writes of 1..2048 bytes), shadowsocks-libev (three AEAD ciphers), obfs4proxy,
 v2ray (VMess, VLESS), OpenSSH (sessions and a port forward), TLS 1.3 / HTTP/2 against nginx
-(python ssl, curl, openssl s_client).
+(python ssl, curl, openssl s_client). VPN tunnels (root, network namespaces this test creates:
+they need tun devices): OpenVPN 2.6 over TCP with `--tls-crypt` through its `--socks-proxy`,
+and WireGuard (wireguard-go) carried over TCP (_tunnels.py, _tunnel_scenario.py).
 """
 import json
 import os
 import random
 import socket
 import ssl
+import shutil
 import subprocess
+import sys
 import tempfile
+import uuid
 
 import pytest
 
@@ -310,3 +315,60 @@ def test_benign_corpus_aggressive_rate(start_swarmwall, env):
     for row in report:
         if row["implementation"] in ("python ssl", "curl", "openssl s_client", "openssh"):
             assert row["blocks"] == 0 and row["failed"] == 0, row
+
+
+# ------------------------------------------------------------------ VPN tunnels (namespaces)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HUB_IP, FAR_IP = "198.19.7.1", "198.19.7.2"
+
+
+def ip(*args):
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def vpn_netns():
+    """A hub namespace (swarmwall, the tunnels' client sides) and a far one (the tunnels'
+    servers and the inner application), joined by a veth pair; nothing outside them changes."""
+    if os.geteuid() != 0 or shutil.which("ip") is None or not os.path.exists("/dev/net/tun"):
+        pytest.fail("the VPN rows need root, iproute2 and /dev/net/tun")
+    hub, far = "sw-vpnh-" + uuid.uuid4().hex[:6], "sw-vpnf-" + uuid.uuid4().hex[:6]
+    ip("netns", "add", hub)
+    ip("netns", "add", far)
+    try:
+        for ns in (hub, far):
+            ip("-n", ns, "link", "set", "lo", "up")
+        ip("-n", hub, "link", "add", "vpnh", "type", "veth", "peer", "name", "vpnf", "netns", far)
+        ip("-n", hub, "addr", "add", f"{HUB_IP}/30", "dev", "vpnh")
+        ip("-n", far, "addr", "add", f"{FAR_IP}/30", "dev", "vpnf")
+        ip("-n", hub, "link", "set", "dev", "vpnh", "up")
+        ip("-n", far, "link", "set", "dev", "vpnf", "up")
+        yield hub, far
+    finally:
+        for ns in (hub, far):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@pytest.mark.parametrize("tunnel", ["openvpn", "wireguard"])
+def test_vpn_tunnels_untouched_on_defaults(vpn_netns, tunnel):
+    """OpenVPN (`--tls-crypt`, TCP, through its own SOCKS5 client) and WireGuard-in-TCP through
+    a blocking proxy on the default strictness: every tunnel comes up, every inner flow
+    (uploads, downloads, echo sessions) is byte-exact, no block, no strike."""
+    hub, far = vpn_netns
+    args = {"tunnel": tunnel, "far_ns": far, "far_ip": FAR_IP, "hub_ip": HUB_IP,
+            "sessions": n(4), "flows": n(30), "seed": 60 + len(tunnel)}
+    out = subprocess.run(["ip", "netns", "exec", hub, sys.executable, os.path.join(HERE, "_tunnel_scenario.py"),
+                          json.dumps(args)], capture_output=True, text=True, timeout=600)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, f"scenario failed: {out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+    result = json.loads(lines[-1][len("RESULT "):])
+    failures = [r for r in result["results"] if r is not True]
+    print(f"\n  {tunnel}: sessions {args['sessions']} inner flows {len(result['results'])} "
+          f"proxied {int(result['proxied_flows'])} blocks {int(result['blocks'])} verdicts {result['verdicts']}")
+    assert len(result["results"]) == args["sessions"] * args["flows"], result
+    assert not failures, sorted(set(map(str, failures)))[:3]
+    assert result["blocks"] == 0 and result["strikes"] == 0, result
+    # One proxied flow per tunnel session (nothing else goes through the proxy).
+    assert result["proxied_flows"] == args["sessions"], result
+    assert result["verdicts"].get("mse", 0) == 0, result
