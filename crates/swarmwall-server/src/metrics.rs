@@ -128,6 +128,10 @@ pub struct Metrics {
     pub verdicts: Family<VerdictLabels, Counter>,
     /// Flows or datagrams blocked as BitTorrent.
     pub blocks: Family<BlockLabels, Counter>,
+    /// TCP `mse` verdicts by the rule that gave them (`reason`: `handshake_in_flight3`,
+    /// `handshake_in_flight5`, `coalesced_first_block`, `corroborated`, `fan_out_wait`,
+    /// `aggressive`; docs/detection.md).
+    pub mse_rules: Family<ReasonLabels, Counter>,
     /// Strike incidents recorded (graduated response).
     pub strikes: Counter,
     /// Suspensions started, by `reason` (`short`, `long`, `admin`).
@@ -181,6 +185,7 @@ impl Metrics {
             bytes: Family::default(),
             verdicts: Family::default(),
             blocks: Family::default(),
+            mse_rules: Family::default(),
             strikes: Counter::default(),
             suspensions: Family::default(),
             auth_results: Family::default(),
@@ -225,6 +230,11 @@ impl Metrics {
             m.bytes.clone(),
         );
         registry.register("verdicts", "Classifier verdicts", m.verdicts.clone());
+        registry.register(
+            "mse_rules",
+            "TCP MSE verdicts by the rule that gave them",
+            m.mse_rules.clone(),
+        );
         registry.register(
             "blocks",
             "Flows or datagrams blocked as BitTorrent",

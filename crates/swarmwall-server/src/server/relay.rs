@@ -26,7 +26,7 @@ use tokio::net::TcpStream;
 use super::session::SessionContext;
 use super::splice;
 use crate::config::FastPath;
-use crate::metrics::{DirectionLabels, VerdictLabels};
+use crate::metrics::{DirectionLabels, ReasonLabels, VerdictLabels};
 use crate::policy::TrafficAction;
 
 /// Most bytes read at once during the inspect phase.
@@ -369,6 +369,17 @@ async fn inspect(
     }
     let (to_server, to_client) = flow.bytes_inspected();
     record_verdict(context, verdict, (to_server + to_client) as f64);
+    if verdict == Verdict::BitTorrent(BtForm::Mse) {
+        // The flow names its rule; the one-second fan-out wait is decided here, not in it.
+        let rule = flow.mse_rule().unwrap_or("fan_out_wait");
+        tracing::debug!(rule, "MSE verdict");
+        context
+            .shared
+            .metrics
+            .mse_rules
+            .get_or_create(&ReasonLabels { reason: rule })
+            .inc();
+    }
     let Verdict::BitTorrent(form) = verdict else {
         return Ok(Inspected::Pass {
             client_open,
