@@ -83,7 +83,9 @@ def counters(node):
     return {"blocks": value(samples, "swarmwall_blocks_total"),
             "strikes": value(samples, "swarmwall_strikes_total"),
             "flows": value(samples, "swarmwall_sessions_total"),
-            "mse": value(samples, "swarmwall_verdicts_total", transport="tcp", label="mse")}
+            "mse": value(samples, "swarmwall_verdicts_total", transport="tcp", label="mse"),
+            "rules": {dict(labels)["reason"]: v for (name, labels), v in samples.items()
+                      if name == "swarmwall_mse_rules_total"}}
 
 
 # ------------------------------------------------------------------ generators
@@ -204,6 +206,8 @@ def corpus(node, env):
         ("ssh -L (1 flow, inner downloads)", "openssh", False, lambda: ssh_forward(node, env, n(60), 6)),
         ("echo ping-pong (worst case)", "python sockets", True,
          lambda: direct(node, env, n(600), 7, kinds=("echo",))),
+        ("request/response rounds (worst case)", "python sockets", True,
+         lambda: direct(node, env, n(600), 8, kinds=("rpc",))),
     ]
 
     def with_tunnel(make, count, seed, kinds):
@@ -221,6 +225,9 @@ def corpus(node, env):
         entries.append((f"shadowsocks {cipher}", "shadowsocks-libev", False, with_tunnel(make, n(300), 10 + index, BULK)))
         entries.append((f"shadowsocks {cipher} echo (worst case)", "shadowsocks-libev", True,
                         with_tunnel(make, n(100), 40 + index, ("echo",))))
+        if cipher == "chacha20-ietf-poly1305":
+            entries.append((f"shadowsocks {cipher} rpc (worst case)", "shadowsocks-libev", True,
+                            with_tunnel(make, n(200), 45, ("rpc",))))
     for kinds, count, worst in ((BULK, 400, False), (("echo",), 200, True)):
         def obfs4(kinds=kinds, count=count):
             # obfs4proxy's server forwards to one fixed port: one bridge per inner service.
@@ -238,6 +245,8 @@ def corpus(node, env):
             return V2Ray(node.port, protocol)
         entries.append((protocol, "v2ray", False, with_tunnel(make, n(300), 30 + index, BULK)))
         entries.append((f"{protocol} echo (worst case)", "v2ray", True, with_tunnel(make, n(100), 50 + index, ("echo",))))
+        if protocol == "vmess":
+            entries.append(("vmess rpc (worst case)", "v2ray", True, with_tunnel(make, n(200), 55, ("rpc",))))
     return entries
 
 
@@ -258,7 +267,10 @@ def run_corpus(node, env, fresh_proxy=None):
                        "failed": len(failures), "first_failures": sorted(set(map(str, failures)))[:3],
                        "proxied_flows": after["flows"] - before["flows"],
                        "blocks": after["blocks"] - before["blocks"], "strikes": after["strikes"] - before["strikes"],
-                       "mse_verdicts": after["mse"] - before["mse"]})
+                       "mse_verdicts": after["mse"] - before["mse"],
+                       "mse_rules": {rule: count - before["rules"].get(rule, 0)
+                                     for rule, count in after["rules"].items()
+                                     if count > before["rules"].get(rule, 0)}})
     return report
 
 
@@ -267,7 +279,7 @@ def print_report(title, report):
     for row in report:
         print(f"  {row['protocol']:<34} {row['implementation']:<18} flows {row['flows']:>5} "
               f"proxied {int(row['proxied_flows']):>5} failed {row['failed']:>4} blocks {int(row['blocks']):>4}"
-              f" strikes {int(row['strikes']):>3} {row['first_failures']}")
+              f" strikes {int(row['strikes']):>3} {row['mse_rules'] or ''} {row['first_failures']}")
     path = os.environ.get("SWARMWALL_CORPUS_REPORT")
     if path:
         with open(path, "a") as f:

@@ -43,6 +43,15 @@ const BLOCK_MESSAGE: u32 = 13 + 16 * 1024;
 /// The least an initiator sends before a piece can come: `interested` (5) and one `request`
 /// (17).
 const FIRST_REQUEST: u32 = 5 + 17;
+/// Largest responder flight 4 in the coalesced layout: VC, crypto_select, len(PadD), PadD, its
+/// handshake, then at most 2 KiB of first messages (libtorrent seeder: extension handshake
+/// about 220 bytes, have_all, unchoke; a bitfield instead of have_all fits up to 16,000
+/// pieces). Measured cost of the bound, docs/detection.md.
+const COALESCED_FLIGHT4_MAX: u32 = STEP4_MIN + PAD_MAX + HANDSHAKE_LEN + 2048;
+/// Largest initiator flight 5 in the coalesced layout: extension handshake (libtorrent about
+/// 210 bytes, qBittorrent about 300), have_none or a bitfield, `interested`, the first
+/// requests (libtorrent measured 288 bytes in all).
+const COALESCED_FLIGHT5_MAX: u32 = 1024;
 /// Bytes of a clear handshake that make it recognisable (`\x13BitTorrent protocol`).
 const I6_PREFIX: u32 = 20;
 
@@ -307,24 +316,25 @@ fn split(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
 
 /// libtorrent 2.0 (qBittorrent) when its encrypted handshake joins flight 3 (its second write
 /// leaves before the peer's flight 4 arrives, the common case over a real round trip):
-/// flight 3 is 124 + PadC; flight 4 carries VC, crypto_select, PadD, the responder's handshake
-/// and its first messages (extension handshake, bitfield or have_all, unchoke) but no piece,
-/// since nothing was requested; flight 5 the initiator's first messages (extension handshake,
-/// bitfield or have_none, `interested`, its first `request`s), less than one block message;
-/// flight 6, the responder's answer, carries at least one whole block message (13 + 16 KiB).
+/// flight 3 is 124 + PadC; flight 4 (82 ..= [`COALESCED_FLIGHT4_MAX`]) carries VC,
+/// crypto_select, PadD, the responder's handshake and its first messages (extension handshake,
+/// bitfield or have_all, unchoke) but no piece, since nothing was requested; flight 5
+/// (22 ..= [`COALESCED_FLIGHT5_MAX`]) the initiator's first messages (extension handshake,
+/// bitfield or have_none, `interested`, its first `request`s); flight 6, the responder's
+/// answer, carries at least one whole block message (13 + 16 KiB).
 /// Decided when flight 6 reaches [`BLOCK_MESSAGE`] bytes: the chunk that completes the first
 /// block is held, so the client never holds a complete block (docs/detection.md).
 fn coalesced(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
     let [l1, _, l3, l4, l5, l6] = flights.len;
     let over = |n: u8| flights.count > n || finished;
     let pending = if finished { Exact::No } else { Exact::Pending };
-    if !(STEP3_WITH_IA..=STEP3_WITH_IA + PAD_MAX).contains(&l3) || l4 >= BLOCK_MESSAGE {
+    if !(STEP3_WITH_IA..=STEP3_WITH_IA + PAD_MAX).contains(&l3) || l4 > COALESCED_FLIGHT4_MAX {
         return Exact::No;
     }
     if flights.count < 5 {
         return pending;
     }
-    if l4 < STEP4_MIN + HANDSHAKE_LEN || l5 >= BLOCK_MESSAGE {
+    if l4 < STEP4_MIN + HANDSHAKE_LEN || l5 > COALESCED_FLIGHT5_MAX {
         return Exact::No;
     }
     // Flight 5 is RC4 output: not text (its first 68 bytes, once there or once it ended).
