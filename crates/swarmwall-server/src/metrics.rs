@@ -25,6 +25,16 @@ pub struct DirectionLabels {
     pub direction: &'static str,
 }
 
+/// The `reason` values of `swarmwall_mse_rules_total` (docs/detection.md, "Rules").
+pub const MSE_RULES: [&str; 6] = [
+    "handshake_in_flight3",
+    "handshake_in_flight5",
+    "coalesced_first_block",
+    "corroborated",
+    "fan_out_wait",
+    "aggressive",
+];
+
 /// Classifier verdict labels.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerdictLabels {
@@ -353,6 +363,9 @@ impl Metrics {
             };
             let form = form.as_str();
             let _ = self.blocks.get_or_create(&BlockLabels { transport, form });
+        }
+        for reason in MSE_RULES {
+            let _ = self.mse_rules.get_or_create(&ReasonLabels { reason });
         }
         for reason in ["short", "long", "admin"] {
             let _ = self.suspensions.get_or_create(&ReasonLabels { reason });

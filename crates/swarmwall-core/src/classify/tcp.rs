@@ -361,11 +361,12 @@ impl TcpFlow {
                 if strictness == MseStrictness::Aggressive
                     || (strictness == MseStrictness::Corroborated && self.context.corroborated)
                 {
-                    self.mse_rule.set(Some(if strictness == MseStrictness::Aggressive {
-                        "aggressive"
-                    } else {
-                        "corroborated"
-                    }));
+                    self.mse_rule
+                        .set(Some(if strictness == MseStrictness::Aggressive {
+                            "aggressive"
+                        } else {
+                            "corroborated"
+                        }));
                     return bittorrent(BtForm::Mse);
                 }
                 // I6: plaintext selected; a handshake in clear after the DH exchange, in either

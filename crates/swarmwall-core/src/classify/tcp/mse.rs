@@ -253,7 +253,10 @@ pub(super) fn exact(flights: &Flights, c2s: &[u8], s2c: &[u8], finished: bool) -
     if s4.early_fail() || ((l4 >= HANDSHAKE_LEN || over(4)) && !s4.not_text()) {
         return Exact::No;
     }
-    match (split(flights, c2s, finished), coalesced(flights, c2s, finished)) {
+    match (
+        split(flights, c2s, finished),
+        coalesced(flights, c2s, finished),
+    ) {
         (Exact::Yes(layout), _) | (_, Exact::Yes(layout)) => Exact::Yes(layout),
         (Exact::Pending, _) | (_, Exact::Pending) => Exact::Pending,
         (Exact::No, Exact::No) => Exact::No,

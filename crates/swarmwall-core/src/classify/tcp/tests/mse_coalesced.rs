@@ -66,9 +66,15 @@ fn coalesced_layout_blocks_across_pad_sizes() {
     // The recording's sizes, the extreme pads, a responder whose flight 4 is only VC, select,
     // PadD and its handshake, an initiator that sends only `interested` and one request.
     let cases = [
-        ("recorded", coalesced_script(1, [225, 380, 315], 619, 287, 40_000)),
+        (
+            "recorded",
+            coalesced_script(1, [225, 380, 315], 619, 287, 40_000),
+        ),
         ("pads 0", coalesced_script(2, [0, 0, 0], 82, 22, 16_397)),
-        ("pads 511", coalesced_script(3, [511, 511, 511], 2_642, 1_024, 70_000)),
+        (
+            "pads 511",
+            coalesced_script(3, [511, 511, 511], 2_642, 1_024, 70_000),
+        ),
     ];
     for (name, script) in cases {
         assert_eq!(check(default, &script), bt(BtForm::Mse), "{name}");
@@ -85,17 +91,38 @@ fn coalesced_near_misses_and_ping_pong_are_left_alone() {
             s[2].1 = random_bytes(11, 123);
             s
         }),
-        ("flight 3 = 637", coalesced_script(12, [100, 100, 513], 600, 288, 40_000)),
+        (
+            "flight 3 = 637",
+            coalesced_script(12, [100, 100, 513], 600, 288, 40_000),
+        ),
         // Flight 4 too short for VC, select, len(PadD) and a handshake, or over its bound.
-        ("flight 4 = 81", coalesced_script(13, [100, 100, 100], 81, 288, 40_000)),
-        ("flight 4 = 2643", coalesced_script(14, [100, 100, 100], 2_643, 288, 40_000)),
+        (
+            "flight 4 = 81",
+            coalesced_script(13, [100, 100, 100], 81, 288, 40_000),
+        ),
+        (
+            "flight 4 = 2643",
+            coalesced_script(14, [100, 100, 100], 2_643, 288, 40_000),
+        ),
         // Flight 5 shorter than `interested` + one request, or over its bound.
-        ("flight 5 = 21", coalesced_script(15, [100, 100, 100], 600, 21, 40_000)),
-        ("flight 5 = 1025", coalesced_script(16, [100, 100, 100], 600, 1_025, 40_000)),
+        (
+            "flight 5 = 21",
+            coalesced_script(15, [100, 100, 100], 600, 21, 40_000),
+        ),
+        (
+            "flight 5 = 1025",
+            coalesced_script(16, [100, 100, 100], 600, 1_025, 40_000),
+        ),
         // Flight 6 one byte short of a block message.
-        ("flight 6 = 16396", coalesced_script(17, [100, 100, 100], 600, 288, 16_396)),
+        (
+            "flight 6 = 16396",
+            coalesced_script(17, [100, 100, 100], 600, 288, 16_396),
+        ),
         // Echo ping-pong: every answer as long as the question.
-        ("echo", coalesced_script(18, [300, 300, 300], 424, 2048, 2048)),
+        (
+            "echo",
+            coalesced_script(18, [300, 300, 300], 424, 2048, 2048),
+        ),
     ];
     for (name, script) in cases {
         assert_eq!(check(default, &script), Verdict::GaveUp, "{name}");
