@@ -41,9 +41,10 @@ pub(crate) const C2S_BUDGET: usize = 4096;
 pub(crate) const S2C_BUDGET: usize = 2048;
 /// Most flights (runs of bytes in one direction) inspected (spec §5.2).
 const MAX_FLIGHTS: u8 = 4;
-/// Flights inspected once the MSE shape is complete, for the I6 scan: libtorrent's initiator
-/// sends an empty IA, so with plaintext selected the clear handshakes are flights 5 and 6
-/// (measured, `testdata/libtorrent_plaintext_selected.flow`).
+/// Flights inspected once the MSE shape is complete, for the I6 scan (libtorrent's initiator
+/// sends an empty IA, so with plaintext selected the clear handshakes are flights 5 and 6,
+/// measured in `testdata/libtorrent_plaintext_selected.flow`) and the exact layouts (the
+/// coalesced libtorrent layout is decided in flight 6).
 const MAX_FLIGHTS_I6: u8 = 6;
 
 /// Classifier state for one TCP flow. Feed each direction's bytes in order as they arrive;

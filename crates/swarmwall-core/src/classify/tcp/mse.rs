@@ -16,8 +16,10 @@
 //! 68-byte handshake as IA: Transmission and rTorrent) and the responder's fourth carries VC,
 //! crypto_select, PadD and its own handshake; or the third flight is 56 + PadC bytes and, after
 //! the responder's VC flight, the initiator sends its 68-byte handshake alone and the responder
-//! answers with at least its own (libtorrent 2.0 / qBittorrent, aria2). That exact pairing is
-//! what lets the default strictness block without corroboration.
+//! answers with at least its own (libtorrent 2.0 / qBittorrent, aria2); or, libtorrent with its
+//! handshake coalesced into the third flight (124 + PadC), the handshake phase fits flights 3
+//! to 5 and the responder's sixth flight brings the first 16 KiB block ([`coalesced`]). Those
+//! exact layouts are what let the default strictness block without corroboration.
 
 use super::{Direction, Flights};
 
