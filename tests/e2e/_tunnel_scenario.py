@@ -5,7 +5,8 @@ inner application servers in the far namespace. Prints one JSON line with what w
 
 Arguments (JSON): tunnel ("openvpn" | "wireguard"), far_ns, far_ip, hub_ip, sessions (tunnels
 brought up one after another, each a fresh proxied TCP flow), flows (inner flows per session),
-seed.
+seed; optionally capture (a pcap path: tcpdump on the hub's loopback, the SOCKS5 legs to
+swarmwall, snap length 2048; tests/captures/record_mse.py).
 """
 import json
 import os
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,8 +41,14 @@ def main():
     admin = f"127.0.0.1:{admin_port}"
     apps = subprocess.Popen(["ip", "netns", "exec", args["far_ns"], sys.executable, "-c", APP_SERVERS, HERE],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    result = {"tunnel": args["tunnel"], "results": []}
+    result = {"tunnel": args["tunnel"], "results": [], "proxy_port": node.port}
+    capture = None
     try:
+        if args.get("capture"):
+            capture = subprocess.Popen(["tcpdump", "-i", "lo", "-s", "2048", "-U", "-w", args["capture"],
+                                        f"tcp port {node.port}"], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
         ports = json.loads(apps.stdout.readline())
         before = scrape(admin)
         for session in range(args["sessions"]):
@@ -69,6 +77,10 @@ def main():
                               for (name, labels), v in after.items()
                               if name == "swarmwall_verdicts_total" and v > 0}
     finally:
+        if capture:
+            time.sleep(0.5)
+            capture.terminate()
+            capture.wait()
         apps.stdin.close()
         apps.terminate()
         apps.wait()
