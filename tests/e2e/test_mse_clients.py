@@ -30,9 +30,11 @@ IDS = [f"{c}-{s}" for c, s in CASES]
 # libtorrent (qBittorrent's engine) queues its encrypted handshake right behind flight 3; whether
 # it leaves as its own fifth flight or joins flight 3 (124 + PadC) depends on timing
 # (docs/detection.md). Both forms have an exact rule now (the second decided at the first block,
-# see test_single_encrypted_libtorrent_peer_blocked_on_defaults); the client tests keep a swarm of
-# eight seeders for the libtorrent-based clients, which also exercises fan-out with real clients.
-BLOCK_SEEDERS = {"qbittorrent": 8, "libtorrent": 8}
+# see also test_single_encrypted_libtorrent_peer_blocked_on_defaults), so every client is
+# tested against a single seeder, where fan-out cannot help; test_fan_out_cuts_an_encrypted_swarm
+# keeps the eight-seeder swarm.
+BLOCK_SEEDERS = {}
+EXACT_RULES = {"handshake_in_flight3", "handshake_in_flight5", "coalesced_first_block"}
 # Single-peer runs: every one must be blocked; the coalesced form must show within this many.
 SINGLE_PEER_RUNS = int(os.environ.get("SWARMWALL_MSE_SINGLE_RUNS", "8"))
 SINGLE_PEER_RULES = {"handshake_in_flight5", "coalesced_first_block"}
@@ -84,6 +86,10 @@ def test_encrypted_download_blocked_on_defaults(netns, client, seed_policy):
     assert blocks["http_tracker"] == 0, f"the HTTPS announce must not be what was blocked: {result}"
     assert result["verdicts"].get("tls", 0) >= 1, f"the HTTPS announce went through as TLS: {result}"
     assert not result["completed"], f"{client}: download completed through a blocking proxy: {result}"
+    if BLOCK_SEEDERS.get(client, 1) == 1:
+        # One peer: fan-out cannot count, the flow's own sizes decided (or I6).
+        assert result["fan_out_blocks"] == 0, result
+        assert set(result["mse_rules"]) <= EXACT_RULES, result
 
 
 @pytest.mark.parametrize("client,seed_policy", CASES, ids=IDS)
