@@ -5,8 +5,9 @@ inner application servers in the far namespace. Prints one JSON line with what w
 
 Arguments (JSON): tunnel ("openvpn" | "wireguard"), far_ns, far_ip, hub_ip, sessions (tunnels
 brought up one after another, each a fresh proxied TCP flow), flows (inner flows per session),
-seed; optionally capture (a pcap path: tcpdump on the hub's loopback, the SOCKS5 legs to
-swarmwall, snap length 2048; tests/captures/record_mse.py).
+seed; optionally strictness (`mse_strictness`, unset: the default) and capture (a pcap path:
+tcpdump on the hub's loopback, the SOCKS5 legs to swarmwall, snap length 2048;
+tests/captures/record_mse.py).
 """
 import json
 import os
@@ -36,6 +37,8 @@ def main():
     config = os.path.join(tempfile.mkdtemp(prefix="sw-cfg-"), "swarmwall.toml")
     with open(config, "w") as f:
         f.write('[policy]\nbittorrent = "block"\n')
+        if args.get("strictness"):
+            f.write(f'mse_strictness = "{args["strictness"]}"\n')
     node = Swarmwall(["--config", config, "--allow-destination", "198.18.0.0/15", "--allow-destination",
                       "127.0.0.0/8", "--admin-listen", f"127.0.0.1:{admin_port}"])
     admin = f"127.0.0.1:{admin_port}"
