@@ -15,7 +15,9 @@ packages=(curl openssl python3 python3-pytest python3-libtorrent redis-server re
           # encrypted-BitTorrent clients and the HTTPS tracker (tests/e2e/test_mse_clients.py)
           qbittorrent-nox transmission-daemon aria2 rtorrent proxychains4 nginx-light
           # the benign corpus (tests/e2e/test_benign_corpus.py)
-          shadowsocks-libev obfs4proxy v2ray openssh-server openssh-client)
+          shadowsocks-libev obfs4proxy v2ray openssh-server openssh-client
+          # its VPN rows: OpenVPN (--tls-crypt over TCP), WireGuard in user space
+          openvpn wireguard-tools wireguard-go)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,7 +4,9 @@ their rules to labels.json. Root: creates a network namespace with a veth pair h
 with tcpdump on its loopback, policy `allow` (whole flows, 64 KiB torrents, snap length 2048),
 then removes the namespace.
 
-    /usr/bin/python3 tests/captures/record_mse.py
+    /usr/bin/python3 tests/captures/record_mse.py        # clients, then benign tunnels
+    /usr/bin/python3 tests/captures/record_mse.py benign # benign tunnels only
+    /usr/bin/python3 tests/captures/record_mse.py vpn    # mse_vpn_tunnels.pcap only
 
 Each client capture holds both legs of the proxy: client → swarmwall (SOCKS5, the tracker
 reached directly so that every SOCKS5 flow is a peer connection) and swarmwall → seeder
@@ -117,7 +119,61 @@ def benign():
     print("benign tunnels", os.path.getsize(pcap), "bytes")
 
 
+def vpn():
+    """mse_vpn_tunnels.pcap: one OpenVPN (`--tls-crypt`, TCP, `--socks-proxy`) and one
+    WireGuard-over-TCP tunnel through swarmwall, each carrying six short inner flows; the
+    SOCKS5 legs (client side of the proxy) on the hub namespace's loopback. Runs
+    tests/e2e/_tunnel_scenario.py in a hub/far namespace pair it creates."""
+    hub, far = "sw-rech-" + uuid.uuid4().hex[:6], "sw-recf-" + uuid.uuid4().hex[:6]
+    hub_ip, far_ip = "198.19.7.1", "198.19.7.2"
+    pcaps = []
+    ip("netns", "add", hub)
+    ip("netns", "add", far)
+    try:
+        for ns in (hub, far):
+            ip("-n", ns, "link", "set", "lo", "up")
+        ip("-n", hub, "link", "add", "vpnh", "type", "veth", "peer", "name", "vpnf", "netns", far)
+        ip("-n", hub, "addr", "add", f"{hub_ip}/30", "dev", "vpnh")
+        ip("-n", far, "addr", "add", f"{far_ip}/30", "dev", "vpnf")
+        ip("-n", hub, "link", "set", "dev", "vpnh", "up")
+        ip("-n", far, "link", "set", "dev", "vpnf", "up")
+        ports = []
+        for tunnel in ("openvpn", "wireguard"):
+            pcap = os.path.join(HERE, f".{tunnel}.pcap")
+            args = {"tunnel": tunnel, "far_ns": far, "far_ip": far_ip, "hub_ip": hub_ip, "sessions": 1,
+                    "flows": 6, "seed": 3, "capture": pcap}
+            out = subprocess.run(["ip", "netns", "exec", hub, sys.executable,
+                                  os.path.join(E2E, "_tunnel_scenario.py"), json.dumps(args)],
+                                 capture_output=True, text=True, timeout=240)
+            line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+            if not line:
+                sys.exit(f"{tunnel}: {out.stdout[-1500:]}\n{out.stderr[-1500:]}")
+            result = json.loads(line[-1][len("RESULT "):])
+            assert all(r is True for r in result["results"]) and result["blocks"] == 0, result
+            pcaps.append(pcap)
+            ports.append(result["proxy_port"])
+        pcap = os.path.join(HERE, "mse_vpn_tunnels.pcap")
+        subprocess.run(["mergecap", "-F", "pcap", "-w", pcap, *pcaps], check=True, capture_output=True)
+        os.chmod(pcap, 0o644)
+    finally:
+        for path in pcaps:
+            if os.path.exists(path):
+                os.remove(path)
+        for ns in (hub, far):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    with open(os.path.join(HERE, "labels.json")) as f:
+        labels = json.load(f)
+    labels[os.path.basename(pcap)] = {"rules": [{"l4": "tcp", "port": port, "benign": True} for port in ports]}
+    with open(os.path.join(HERE, "labels.json"), "w") as f:
+        json.dump(labels, f, indent=2)
+        f.write("\n")
+    print("vpn tunnels", os.path.getsize(pcap), "bytes")
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] != ["benign"]:
-        main()
-    benign()
+    if sys.argv[1:] == ["vpn"]:
+        vpn()
+    else:
+        if sys.argv[1:] != ["benign"]:
+            main()
+        benign()

@@ -6,10 +6,12 @@ own SOCKS5 setting driven by the WebUI API; python3-libtorrent). Everything on l
 import base64
 import json
 import os
+import queue
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -152,6 +154,8 @@ class EncryptedSwarm:
         os.chmod(self.dir, 0o755)
         self.source = make_payload(self.dir, size=size)
         info, _ = make_torrent(self.source, [])
+        # The same torrent without any tracker: for clients given their peer directly.
+        self.bare_info = info
         self.info_hash = str(info.info_hash())
         self.tracker = HttpsTracker([self.info_hash])
         self.info, self.torrent_data = make_torrent(self.source, [self.tracker.url])
@@ -322,11 +326,79 @@ load.start = {swarm.torrent}
         stop(self.proc)
 
 
+class DelayRelay:
+    """A plain TCP relay on `host` in front of one seeder that holds every chunk the seeder
+    sends for `delay` seconds (from its arrival) before passing it on: a network round trip,
+    which loopback lacks and no netem qdisc can add here. The bytes are untouched."""
+
+    def __init__(self, host, target, delay):
+        self.target, self.delay = target, delay
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((host, 0))
+        self.listener.listen(16)
+        self.address = self.listener.getsockname()
+        self.sockets = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                return
+            server.settimeout(None)
+            self.sockets += [client, server]
+            threading.Thread(target=self._pipe, args=(client, server, 0.0), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, self.delay), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink, delay):
+        chunks = queue.Queue()
+
+        def send():
+            while True:
+                item = chunks.get()
+                if item is None:
+                    break
+                due, data = item
+                time.sleep(max(0.0, due - time.monotonic()))
+                try:
+                    sink.sendall(data)
+                except OSError:
+                    break
+            try:
+                sink.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                chunks.put(None)
+                return
+            chunks.put((time.monotonic() + delay, data))
+
+    def close(self):
+        for sock in self.sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
 class Libtorrent:
     """python3-libtorrent (the engine of qBittorrent and Deluge) with encryption required, TCP
-    only, its peer and tracker connections through the SOCKS5 proxy."""
+    only, its peer and tracker connections through the SOCKS5 proxy. With `direct_peers`, the
+    torrent has no tracker and the client is handed those peers (`connect_peer`)."""
 
-    def __init__(self, swarm, proxy_port, allowed=lt.enc_level.rc4):
+    def __init__(self, swarm, proxy_port, allowed=lt.enc_level.rc4, direct_peers=None):
         self.dir = tempfile.mkdtemp(prefix="sw-lt-")
         proxy = dict(proxy_type=int(lt.proxy_type_t.socks5), proxy_hostname="127.0.0.1",
                      proxy_port=proxy_port, proxy_peer_connections=True,
@@ -336,7 +408,9 @@ class Libtorrent:
                                  in_enc_policy=int(lt.enc_policy.forced), allowed_enc_level=int(allowed),
                                  prefer_rc4=True, **proxy)
         self.peer = Peer(settings)
-        self.handle = self.peer.add(swarm.info, self.dir)
+        self.handle = self.peer.add(swarm.bare_info if direct_peers else swarm.info, self.dir)
+        for address in direct_peers or []:
+            self.handle.connect_peer(address)
         self.path = os.path.join(self.dir, "payload.bin")
 
     def complete(self, source_size):

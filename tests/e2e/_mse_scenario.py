@@ -3,7 +3,9 @@ creates (`ip netns exec NS python3 _mse_scenario.py '<json>'`): swarmwall, the H
 the seeders and one real client; prints one JSON line with what was measured.
 
 Arguments (JSON): client, seed_policy ("rc4" | "plaintext"), action ("block" | "allow"),
-seeders (int), block_wait, allow_wait (seconds).
+seeders (int), block_wait, allow_wait (seconds); for the libtorrent client optionally
+direct (no tracker: the client is handed the seeders with `connect_peer`) and delay_ms (each
+seeder behind a DelayRelay holding its replies that long: a network round trip).
 """
 import json
 import os
@@ -16,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _bittorrent import file_sha256, free_port  # noqa: E402
 from _metrics import scrape, value  # noqa: E402
-from _mse import CLIENTS, NET, SEED_PLAINTEXT, SEED_RC4, EncryptedSwarm  # noqa: E402
+from _mse import CLIENTS, NET, SEED_PLAINTEXT, SEED_RC4, DelayRelay, EncryptedSwarm  # noqa: E402
 from conftest import Swarmwall, wait_until  # noqa: E402
 
 SIZE = 2 * 1024 * 1024
@@ -39,6 +41,7 @@ def main():
     swarm = EncryptedSwarm(seeders=args.get("seeders", 1), seed_policy=policy, size=size)
     client = None
     capture = None
+    relays = []
     result = {}
     started = time.monotonic()
     try:
@@ -54,7 +57,15 @@ def main():
                                         " or ".join(f"tcp port {p}" for p in ports)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
-        client = CLIENTS[args["client"]](swarm, node.port)
+        if args.get("direct"):
+            peers = swarm.seed_addresses
+            if args.get("delay_ms"):
+                relays = [DelayRelay(f"{NET}.{30 + index}", address, args["delay_ms"] / 1000)
+                          for index, address in enumerate(peers)]
+                peers = [relay.address for relay in relays]
+            client = CLIENTS[args["client"]](swarm, node.port, direct_peers=peers)
+        else:
+            client = CLIENTS[args["client"]](swarm, node.port)
 
         def blocks():
             return value(scrape(admin), "swarmwall_blocks_total")
@@ -79,10 +90,14 @@ def main():
         result["verdicts"] = {dict(labels)["label"]: v for (name, labels), v in samples.items()
                               if name == "swarmwall_verdicts_total" and v > 0}
         result["sessions"] = value(samples, "swarmwall_sessions_total")
+        result["mse_rules"] = {dict(labels)["reason"]: v for (name, labels), v in samples.items()
+                               if name == "swarmwall_mse_rules_total" and v > 0}
         result["fan_out_blocks"] = node.output().count("corroborated mid-flow (fan-out)")
     finally:
         if client:
             client.close()
+        for relay in relays:
+            relay.close()
         if capture:
             time.sleep(0.5)
             capture.terminate()

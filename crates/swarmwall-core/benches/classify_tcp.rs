@@ -74,6 +74,16 @@ fn benches(c: &mut Criterion) {
         random_bytes(13, 68),
         random_bytes(14, 294),
     ];
+    // libtorrent with its handshake in flight 3 (124 + PadC), decided when the responder's
+    // sixth flight completes the first block message (sizes of testdata/libtorrent_rc4_coalesced).
+    let coalesced = [
+        random_bytes(15, 321),
+        random_bytes(16, 476),
+        random_bytes(17, 439),
+        random_bytes(18, 619),
+        random_bytes(19, 287),
+        random_bytes(20, 13 + 16 * 1024),
+    ];
     let default = FlowContext::proxy(51_413);
     let aggressive = FlowContext {
         mse_strictness: MseStrictness::Aggressive,
@@ -81,7 +91,7 @@ fn benches(c: &mut Criterion) {
     };
 
     type Case<'a> = (&'a str, FlowContext, Vec<(Direction, &'a [u8])>);
-    let cases: [Case<'_>; 8] = [
+    let cases: [Case<'_>; 9] = [
         ("tls_curl", FlowContext::proxy(443), vec![(C, CURL_HELLO)]),
         (
             "tls_chromium_pq_2_segments",
@@ -121,6 +131,15 @@ fn benches(c: &mut Criterion) {
             "mse_exact_libtorrent_layout",
             default,
             libtorrent
+                .iter()
+                .zip([C, S, C, S, C, S])
+                .map(|(bytes, direction)| (direction, &bytes[..]))
+                .collect(),
+        ),
+        (
+            "mse_coalesced_libtorrent_layout",
+            default,
+            coalesced
                 .iter()
                 .zip([C, S, C, S, C, S])
                 .map(|(bytes, direction)| (direction, &bytes[..]))

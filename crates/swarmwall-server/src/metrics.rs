@@ -25,6 +25,16 @@ pub struct DirectionLabels {
     pub direction: &'static str,
 }
 
+/// The `reason` values of `swarmwall_mse_rules_total` (docs/detection.md, "Rules").
+pub const MSE_RULES: [&str; 6] = [
+    "handshake_in_flight3",
+    "handshake_in_flight5",
+    "coalesced_first_block",
+    "corroborated",
+    "fan_out_wait",
+    "aggressive",
+];
+
 /// Classifier verdict labels.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerdictLabels {
@@ -128,6 +138,10 @@ pub struct Metrics {
     pub verdicts: Family<VerdictLabels, Counter>,
     /// Flows or datagrams blocked as BitTorrent.
     pub blocks: Family<BlockLabels, Counter>,
+    /// TCP `mse` verdicts by the rule that gave them (`reason`: `handshake_in_flight3`,
+    /// `handshake_in_flight5`, `coalesced_first_block`, `corroborated`, `fan_out_wait`,
+    /// `aggressive`; docs/detection.md).
+    pub mse_rules: Family<ReasonLabels, Counter>,
     /// Strike incidents recorded (graduated response).
     pub strikes: Counter,
     /// Suspensions started, by `reason` (`short`, `long`, `admin`).
@@ -181,6 +195,7 @@ impl Metrics {
             bytes: Family::default(),
             verdicts: Family::default(),
             blocks: Family::default(),
+            mse_rules: Family::default(),
             strikes: Counter::default(),
             suspensions: Family::default(),
             auth_results: Family::default(),
@@ -225,6 +240,11 @@ impl Metrics {
             m.bytes.clone(),
         );
         registry.register("verdicts", "Classifier verdicts", m.verdicts.clone());
+        registry.register(
+            "mse_rules",
+            "TCP MSE verdicts by the rule that gave them",
+            m.mse_rules.clone(),
+        );
         registry.register(
             "blocks",
             "Flows or datagrams blocked as BitTorrent",
@@ -343,6 +363,9 @@ impl Metrics {
             };
             let form = form.as_str();
             let _ = self.blocks.get_or_create(&BlockLabels { transport, form });
+        }
+        for reason in MSE_RULES {
+            let _ = self.mse_rules.get_or_create(&ReasonLabels { reason });
         }
         for reason in ["short", "long", "admin"] {
             let _ = self.suspensions.get_or_create(&ReasonLabels { reason });

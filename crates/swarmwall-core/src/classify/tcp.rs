@@ -41,9 +41,10 @@ pub(crate) const C2S_BUDGET: usize = 4096;
 pub(crate) const S2C_BUDGET: usize = 2048;
 /// Most flights (runs of bytes in one direction) inspected (spec §5.2).
 const MAX_FLIGHTS: u8 = 4;
-/// Flights inspected once the MSE shape is complete, for the I6 scan: libtorrent's initiator
-/// sends an empty IA, so with plaintext selected the clear handshakes are flights 5 and 6
-/// (measured, `testdata/libtorrent_plaintext_selected.flow`).
+/// Flights inspected once the MSE shape is complete, for the I6 scan (libtorrent's initiator
+/// sends an empty IA, so with plaintext selected the clear handshakes are flights 5 and 6,
+/// measured in `testdata/libtorrent_plaintext_selected.flow`) and the exact layouts (the
+/// coalesced libtorrent layout is decided in flight 6).
 const MAX_FLIGHTS_I6: u8 = 6;
 
 /// Classifier state for one TCP flow. Feed each direction's bytes in order as they arrive;
@@ -58,6 +59,8 @@ pub struct TcpFlow {
     /// Set once the flow showed the complete MSE shape with no rule-out (spec §2.3), whatever
     /// the verdict: feeds the correlator's fan-out counter (E4).
     mse_shaped: Cell<bool>,
+    /// Which MSE rule gave the `mse` verdict (see [`TcpFlow::mse_rule`]).
+    mse_rule: Cell<Option<&'static str>>,
 }
 
 impl TcpFlow {
@@ -70,6 +73,7 @@ impl TcpFlow {
             s2c: Side::default(),
             flights: Flights::default(),
             mse_shaped: Cell::new(false),
+            mse_rule: Cell::new(None),
         }
     }
 
@@ -171,6 +175,15 @@ impl TcpFlow {
     /// reports such flows to [`crate::classify::Correlator::record_candidate`] (E4 fan-out).
     pub fn is_mse_candidate(&self) -> bool {
         self.mse_shaped.get()
+    }
+
+    /// The rule behind an `mse` verdict (docs/detection.md, "Rules"): `aggressive` (shape
+    /// alone), `corroborated` (the client had other evidence), or the exact layout:
+    /// `handshake_in_flight3` (Transmission, rTorrent), `handshake_in_flight5` (aria2,
+    /// libtorrent with split writes), `coalesced_first_block` (libtorrent with its handshake in
+    /// flight 3, decided at the first block). `None` for any other verdict.
+    pub fn mse_rule(&self) -> Option<&'static str> {
+        self.mse_rule.get()
     }
 
     /// Bytes inspected so far per direction (client→server, server→client): the decision
@@ -346,6 +359,12 @@ impl TcpFlow {
                 if strictness == MseStrictness::Aggressive
                     || (strictness == MseStrictness::Corroborated && self.context.corroborated)
                 {
+                    self.mse_rule
+                        .set(Some(if strictness == MseStrictness::Aggressive {
+                            "aggressive"
+                        } else {
+                            "corroborated"
+                        }));
                     return bittorrent(BtForm::Mse);
                 }
                 // I6: plaintext selected; a handshake in clear after the DH exchange, in either
@@ -358,7 +377,10 @@ impl TcpFlow {
                 }
                 // The sizes the reference implementations write after the key exchange.
                 match mse::exact(&self.flights, c2s, s2c, done.idle) {
-                    mse::Exact::Yes(_) => bittorrent(BtForm::Mse),
+                    mse::Exact::Yes(layout) => {
+                        self.mse_rule.set(Some(layout.as_str()));
+                        bittorrent(BtForm::Mse)
+                    }
                     // Pending, or no exact layout: keep watching for a plaintext handshake (I6)
                     // and for corroboration up to the flight cap.
                     mse::Exact::Pending | mse::Exact::No => Step::Wait(Wait::ANY),

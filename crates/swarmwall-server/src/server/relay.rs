@@ -27,7 +27,7 @@ use super::enforce;
 use super::idle::Activity;
 use super::splice;
 use crate::config::FastPath;
-use crate::metrics::DirectionLabels;
+use crate::metrics::{DirectionLabels, ReasonLabels};
 use crate::policy::TrafficAction;
 
 /// Most bytes read at once during the inspect phase.
@@ -243,6 +243,17 @@ async fn inspect(
     }
     let (to_server, to_client) = flow.bytes_inspected();
     enforce::record_tcp_verdict(context, verdict, (to_server + to_client) as f64);
+    if verdict == Verdict::BitTorrent(BtForm::Mse) {
+        // The flow names its rule; the one-second fan-out wait is decided here, not in it.
+        let rule = flow.mse_rule().unwrap_or("fan_out_wait");
+        tracing::debug!(rule, "MSE verdict");
+        context
+            .shared
+            .metrics
+            .mse_rules
+            .get_or_create(&ReasonLabels { reason: rule })
+            .inc();
+    }
     let Verdict::BitTorrent(form) = verdict else {
         return Ok(Inspected::Pass {
             client_open,

@@ -16,8 +16,10 @@
 //! 68-byte handshake as IA: Transmission and rTorrent) and the responder's fourth carries VC,
 //! crypto_select, PadD and its own handshake; or the third flight is 56 + PadC bytes and, after
 //! the responder's VC flight, the initiator sends its 68-byte handshake alone and the responder
-//! answers with at least its own (libtorrent 2.0 / qBittorrent, aria2). That exact pairing is
-//! what lets the default strictness block without corroboration.
+//! answers with at least its own (libtorrent 2.0 / qBittorrent, aria2); or, libtorrent with its
+//! handshake coalesced into the third flight (124 + PadC), the handshake phase fits flights 3
+//! to 5 and the responder's sixth flight brings the first 16 KiB block ([`coalesced`]). Those
+//! exact layouts are what let the default strictness block without corroboration.
 
 use super::{Direction, Flights};
 
@@ -37,6 +39,21 @@ const HANDSHAKE_LEN: u32 = 68;
 const STEP3_WITH_IA: u32 = STEP3_MIN + HANDSHAKE_LEN;
 /// Smallest responder flight 4: ENCRYPT(VC, crypto_select, len(PadD)).
 const STEP4_MIN: u32 = 8 + 4 + 2;
+/// A `piece` message carrying one 16 KiB block (BEP 3: 4-byte length, id, index, begin, 16384
+/// bytes of data), the unit every client requests in.
+const BLOCK_MESSAGE: u32 = 13 + 16 * 1024;
+/// The least an initiator sends before a piece can come: `interested` (5) and one `request`
+/// (17).
+const FIRST_REQUEST: u32 = 5 + 17;
+/// Largest responder flight 4 in the coalesced layout: VC, crypto_select, len(PadD), PadD, its
+/// handshake, then at most 2 KiB of first messages (libtorrent seeder: extension handshake
+/// about 220 bytes, have_all, unchoke; a bitfield instead of have_all fits up to 16,000
+/// pieces). Measured cost of the bound, docs/detection.md.
+const COALESCED_FLIGHT4_MAX: u32 = STEP4_MIN + PAD_MAX + HANDSHAKE_LEN + 2048;
+/// Largest initiator flight 5 in the coalesced layout: extension handshake (libtorrent about
+/// 210 bytes, qBittorrent about 300), have_none or a bitfield, `interested`, the first
+/// requests (libtorrent measured 288 bytes in all).
+const COALESCED_FLIGHT5_MAX: u32 = 1024;
 /// Bytes of a clear handshake that make it recognisable (`\x13BitTorrent protocol`).
 const I6_PREFIX: u32 = 20;
 
@@ -197,6 +214,20 @@ pub(super) enum Layout {
     /// Flight 3 is 56 + PadC with an empty IA; flight 5 is the 68-byte handshake alone
     /// (libtorrent 2.0 / qBittorrent 4.5, aria2).
     HandshakeInFlight5,
+    /// Flight 3 is 124 + PadC (the handshake joined it); flight 6 carries the first block
+    /// (libtorrent 2.0 / qBittorrent 4.5 over a real round trip).
+    HandshakeCoalesced,
+}
+
+impl Layout {
+    /// The name reported by [`super::TcpFlow::mse_rule`].
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::HandshakeInFlight3 => "handshake_in_flight3",
+            Self::HandshakeInFlight5 => "handshake_in_flight5",
+            Self::HandshakeCoalesced => "coalesced_first_block",
+        }
+    }
 }
 
 /// Where the exact-size test stands.
@@ -213,16 +244,10 @@ pub(super) enum Exact {
 /// The exact-size test on a flow whose [`shape`] is already [`Shape::Complete`]: flights 3 to
 /// 5 as the reference implementations write them. `finished` means no further bytes will come.
 pub(super) fn exact(flights: &Flights, c2s: &[u8], s2c: &[u8], finished: bool) -> Exact {
-    let [l1, l2, l3, l4, l5, l6] = flights.len;
-    // Flight `n` (1-based) can grow no more.
+    let [_, l2, _, l4, ..] = flights.len;
     let over = |n: u8| flights.count > n || finished;
-    // Enough of flight `n` is seen for the I6 scan (a clear handshake prefix is 20 bytes) to
-    // have had its chance: the verdict form must not depend on segmentation.
-    let scanned =
-        |n: u8, len: u32| finished || (flights.count >= n && (len >= I6_PREFIX || over(n)));
-    let pending = if finished { Exact::No } else { Exact::Pending };
     if flights.count < 4 {
-        return pending;
+        return if finished { Exact::No } else { Exact::Pending };
     }
     // Flight 4 starts with ENCRYPT(VC, crypto_select, len(PadD)) and more RC4 output (PadD,
     // the handshake); judged on its first 68 bytes once they are there (or it ended).
@@ -230,6 +255,27 @@ pub(super) fn exact(flights: &Flights, c2s: &[u8], s2c: &[u8], finished: bool) -
     if s4.early_fail() || ((l4 >= HANDSHAKE_LEN || over(4)) && !s4.not_text()) {
         return Exact::No;
     }
+    match (
+        split(flights, c2s, finished),
+        coalesced(flights, c2s, finished),
+    ) {
+        (Exact::Yes(layout), _) | (_, Exact::Yes(layout)) => Exact::Yes(layout),
+        (Exact::Pending, _) | (_, Exact::Pending) => Exact::Pending,
+        (Exact::No, Exact::No) => Exact::No,
+    }
+}
+
+/// The two layouts whose handshakes leave as flights of their own (or as the exact IA of a
+/// 124-byte flight 3): Transmission, rTorrent, aria2, and libtorrent when its two writes split.
+fn split(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
+    let [l1, _, l3, l4, l5, l6] = flights.len;
+    // Flight `n` (1-based) can grow no more.
+    let over = |n: u8| flights.count > n || finished;
+    // Enough of flight `n` is seen for the I6 scan (a clear handshake prefix is 20 bytes) to
+    // have had its chance: the verdict form must not depend on segmentation.
+    let scanned =
+        |n: u8, len: u32| finished || (flights.count >= n && (len >= I6_PREFIX || over(n)));
+    let pending = if finished { Exact::No } else { Exact::Pending };
     if l3 == STEP3_WITH_IA {
         // The responder has the initiator's handshake (IA) and answers with its own right
         // after PadD, before the initiator may send anything else.
@@ -266,6 +312,49 @@ pub(super) fn exact(flights: &Flights, c2s: &[u8], s2c: &[u8], finished: bool) -
     // Flight 6: the responder's own handshake (and whatever follows it).
     if l6 >= HANDSHAKE_LEN && scanned(6, l6) {
         Exact::Yes(Layout::HandshakeInFlight5)
+    } else if over(6) {
+        Exact::No
+    } else {
+        pending
+    }
+}
+
+/// libtorrent 2.0 (qBittorrent) when its encrypted handshake joins flight 3 (its second write
+/// leaves before the peer's flight 4 arrives, the common case over a real round trip):
+/// flight 3 is 124 + PadC; flight 4 (82 ..= [`COALESCED_FLIGHT4_MAX`]) carries VC,
+/// crypto_select, PadD, the responder's handshake and its first messages (extension handshake,
+/// bitfield or have_all, unchoke) but no piece, since nothing was requested; flight 5
+/// (22 ..= [`COALESCED_FLIGHT5_MAX`]) the initiator's first messages (extension handshake,
+/// bitfield or have_none, `interested`, its first `request`s); flight 6, the responder's
+/// answer, carries at least one whole block message (13 + 16 KiB).
+/// Decided when flight 6 reaches [`BLOCK_MESSAGE`] bytes: the chunk that completes the first
+/// block is held, so the client never holds a complete block (docs/detection.md).
+fn coalesced(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
+    let [l1, _, l3, l4, l5, l6] = flights.len;
+    let over = |n: u8| flights.count > n || finished;
+    let pending = if finished { Exact::No } else { Exact::Pending };
+    if !(STEP3_WITH_IA..=STEP3_WITH_IA + PAD_MAX).contains(&l3) || l4 > COALESCED_FLIGHT4_MAX {
+        return Exact::No;
+    }
+    if flights.count < 5 {
+        return pending;
+    }
+    if l4 < STEP4_MIN + HANDSHAKE_LEN || l5 > COALESCED_FLIGHT5_MAX {
+        return Exact::No;
+    }
+    // Flight 5 is RC4 output: not text (its first 68 bytes, once there or once it ended).
+    let s5 = flight_stats(c2s, l1 + l3, l5, HANDSHAKE_LEN as u16);
+    if s5.early_fail() || ((l5 >= HANDSHAKE_LEN || over(5)) && !s5.not_text()) {
+        return Exact::No;
+    }
+    if flights.count < 6 {
+        return pending;
+    }
+    if l5 < FIRST_REQUEST {
+        return Exact::No;
+    }
+    if l6 >= BLOCK_MESSAGE {
+        Exact::Yes(Layout::HandshakeCoalesced)
     } else if over(6) {
         Exact::No
     } else {

@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::classify::Benign;
 
+mod mse_coalesced;
 mod mse_exact;
 
 const C: Direction = Direction::ClientToServer;

@@ -1,14 +1,20 @@
 """Record real libtorrent peer-wire traffic on loopback through a relay.
 
-Usage: record.py MODE OUTDIR   (MODE: plain | rc4 | plaintext_selected)
+Usage: record.py MODE OUTDIR   (MODE: plain | rc4 | plaintext_selected | rc4_coalesced)
 Writes OUTDIR/libtorrent_MODE.flow: segments as 'C'|'S', u32 BE length, bytes (first 8 KiB per
 direction), and OUTDIR/libtorrent_announce.bin (the HTTP tracker request) in plain mode.
+rc4_coalesced: RC4 as in `rc4`, but the relay holds every seeder chunk 20 ms (a network round
+trip), so that libtorrent's encrypted handshake joins flight 3 (124 + PadC bytes) as it does
+over a real network; keeps 24 KiB per direction (the sixth flight carries the first block) and
+exits with status 3 (writing nothing) when flight 3 came out shorter than 124 bytes: run it again.
 """
 import os, socket, struct, sys, threading, time, tempfile
 import libtorrent as lt
 
 mode, outdir = sys.argv[1], sys.argv[2]
-LIMIT = 8192
+COALESCED = mode == "rc4_coalesced"
+LIMIT = 24576 if COALESCED else 8192
+DELAY = 0.02 if COALESCED else 0.0
 segments, lock = [], threading.Lock()
 counts = {"C": 0, "S": 0}
 
@@ -23,6 +29,7 @@ def pipe(src, dst, d):
         while True:
             data = src.recv(65536)
             if not data: break
+            if d == "S" and DELAY: time.sleep(DELAY)
             record(d, data); dst.sendall(data)
     except OSError: pass
     finally:
@@ -77,7 +84,7 @@ def session(port, out_pol, in_pol, level):
 E = lt.enc_policy; L = lt.enc_level
 if mode == "plain":
     seed_cfg = (E.disabled, E.enabled, L.both); leech_cfg = (E.disabled, E.enabled, L.both)
-elif mode == "rc4":
+elif mode in ("rc4", "rc4_coalesced"):
     seed_cfg = (E.forced, E.forced, L.rc4); leech_cfg = (E.forced, E.forced, L.rc4)
 else:
     seed_cfg = (E.enabled, E.enabled, L.both); leech_cfg = (E.forced, E.enabled, L.both)
@@ -99,6 +106,13 @@ while time.time() < deadline:
         if counts["C"] >= LIMIT and counts["S"] >= LIMIT: break
     if h.status().is_seeding and counts["S"] > 4096 and (mode != "plain" or "req" in announce): break
     time.sleep(0.1)
+flights = []
+for d, data in segments:
+    if flights and flights[-1][0] == d: flights[-1][1] += len(data)
+    else: flights.append([d, len(data)])
+print("flights", flights[:8])
+if COALESCED and (len(flights) < 3 or flights[2][1] < 124):
+    sys.exit(3)
 with open(os.path.join(outdir, "libtorrent_%s.flow" % mode), "wb") as f:
     for d, data in segments:
         f.write(d.encode() + struct.pack(">I", len(data)) + data)
