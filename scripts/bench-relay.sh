@@ -5,7 +5,8 @@
 #
 #   scripts/bench-relay.sh                 # release build, 10,000 idle sessions
 #   SECONDS_PER_TEST=2 IDLE=2000 scripts/bench-relay.sh
-#   ONLY=auth scripts/bench-relay.sh       # only the authenticated new-connections table
+#   ONLY=auth scripts/bench-relay.sh       # only the authenticated new-connections tables
+#   PROXY_CPU_QUOTA=0 ONLY=auth scripts/bench-relay.sh   # without the proxy-bound table
 #
 # The authenticated table (always printed last; about 40 s): new connections/s, proxy CPU per
 # connection and peak RSS for swarmwall without accounts, swarmwall with one account (made
@@ -158,3 +159,39 @@ echo "authenticated new connections: 64 clients, connect -> greeting -> login ->
      "1-byte echo -> close; median of $AUTH_RUNS x $AUTH_SECONDS s; proxy core $PROXY_CORE"
 python3 scripts/bench_auth.py --core "$CLIENT_CORE" --seconds "$AUTH_SECONDS" \
     --runs "$AUTH_RUNS" --concurrency 64 --load-bin "$LOAD_BIN" "${auth_targets[@]}"
+
+# The same comparison with every proxy held to PROXY_CPU_QUOTA % of one core (a cgroup CPU
+# quota), so that the proxy, not the single-threaded load generator, is the bottleneck: without
+# the quota, swarmwall without accounts runs close to the load generator's own ceiling (direct
+# loopback), and the login's extra round trip is then paid mostly on the *client's* core. With
+# the quota the ratio is that of the proxies' own cost per connection.
+PROXY_CPU_QUOTA=${PROXY_CPU_QUOTA:-50}
+cgroup=""
+if [ "$PROXY_CPU_QUOTA" != 0 ]; then
+    if [ -w /sys/fs/cgroup/cgroup.subtree_control ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
+        cgroup=/sys/fs/cgroup/swarmwall-bench-$$
+        mkdir "$cgroup" && echo "$((PROXY_CPU_QUOTA * 1000)) 100000" > "$cgroup/cpu.max" || cgroup=""
+    elif [ -w /sys/fs/cgroup/cpu ]; then
+        cgroup=/sys/fs/cgroup/cpu/swarmwall-bench-$$
+        mkdir "$cgroup" && echo 100000 > "$cgroup/cpu.cfs_period_us" \
+            && echo "$((PROXY_CPU_QUOTA * 1000))" > "$cgroup/cpu.cfs_quota_us" || cgroup=""
+    fi
+fi
+if [ -n "$cgroup" ]; then
+    for spec in "${auth_targets[@]}"; do
+        case "$spec" in *=*:*:*)
+            pid=$(echo "${spec#*=}" | cut -d: -f3)
+            echo "$pid" > "$cgroup/cgroup.procs";;
+        esac
+    done
+    echo
+    echo "proxy-bound: the same, each proxy held to ${PROXY_CPU_QUOTA} % of core $PROXY_CORE (cgroup CPU quota)"
+    python3 scripts/bench_auth.py --core "$CLIENT_CORE" --seconds "$AUTH_SECONDS" \
+        --runs "$AUTH_RUNS" --concurrency 64 --load-bin "$LOAD_BIN" "${auth_targets[@]}"
+    # Hand the processes back before the group is removed (the exit trap kills them).
+    root=$(dirname "$cgroup")
+    while read -r pid; do echo "$pid" > "$root/cgroup.procs" 2>/dev/null || true; done < "$cgroup/cgroup.procs"
+    rmdir "$cgroup" 2>/dev/null || true
+elif [ "$PROXY_CPU_QUOTA" != 0 ]; then
+    echo "proxy-bound table skipped: no writable cgroup CPU controller (run as root, or PROXY_CPU_QUOTA=0)"
+fi
