@@ -19,5 +19,6 @@ pub mod geo;
 pub mod metrics;
 pub mod policy;
 pub mod server;
+pub mod sharded_counter;
 pub mod store;
 pub mod strikes;

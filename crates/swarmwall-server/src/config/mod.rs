@@ -23,7 +23,7 @@ pub use policy::{
     RuleAction, StrikesSettings,
 };
 pub use security::{SecurityConfig, argon2_cost_is_weak};
-pub use server::{FastPath, ServerConfig};
+pub use server::{FastPath, RuntimeLayout, ServerConfig};
 pub(crate) use store::sentinel_address;
 pub use store::{OutageMode, StoreBackend, StoreConfig};
 

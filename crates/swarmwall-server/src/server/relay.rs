@@ -18,7 +18,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use prometheus_client::metrics::counter::Counter;
+use crate::sharded_counter::ShardedCounter;
 use socket2::SockRef;
 use swarmwall_core::classify::{BtForm, Direction, FlowContext, MseStrictness, TcpFlow, Verdict};
 use tokio::net::TcpStream;
@@ -156,7 +156,7 @@ async fn forward(
     open: bool,
     mode: FastPath,
     buffer: usize,
-    counter: &Counter,
+    counter: &ShardedCounter,
     activity: &Activity,
 ) -> io::Result<()> {
     if !open {
@@ -197,8 +197,8 @@ enum Copied {
 
 /// Byte counters of one session (cloned handles of the shared families).
 struct Counters {
-    to_target: Counter,
-    to_client: Counter,
+    to_target: ShardedCounter,
+    to_client: ShardedCounter,
 }
 
 /// How the inspect phase ended.
@@ -489,7 +489,7 @@ async fn copy(
     source: &TcpStream,
     sink: &TcpStream,
     buffer_size: usize,
-    counter: &Counter,
+    counter: &ShardedCounter,
     activity: &Activity,
     limit: Option<u64>,
 ) -> io::Result<Copied> {
