@@ -9,6 +9,10 @@
 #   RUNS=7 ROUNDS=20000 SIZE=64 CORE=1 scripts/bench-latency.sh
 #   PERF=1 scripts/bench-latency.sh             # also: context switches, migrations and
 #                                               # syscalls of the proxy per round trip (perf stat)
+#
+# Then UDP: 512-byte (UDP_SIZE) datagrams echoed through one UDP ASSOCIATE, one in flight, for
+# UDP_SECONDS per run, same placement; round trips per second, medians of RUNS (targets that
+# speak UDP ASSOCIATE: direct, swarmwall, danted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +21,8 @@ ROUNDS=${ROUNDS:-20000}
 SIZE=${SIZE:-64}
 CORE=${CORE:-1}
 PERF=${PERF:-0}
+UDP_SIZE=${UDP_SIZE:-512}
+UDP_SECONDS=${UDP_SECONDS:-2}
 BIN=${SWARMWALL_BIN:-target/release/swarmwall}
 LOAD_BIN=${LOAD_BIN:-target/release/examples/relay_load}
 [ -n "${SWARMWALL_BIN:-}" ] || cargo build --release -p swarmwall
@@ -110,6 +116,34 @@ for name, samples in rows.items():
     p99 = statistics.median(p for _, p in samples)
     runs = ", ".join("%.1f" % p for p, _ in samples)
     print("| %s | %.1f | %.2f× | %.1f | %s |" % (name, p50, p50 / direct, p99, runs))
+EOF
+
+echo
+echo "UDP: $UDP_SIZE-byte datagrams, one in flight, all on core $CORE; median of $RUNS x $UDP_SECONDS s"
+for run in $(seq "$RUNS"); do
+    for target in "${targets[@]}"; do
+        read -r name addr _ <<< "$target"
+        case "$name" in microsocks|*accounts*) continue;; esac
+        args=(--udp "$UDP_SIZE" --seconds "$UDP_SECONDS")
+        [ "$addr" = - ] || args+=(--proxy "$addr")
+        rate=$(taskset -c "$CORE" "$LOAD_BIN" "${args[@]}" \
+            | python3 -c 'import json,sys; print(json.load(sys.stdin)["round_trips_per_second"])') \
+            || rate=0
+        echo "$name $rate" >> "$work/udp"
+    done
+done
+python3 - "$work/udp" <<'EOF'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, rate = line.split()
+    rows.setdefault(name, []).append(float(rate))
+direct = statistics.median(rows["direct"])
+print("| target | round trips/s | / direct | per run |")
+print("|---|---|---|---|")
+for name, rates in rows.items():
+    rate = statistics.median(rates)
+    print("| %s | %.0f | %.2f× | %s |" % (name, rate, rate / direct, ", ".join("%.0f" % r for r in rates)))
 EOF
 
 if [ "$PERF" = 1 ]; then

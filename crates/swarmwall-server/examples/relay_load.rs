@@ -20,6 +20,11 @@
 //! `--seconds`; prints `{"streams": N, "seconds": S, "bytes_per_second": B}` (bytes the sink
 //! received).
 //!
+//! With `--udp SIZE` it measures UDP round trips: one UDP ASSOCIATE (or plain UDP without
+//! `--proxy`) to an echo thread in this process, `--window` datagrams of SIZE bytes in flight
+//! (each reply sends the next) for `--seconds`; prints
+//! `{"size": S, "window": W, "seconds": T, "round_trips_per_second": R, "lost": L}`.
+//!
 //! ```text
 //! cargo run --release -p swarmwall-server --example relay_load -- --seconds 3 --proxy 127.0.0.1:1080
 //! cargo run --release -p swarmwall-server --example relay_load -- --streams 16 --seconds 3 \
@@ -52,6 +57,10 @@ struct Options {
     rounds: usize,
     /// Sessions of the throughput mode (`--streams`).
     streams: Option<usize>,
+    /// Datagram size of the UDP mode (`--udp`).
+    udp: Option<usize>,
+    /// Datagrams in flight in the UDP mode.
+    window: usize,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -63,6 +72,8 @@ fn parse_options() -> Result<Options, String> {
         pingpong: None,
         rounds: 20_000,
         streams: None,
+        udp: None,
+        window: 1,
     };
     let (mut user, mut password) = (None, None);
     let mut args = std::env::args().skip(1);
@@ -104,6 +115,23 @@ fn parse_options() -> Result<Options, String> {
                 }
                 options.streams = Some(streams);
             }
+            "--udp" => {
+                let size: usize = value
+                    .parse()
+                    .map_err(|error| format!("--udp {value}: {error}"))?;
+                if !(1..=8_192).contains(&size) {
+                    return Err("--udp must be in 1..=8192".into());
+                }
+                options.udp = Some(size);
+            }
+            "--window" => {
+                options.window = value
+                    .parse()
+                    .map_err(|error| format!("--window {value}: {error}"))?;
+                if !(1..=256).contains(&options.window) {
+                    return Err("--window must be in 1..=256".into());
+                }
+            }
             "--rounds" => {
                 options.rounds = value
                     .parse()
@@ -143,6 +171,15 @@ fn main() -> ExitCode {
     };
     if let Some(size) = options.pingpong {
         return match pingpong(options.proxy, options.login.as_deref(), size, options.rounds) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("relay_load: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(size) = options.udp {
+        return match udp_round_trips(options.proxy, size, options.window, options.seconds) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("relay_load: {error}");
@@ -451,6 +488,99 @@ fn throughput(proxy: Option<SocketAddr>, streams: usize, seconds: f64) -> std::i
     println!(
         "{{\"streams\": {streams}, \"seconds\": {seconds:.3}, \"bytes_per_second\": {:.0}}}",
         bytes as f64 / seconds
+    );
+    Ok(())
+}
+
+/// The UDP mode: `window` datagrams of `size` bytes in flight through one association (or
+/// straight to the echo without a proxy) for `seconds`; a lost datagram (no reply within
+/// 200 ms) is counted and replaced.
+fn udp_round_trips(
+    proxy: Option<SocketAddr>,
+    size: usize,
+    window: usize,
+    seconds: f64,
+) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let echo = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let echo_address = echo.local_addr()?;
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 65_536];
+        while let Ok((read, source)) = echo.recv_from(&mut buffer) {
+            let _ = echo.send_to(buffer.get(..read).unwrap_or_default(), source);
+        }
+    });
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    // The control connection lives as long as the association.
+    let mut _control = None;
+    let mut header = Vec::new();
+    let destination = match proxy {
+        None => echo_address,
+        Some(proxy) => {
+            let mut control = std::net::TcpStream::connect(proxy)?;
+            control.write_all(&[5, 1, 0])?;
+            let mut choice = [0u8; 2];
+            control.read_exact(&mut choice)?;
+            if choice != [5, 0] {
+                return Err(std::io::Error::other("method refused"));
+            }
+            let SocketAddr::V4(local) = socket.local_addr()? else {
+                return Err(std::io::Error::other("the client socket is not IPv4"));
+            };
+            let mut request = vec![5, 3, 0, 1];
+            request.extend_from_slice(&local.ip().octets());
+            request.extend_from_slice(&local.port().to_be_bytes());
+            control.write_all(&request)?;
+            let mut reply = [0u8; 10];
+            control.read_exact(&mut reply)?;
+            if reply[1] != 0 || reply[3] != 1 {
+                return Err(std::io::Error::other(format!("UDP ASSOCIATE reply {}", reply[1])));
+            }
+            let relay = SocketAddr::from((
+                [reply[4], reply[5], reply[6], reply[7]],
+                u16::from_be_bytes([reply[8], reply[9]]),
+            ));
+            let SocketAddr::V4(echo_v4) = echo_address else {
+                return Err(std::io::Error::other("the echo is not IPv4"));
+            };
+            header.extend_from_slice(&[0, 0, 0, 1]);
+            header.extend_from_slice(&echo_v4.ip().octets());
+            header.extend_from_slice(&echo_v4.port().to_be_bytes());
+            _control = Some(control);
+            relay
+        }
+    };
+    let mut datagram = header.clone();
+    datagram.resize(header.len() + size, 0x5a);
+    socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut buffer = vec![0u8; 65_536];
+    let (mut round_trips, mut lost) = (0u64, 0u64);
+    let started = Instant::now();
+    let stop = started + Duration::from_secs_f64(seconds);
+    for _ in 0..window {
+        socket.send_to(&datagram, destination)?;
+    }
+    while Instant::now() < stop {
+        match socket.recv_from(&mut buffer) {
+            Ok((read, _)) if read == datagram.len() => round_trips += 1,
+            Ok(_) => return Err(std::io::Error::other("a reply of the wrong size")),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                lost += 1;
+            }
+            Err(error) => return Err(error),
+        }
+        socket.send_to(&datagram, destination)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{{\"size\": {size}, \"window\": {window}, \"seconds\": {seconds:.3}, \
+         \"round_trips_per_second\": {:.0}, \"lost\": {lost}}}",
+        round_trips as f64 / seconds
     );
     Ok(())
 }
