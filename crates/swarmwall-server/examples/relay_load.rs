@@ -170,7 +170,12 @@ fn main() -> ExitCode {
         }
     };
     if let Some(size) = options.pingpong {
-        return match pingpong(options.proxy, options.login.as_deref(), size, options.rounds) {
+        return match pingpong(
+            options.proxy,
+            options.login.as_deref(),
+            size,
+            options.rounds,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("relay_load: {error}");
@@ -534,7 +539,10 @@ fn udp_round_trips(
             let mut reply = [0u8; 10];
             control.read_exact(&mut reply)?;
             if reply[1] != 0 || reply[3] != 1 {
-                return Err(std::io::Error::other(format!("UDP ASSOCIATE reply {}", reply[1])));
+                return Err(std::io::Error::other(format!(
+                    "UDP ASSOCIATE reply {}",
+                    reply[1]
+                )));
             }
             let relay = SocketAddr::from((
                 [reply[4], reply[5], reply[6], reply[7]],

@@ -20,6 +20,7 @@
 
 mod bind;
 mod connect;
+mod drain;
 pub mod fd_reserve;
 mod limits;
 mod listener;

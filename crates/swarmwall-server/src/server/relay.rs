@@ -23,6 +23,7 @@ use socket2::SockRef;
 use swarmwall_core::classify::{BtForm, Direction, FlowContext, MseStrictness, TcpFlow, Verdict};
 use tokio::net::TcpStream;
 
+use super::drain::{Chunk, read_chunk};
 use super::session::SessionContext;
 use super::splice;
 use crate::config::FastPath;
@@ -305,17 +306,16 @@ async fn inspect(
             }
         };
         let mut chunk = Vec::with_capacity(INSPECT_CHUNK);
-        match source.try_read_buf(&mut chunk) {
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(error) => return Err(error),
-            Ok(0) => {
+        match read_chunk(source, &mut chunk)? {
+            Chunk::Empty => continue,
+            Chunk::Ended => {
                 match direction {
                     Direction::ClientToServer => client_open = false,
                     Direction::ServerToClient => target_open = false,
                 }
                 let _ = SockRef::from(sink).shutdown(Shutdown::Write);
             }
-            Ok(read) => {
+            Chunk::More(read) | Chunk::Drained(read) => {
                 activity.touch();
                 verdict = flow.handle_data(direction, &chunk);
                 if !verdict.is_final() && flow.is_mse_candidate() {
@@ -499,23 +499,27 @@ async fn copy(
         // Borrow a buffer only while the socket has data.
         let mut buffer = Vec::with_capacity(buffer_size);
         loop {
-            match source.try_read_buf(&mut buffer) {
-                Ok(0) => {
+            let (read, drained) = match read_chunk(source, &mut buffer)? {
+                Chunk::Ended => {
                     let _ = SockRef::from(sink).shutdown(Shutdown::Write);
                     return Ok(Copied::Ended);
                 }
-                Ok(read) => {
-                    write_all(sink, &buffer).await?;
-                    buffer.clear();
-                    counter.inc_by(read as u64);
-                    activity.touch();
-                    copied += read as u64;
-                    if limit.is_some_and(|limit| copied >= limit) {
-                        return Ok(Copied::Limit);
-                    }
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                Err(error) => return Err(error),
+                Chunk::Empty => break,
+                Chunk::More(read) => (read, false),
+                Chunk::Drained(read) => (read, true),
+            };
+            write_all(sink, &buffer).await?;
+            buffer.clear();
+            counter.inc_by(read as u64);
+            activity.touch();
+            copied += read as u64;
+            // Only bulk (a read that filled the buffer) moves to `splice`: a long interactive
+            // session of small messages stays on the copy, which costs the same calls.
+            if !drained && limit.is_some_and(|limit| copied >= limit) {
+                return Ok(Copied::Limit);
+            }
+            if drained {
+                break;
             }
         }
     }

@@ -47,7 +47,11 @@ pub(super) fn bind_listeners(
     let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(count);
     let mut bound = address;
     for _ in 0..count.max(1) {
-        let socket = Socket::new(Domain::for_address(bound), Type::STREAM, Some(Protocol::TCP))?;
+        let socket = Socket::new(
+            Domain::for_address(bound),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
         socket.set_reuse_address(true)?;
         if count > 1 {
             socket.set_reuse_port(true)?;

@@ -11,8 +11,8 @@ use std::io;
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
 
-use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use crate::sharded_counter::ShardedCounter;
+use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::TcpStream;

@@ -22,8 +22,8 @@ use tokio::net::{TcpStream, UdpSocket};
 use super::relay::{Activity, enforce_destination_name, strike};
 use super::session::{SessionContext, send_reply};
 use crate::metrics::{DatagramLabels, DirectionLabels, VerdictLabels};
-use crate::sharded_counter::ShardedCounter;
 use crate::policy::{PolicyDecision, TrafficAction};
+use crate::sharded_counter::ShardedCounter;
 
 /// Largest datagram handled (the IPv4/IPv6 UDP payload limit).
 const MAX_DATAGRAM: usize = 65_535;
