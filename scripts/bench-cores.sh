@@ -32,16 +32,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start() { # NAME CORES -> prints the listening address
+addresses=()
+start() { # NAME CORES: appends the listening address to `addresses`
     printf '[server]\nmax_sessions = 30000\nruntime = "%s"\n' "$RUNTIME" > "$work/$1.toml"
     RUST_LOG=warn taskset -c "$2" "$BIN" serve --listen 127.0.0.1:0 --config "$work/$1.toml" \
-        --allow-destination 127.0.0.0/8 --data-dir "$work/$1-data" 2> "$work/$1.log" &
+        --allow-destination 127.0.0.0/8 --data-dir "$work/$1-data" --admin-listen 127.0.0.1:0 \
+        > /dev/null 2> "$work/$1.log" &
     pids+=($!)
     for _ in $(seq 100); do grep -q "listening on" "$work/$1.log" && break; sleep 0.1; done
-    grep -o 'listening on [0-9.:]*' "$work/$1.log" | awk '{print $3}'
+    addresses+=("$(grep -o 'listening on [0-9.:]*' "$work/$1.log" | awk '{print $3}')")
 }
-one=$(start one-core "$ONE")
-two=$(start two-cores "$TWO")
+start one-core "$ONE"
+start two-cores "$TWO"
+one=${addresses[0]}
+two=${addresses[1]}
 sleep 1
 
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }

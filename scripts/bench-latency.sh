@@ -154,13 +154,10 @@ if [ "$PERF" = 1 ]; then
     for target in "${targets[@]}"; do
         read -r name addr pid _ <<< "$target"
         [ "$addr" = - ] && continue
+        # Counts the proxy while the client command runs (one measurement).
         perf stat -x, -e context-switches,cpu-migrations,raw_syscalls:sys_enter -p "$pid" \
-            -o "$work/perf-$name" -- sleep 600 &
-        perf_pid=$!
-        sleep 0.3
-        measure "$target" > /dev/null
-        kill -INT "$perf_pid"
-        wait "$perf_pid" || true
+            -o "$work/perf-$name" -- bash -c "$(declare -f measure); $(declare -p SIZE ROUNDS CORE LOAD_BIN); measure '$target'" \
+            > /dev/null
         python3 - "$work/perf-$name" "$name" "$ROUNDS" <<'EOF'
 import sys
 path, name, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]) + 1000
