@@ -6,6 +6,8 @@
 #   scripts/bench-relay.sh                 # release build, 10,000 idle sessions
 #   SECONDS_PER_TEST=2 IDLE=2000 scripts/bench-relay.sh
 #   ONLY=auth scripts/bench-relay.sh       # only the authenticated new-connections table
+# Last, unless ONLY=auth: scripts/bench-latency.sh (64-byte ping-pong p50/p99 and UDP round
+# trips with proxy, client and echo on one core).
 #
 # The authenticated table (always printed last; about 40 s): new connections/s, proxy CPU per
 # connection and peak RSS for swarmwall without accounts, swarmwall with one account (made
@@ -158,3 +160,10 @@ echo "authenticated new connections: 64 clients, connect -> greeting -> login ->
      "1-byte echo -> close; median of $AUTH_RUNS x $AUTH_SECONDS s; proxy core $PROXY_CORE"
 python3 scripts/bench_auth.py --core "$CLIENT_CORE" --seconds "$AUTH_SECONDS" \
     --runs "$AUTH_RUNS" --concurrency 64 --load-bin "$LOAD_BIN" "${auth_targets[@]}"
+
+# Small-message latency and UDP round trips (all on one core; scripts/bench-latency.sh).
+if [ "$ONLY" != auth ]; then
+    echo
+    SKIP_BUILD=1 SWARMWALL_BIN="$BIN" LOAD_BIN="$LOAD_BIN" CORE="$CLIENT_CORE" \
+        scripts/bench-latency.sh
+fi
