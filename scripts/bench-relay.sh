@@ -9,7 +9,7 @@
 # Last, unless ONLY=auth: scripts/bench-latency.sh (64-byte ping-pong p50/p99 and UDP round
 # trips with proxy, client and echo on one core).
 #
-# The authenticated table (always printed last; about 40 s): new connections/s, proxy CPU per
+# The authenticated table (printed after the relay table; about 40 s): new connections/s, proxy CPU per
 # connection and peak RSS for swarmwall without accounts, swarmwall with one account (made
 # with `swarmwall user add`, default argon2 cost, password login on every connection) and
 # microsocks with and without `-u/-P`; 64 concurrent clients, medians of AUTH_RUNS (3)
