@@ -7,8 +7,10 @@
 #   SECONDS_PER_TEST=2 IDLE=2000 scripts/bench-relay.sh
 #   ONLY=auth scripts/bench-relay.sh       # only the authenticated new-connections tables
 #   PROXY_CPU_QUOTA=0 ONLY=auth scripts/bench-relay.sh   # without the proxy-bound table
+# Last, unless ONLY=auth: scripts/bench-latency.sh (64-byte ping-pong p50/p99 and UDP round
+# trips with proxy, client and echo on one core).
 #
-# The authenticated table (always printed last; about 40 s): new connections/s, proxy CPU per
+# The authenticated table (printed after the relay table; about 40 s): new connections/s, proxy CPU per
 # connection and peak RSS for swarmwall without accounts, swarmwall with one account (made
 # with `swarmwall user add`, default argon2 cost, password login on every connection) and
 # microsocks with and without `-u/-P`; 64 concurrent clients, medians of AUTH_RUNS (3)
@@ -194,4 +196,11 @@ if [ -n "$cgroup" ]; then
     rmdir "$cgroup" 2>/dev/null || true
 elif [ "$PROXY_CPU_QUOTA" != 0 ]; then
     echo "proxy-bound table skipped: no writable cgroup CPU controller (run as root, or PROXY_CPU_QUOTA=0)"
+fi
+
+# Small-message latency and UDP round trips (all on one core; scripts/bench-latency.sh).
+if [ "$ONLY" != auth ]; then
+    echo
+    SKIP_BUILD=1 SWARMWALL_BIN="$BIN" LOAD_BIN="$LOAD_BIN" CORE="$CLIENT_CORE" \
+        scripts/bench-latency.sh
 fi

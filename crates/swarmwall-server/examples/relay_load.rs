@@ -9,8 +9,28 @@
 //! `--seconds` have passed. Prints one JSON object:
 //! `{"connections": N, "seconds": S, "per_second": R, "errors": E}`.
 //!
+//! With `--pingpong SIZE` it measures latency instead: one session (through the proxy when
+//! given) to a blocking echo thread in this process; `--rounds` request/response exchanges of
+//! SIZE bytes, each timed; prints `{"size": S, "rounds": N, "p50_us": A, "p99_us": B}`. Pin the
+//! process and the proxy to the same core to measure the wake-ups and thread hops of the small
+//! message path (each hop is a context switch there, as on a loaded server).
+//!
+//! With `--streams N` it measures bulk throughput instead: N sessions (through the proxy when
+//! given) to a sink in this process, each sending 256 KiB writes from its own thread for
+//! `--seconds`; prints `{"streams": N, "seconds": S, "bytes_per_second": B}` (bytes the sink
+//! received).
+//!
+//! With `--udp SIZE` it measures UDP round trips: one UDP ASSOCIATE (or plain UDP without
+//! `--proxy`) to an echo thread in this process, `--window` datagrams of SIZE bytes in flight
+//! (each reply sends the next) for `--seconds`; prints
+//! `{"size": S, "window": W, "seconds": T, "round_trips_per_second": R, "lost": L}`.
+//!
 //! ```text
 //! cargo run --release -p swarmwall-server --example relay_load -- --seconds 3 --proxy 127.0.0.1:1080
+//! cargo run --release -p swarmwall-server --example relay_load -- --streams 16 --seconds 3 \
+//!     --proxy 127.0.0.1:1080
+//! cargo run --release -p swarmwall-server --example relay_load -- --pingpong 64 --rounds 20000 \
+//!     --proxy 127.0.0.1:1080
 //! cargo run --release -p swarmwall-server --example relay_load -- --proxy 127.0.0.1:1080 \
 //!     --user alice --password secret
 //! ```
@@ -31,6 +51,16 @@ struct Options {
     concurrency: usize,
     /// RFC 1929 user name and password.
     login: Option<Rc<(Vec<u8>, Vec<u8>)>>,
+    /// Message size of the latency mode (`--pingpong`).
+    pingpong: Option<usize>,
+    /// Exchanges timed in the latency mode.
+    rounds: usize,
+    /// Sessions of the throughput mode (`--streams`).
+    streams: Option<usize>,
+    /// Datagram size of the UDP mode (`--udp`).
+    udp: Option<usize>,
+    /// Datagrams in flight in the UDP mode.
+    window: usize,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -39,6 +69,11 @@ fn parse_options() -> Result<Options, String> {
         seconds: 3.0,
         concurrency: 16,
         login: None,
+        pingpong: None,
+        rounds: 20_000,
+        streams: None,
+        udp: None,
+        window: 1,
     };
     let (mut user, mut password) = (None, None);
     let mut args = std::env::args().skip(1);
@@ -61,6 +96,49 @@ fn parse_options() -> Result<Options, String> {
                 options.concurrency = value
                     .parse()
                     .map_err(|error| format!("--concurrency {value}: {error}"))?;
+            }
+            "--pingpong" => {
+                let size: usize = value
+                    .parse()
+                    .map_err(|error| format!("--pingpong {value}: {error}"))?;
+                if !(1..=65_536).contains(&size) {
+                    return Err("--pingpong must be in 1..=65536".into());
+                }
+                options.pingpong = Some(size);
+            }
+            "--streams" => {
+                let streams: usize = value
+                    .parse()
+                    .map_err(|error| format!("--streams {value}: {error}"))?;
+                if !(1..=256).contains(&streams) {
+                    return Err("--streams must be in 1..=256".into());
+                }
+                options.streams = Some(streams);
+            }
+            "--udp" => {
+                let size: usize = value
+                    .parse()
+                    .map_err(|error| format!("--udp {value}: {error}"))?;
+                if !(1..=8_192).contains(&size) {
+                    return Err("--udp must be in 1..=8192".into());
+                }
+                options.udp = Some(size);
+            }
+            "--window" => {
+                options.window = value
+                    .parse()
+                    .map_err(|error| format!("--window {value}: {error}"))?;
+                if !(1..=256).contains(&options.window) {
+                    return Err("--window must be in 1..=256".into());
+                }
+            }
+            "--rounds" => {
+                options.rounds = value
+                    .parse()
+                    .map_err(|error| format!("--rounds {value}: {error}"))?;
+                if !(100..=10_000_000).contains(&options.rounds) {
+                    return Err("--rounds must be in 100..=10000000".into());
+                }
             }
             "--user" => user = Some(value.into_bytes()),
             "--password" => password = Some(value.into_bytes()),
@@ -91,6 +169,38 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(size) = options.pingpong {
+        return match pingpong(
+            options.proxy,
+            options.login.as_deref(),
+            size,
+            options.rounds,
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("relay_load: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(size) = options.udp {
+        return match udp_round_trips(options.proxy, size, options.window, options.seconds) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("relay_load: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(streams) = options.streams {
+        return match throughput(options.proxy, streams, options.seconds) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("relay_load: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -223,5 +333,262 @@ async fn one_connection(
     stream.write_all(b"x").await?;
     let mut byte = [0u8; 1];
     stream.read_exact(&mut byte).await?;
+    Ok(())
+}
+
+/// The latency mode: `rounds` timed exchanges of `size` bytes on one session (blocking I/O, an
+/// echo thread in this process), after 1,000 untimed ones (the proxy's inspect phase ends
+/// within its byte budget, so the timed rounds measure the fast path).
+fn pingpong(
+    proxy: Option<SocketAddr>,
+    login: Option<&(Vec<u8>, Vec<u8>)>,
+    size: usize,
+    rounds: usize,
+) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let echo = listener.local_addr()?;
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let mut buffer = vec![0u8; 65_536];
+        while let Ok(read) = stream.read(&mut buffer) {
+            let Some(bytes) = buffer.get(..read).filter(|bytes| !bytes.is_empty()) else {
+                break;
+            };
+            if stream.write_all(bytes).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stream = blocking_session(proxy, login, echo)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let message = vec![0x5au8; size];
+    let mut answer = vec![0u8; size];
+    let mut samples = Vec::with_capacity(rounds);
+    for round in 0..rounds + 1_000 {
+        let started = Instant::now();
+        stream.write_all(&message)?;
+        stream.read_exact(&mut answer)?;
+        if round >= 1_000 {
+            samples.push(started.elapsed().as_nanos() as f64 / 1_000.0);
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    let at = |fraction: f64| {
+        let index = ((samples.len() as f64 * fraction) as usize).min(samples.len() - 1);
+        samples.get(index).copied().unwrap_or_default()
+    };
+    println!(
+        "{{\"size\": {size}, \"rounds\": {rounds}, \"p50_us\": {:.1}, \"p99_us\": {:.1}}}",
+        at(0.5),
+        at(0.99)
+    );
+    Ok(())
+}
+
+/// A blocking session to `target`, through the SOCKS5 `proxy` when given (logging in with
+/// `login`).
+fn blocking_session(
+    proxy: Option<SocketAddr>,
+    login: Option<&(Vec<u8>, Vec<u8>)>,
+    target: SocketAddr,
+) -> std::io::Result<std::net::TcpStream> {
+    use std::io::{Read, Write};
+    Ok(match proxy {
+        None => std::net::TcpStream::connect(target)?,
+        Some(proxy) => {
+            let mut stream = std::net::TcpStream::connect(proxy)?;
+            let method = if login.is_some() { 2 } else { 0 };
+            stream.write_all(&[5, 1, method])?;
+            let mut choice = [0u8; 2];
+            stream.read_exact(&mut choice)?;
+            if choice != [5, method] {
+                return Err(std::io::Error::other("method refused"));
+            }
+            if let Some((user, password)) = login {
+                // Lengths were checked when the options were parsed.
+                let mut message = vec![1, user.len() as u8];
+                message.extend_from_slice(user);
+                message.push(password.len() as u8);
+                message.extend_from_slice(password);
+                stream.write_all(&message)?;
+                let mut status = [0u8; 2];
+                stream.read_exact(&mut status)?;
+                if status[1] != 0 {
+                    return Err(std::io::Error::other("login refused"));
+                }
+            }
+            let SocketAddr::V4(target) = target else {
+                return Err(std::io::Error::other("the target is not IPv4"));
+            };
+            let mut request = vec![5, 1, 0, 1];
+            request.extend_from_slice(&target.ip().octets());
+            request.extend_from_slice(&target.port().to_be_bytes());
+            stream.write_all(&request)?;
+            let mut reply = [0u8; 10];
+            stream.read_exact(&mut reply)?;
+            if reply[1] != 0 {
+                return Err(std::io::Error::other(format!("CONNECT reply {}", reply[1])));
+            }
+            stream
+        }
+    })
+}
+
+/// The throughput mode: `streams` sessions each writing 256 KiB chunks for `seconds` to a sink
+/// thread per session; prints the bytes per second the sinks received.
+fn throughput(proxy: Option<SocketAddr>, streams: usize, seconds: f64) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let sink = listener.local_addr()?;
+    let received = Arc::new(AtomicU64::new(0));
+    let counting = Arc::clone(&received);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(streams) {
+            let Ok(mut stream) = stream else { continue };
+            let counting = Arc::clone(&counting);
+            std::thread::spawn(move || {
+                let mut buffer = vec![0u8; 256 * 1024];
+                while let Ok(read) = stream.read(&mut buffer) {
+                    if read == 0 {
+                        break;
+                    }
+                    counting.fetch_add(read as u64, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let mut sessions = Vec::with_capacity(streams);
+    for _ in 0..streams {
+        sessions.push(blocking_session(proxy, None, sink)?);
+    }
+    let started = Instant::now();
+    let stop = started + Duration::from_secs_f64(seconds);
+    let senders: Vec<_> = sessions
+        .into_iter()
+        .map(|mut stream| {
+            std::thread::spawn(move || {
+                let chunk = vec![0u8; 256 * 1024];
+                while Instant::now() < stop {
+                    if stream.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        let _ = sender.join();
+    }
+    // Bytes still in flight when the senders stop are not counted: the measurement window is
+    // the senders' (the same for every target).
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes = received.load(Ordering::Relaxed);
+    println!(
+        "{{\"streams\": {streams}, \"seconds\": {seconds:.3}, \"bytes_per_second\": {:.0}}}",
+        bytes as f64 / seconds
+    );
+    Ok(())
+}
+
+/// The UDP mode: `window` datagrams of `size` bytes in flight through one association (or
+/// straight to the echo without a proxy) for `seconds`; a lost datagram (no reply within
+/// 200 ms) is counted and replaced.
+fn udp_round_trips(
+    proxy: Option<SocketAddr>,
+    size: usize,
+    window: usize,
+    seconds: f64,
+) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let echo = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let echo_address = echo.local_addr()?;
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 65_536];
+        while let Ok((read, source)) = echo.recv_from(&mut buffer) {
+            let _ = echo.send_to(buffer.get(..read).unwrap_or_default(), source);
+        }
+    });
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    // The control connection lives as long as the association.
+    let mut _control = None;
+    let mut header = Vec::new();
+    let destination = match proxy {
+        None => echo_address,
+        Some(proxy) => {
+            let mut control = std::net::TcpStream::connect(proxy)?;
+            control.write_all(&[5, 1, 0])?;
+            let mut choice = [0u8; 2];
+            control.read_exact(&mut choice)?;
+            if choice != [5, 0] {
+                return Err(std::io::Error::other("method refused"));
+            }
+            let SocketAddr::V4(local) = socket.local_addr()? else {
+                return Err(std::io::Error::other("the client socket is not IPv4"));
+            };
+            let mut request = vec![5, 3, 0, 1];
+            request.extend_from_slice(&local.ip().octets());
+            request.extend_from_slice(&local.port().to_be_bytes());
+            control.write_all(&request)?;
+            let mut reply = [0u8; 10];
+            control.read_exact(&mut reply)?;
+            if reply[1] != 0 || reply[3] != 1 {
+                return Err(std::io::Error::other(format!(
+                    "UDP ASSOCIATE reply {}",
+                    reply[1]
+                )));
+            }
+            let relay = SocketAddr::from((
+                [reply[4], reply[5], reply[6], reply[7]],
+                u16::from_be_bytes([reply[8], reply[9]]),
+            ));
+            let SocketAddr::V4(echo_v4) = echo_address else {
+                return Err(std::io::Error::other("the echo is not IPv4"));
+            };
+            header.extend_from_slice(&[0, 0, 0, 1]);
+            header.extend_from_slice(&echo_v4.ip().octets());
+            header.extend_from_slice(&echo_v4.port().to_be_bytes());
+            _control = Some(control);
+            relay
+        }
+    };
+    let mut datagram = header.clone();
+    datagram.resize(header.len() + size, 0x5a);
+    socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut buffer = vec![0u8; 65_536];
+    let (mut round_trips, mut lost) = (0u64, 0u64);
+    let started = Instant::now();
+    let stop = started + Duration::from_secs_f64(seconds);
+    for _ in 0..window {
+        socket.send_to(&datagram, destination)?;
+    }
+    while Instant::now() < stop {
+        match socket.recv_from(&mut buffer) {
+            Ok((read, _)) if read == datagram.len() => round_trips += 1,
+            Ok(_) => return Err(std::io::Error::other("a reply of the wrong size")),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                lost += 1;
+            }
+            Err(error) => return Err(error),
+        }
+        socket.send_to(&datagram, destination)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{{\"size\": {size}, \"window\": {window}, \"seconds\": {seconds:.3}, \
+         \"round_trips_per_second\": {:.0}, \"lost\": {lost}}}",
+        round_trips as f64 / seconds
+    );
     Ok(())
 }

@@ -22,5 +22,6 @@ pub mod metrics;
 pub mod policy;
 pub mod pseudonym;
 pub mod server;
+pub mod sharded_counter;
 pub mod store;
 pub mod strikes;

@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::sharded_counter::ShardedCounter;
+
 /// Label set with one `command` label (`connect`, `bind`, `udp_associate`).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CommandLabels {
@@ -133,7 +135,7 @@ pub struct Metrics {
     /// `bad_handshake`, `auth`, `policy`, `suspended`, ...).
     pub sessions_refused: Family<ReasonLabels, Counter>,
     /// Payload bytes relayed, by direction.
-    pub bytes: Family<DirectionLabels, Counter>,
+    pub bytes: Family<DirectionLabels, ShardedCounter>,
     /// Classifier verdicts.
     pub verdicts: Family<VerdictLabels, Counter>,
     /// Flows or datagrams blocked as BitTorrent.
@@ -158,7 +160,7 @@ pub struct Metrics {
     /// Impossible-travel detections, by `reason` (`alert`, `deny`).
     pub impossible_travel: Family<ReasonLabels, Counter>,
     /// UDP datagrams by direction and outcome.
-    pub udp_datagrams: Family<DatagramLabels, Counter>,
+    pub udp_datagrams: Family<DatagramLabels, ShardedCounter>,
     /// Time from accept to a parsed request, seconds.
     pub handshake_duration: Histogram,
     /// Time to connect to the target, seconds.

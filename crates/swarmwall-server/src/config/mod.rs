@@ -23,7 +23,7 @@ pub use policy::{
     PolicyFieldError, PortRange, RuleAction, StrikesSettings, TrafficAction, normalize_domain,
 };
 pub use security::{SecurityConfig, argon2_cost_is_weak};
-pub use server::{FastPath, ServerConfig};
+pub use server::{FastPath, RuntimeLayout, ServerConfig};
 pub(crate) use store::sentinel_address;
 pub use store::{OutageMode, StoreBackend, StoreConfig, UnknownStore};
 

@@ -61,6 +61,21 @@ pub struct ServerConfig {
     pub proxy_protocol_trusted: Vec<ipnet::IpNet>,
     /// How relayed bytes are moved after the inspect phase.
     pub fast_path: FastPath,
+    /// How SOCKS5 sessions are scheduled over threads (start-only).
+    pub runtime: RuntimeLayout,
+}
+
+/// The session runtime layout (`server.runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeLayout {
+    /// One single-threaded runtime per core the process may run on, each accepting on its own
+    /// `SO_REUSEPORT` listener: a session lives on one thread from accept to close (no
+    /// work-stealing hops, no cross-thread wake-ups on the message path).
+    #[default]
+    PerCore,
+    /// One work-stealing multi-threaded runtime for everything (one listener).
+    MultiThread,
 }
 
 /// The fast-path implementation (`server.fast_path`).
@@ -98,6 +113,7 @@ impl Default for ServerConfig {
             relay_buffer_bytes: 32 * 1024,
             proxy_protocol_trusted: Vec::new(),
             fast_path: FastPath::Auto,
+            runtime: RuntimeLayout::PerCore,
         }
     }
 }
@@ -189,6 +205,22 @@ mod tests {
         let message = error.to_string();
         assert!(message.starts_with("x.toml:4:1:"), "{message}");
         assert!(message.contains("server.idle_timeout"), "{message}");
+    }
+
+    #[test]
+    fn runtime_layout_parses_and_unknown_is_located() {
+        let text = "[server]\nruntime = \"multi_thread\"\n";
+        let config = Config::parse(text, Path::new("x.toml")).unwrap();
+        assert_eq!(config.server.runtime, RuntimeLayout::MultiThread);
+        let text = "[server]\nruntime = \"per_core\"\n";
+        let config = Config::parse(text, Path::new("x.toml")).unwrap();
+        assert_eq!(config.server.runtime, RuntimeLayout::PerCore);
+        let text = "[server]\n\nruntime = \"per_thread\"\n";
+        let message = Config::parse(text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("x.toml:3:"), "{message}");
+        assert!(message.contains("per_core"), "{message}");
     }
 
     #[test]

@@ -44,11 +44,9 @@ impl WarnLimiter {
     }
 }
 
-/// Accept until shutdown is signalled.
-pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>) {
-    let max_sessions = shared.runtime.load().server.max_sessions;
-    // The limit is read once: a reload cannot resize a semaphore that permits are held on.
-    let limit = Arc::new(Semaphore::new(max_sessions as usize));
+/// Accept until shutdown is signalled; `limit` holds one permit per session allowed (shared
+/// by every listener of the server).
+pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>) {
     let mut backoff = MIN_BACKOFF;
     let mut warnings = WarnLimiter::default();
     loop {

@@ -29,6 +29,7 @@
 mod bind;
 mod connect;
 mod context;
+mod drain;
 mod enforce;
 pub mod fd_reserve;
 mod idle;
@@ -37,6 +38,7 @@ mod listener;
 mod refusal;
 mod relay;
 mod reload;
+mod runtime;
 mod session;
 pub mod signals;
 mod splice;
@@ -48,7 +50,6 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use swarmwall_core::classify::{ClientKey, Correlator, CorrelatorConfig};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -295,7 +296,7 @@ fn client_network(client: IpAddr) -> String {
 
 /// A bound, not yet running server.
 pub struct Server {
-    listener: TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     shared: Arc<Shared>,
 }
 
@@ -328,9 +329,9 @@ impl Server {
         if let Err(error) = fd_reserve::init(runtime.server.max_sessions) {
             tracing::warn!(%error, "cannot read the open-file limit; no descriptor reserve");
         }
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| ServerError::Bind { address, source })?;
+        let listeners =
+            runtime::bind_listeners(address, runtime::listener_count(runtime.server.runtime))
+                .map_err(|source| ServerError::Bind { address, source })?;
 
         // ---- STORE CONSTRUCTION (single place) -------------------------------------------
         let mut store_config = runtime.config.store.clone();
@@ -422,12 +423,15 @@ impl Server {
             tracker: TaskTracker::new(),
             pseudonym_key,
         });
-        Ok(Self { listener, shared })
+        Ok(Self { listeners, shared })
     }
 
     /// The address actually bound (the real port when `:0` was asked for).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.listeners
+            .first()
+            .ok_or_else(|| std::io::Error::other("no listener"))?
+            .local_addr()
     }
 
     /// A handle for reload and shutdown (cheap to clone, usable from other tasks).
@@ -443,16 +447,25 @@ impl Server {
     pub async fn run(self) -> usize {
         // The accept loop runs as a task on the worker threads (next to the sessions and the
         // I/O driver) rather than on the thread that called `run`.
-        let _ = tokio::spawn(listener::run(self.listener, Arc::clone(&self.shared))).await;
+        let layout = self.shared.runtime.load().server.runtime;
+        let cores = match runtime::accept_all(self.listeners, &self.shared, layout).await {
+            Ok(cores) => Some(cores),
+            Err(error) => {
+                tracing::error!(%error, "cannot start the session runtimes");
+                self.shared.shutdown.cancel();
+                None
+            }
+        };
         let grace = self.shared.runtime.load().server.shutdown_grace;
         self.shared.tracker.close();
-        if tokio::time::timeout(grace, self.shared.tracker.wait())
-            .await
-            .is_err()
-        {
-            return self.shared.tracker.len();
+        let left = match tokio::time::timeout(grace, self.shared.tracker.wait()).await {
+            Ok(()) => 0,
+            Err(_elapsed) => self.shared.tracker.len(),
+        };
+        if let Some(cores) = cores {
+            cores.join().await;
         }
-        0
+        left
     }
 }
 

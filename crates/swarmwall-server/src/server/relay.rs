@@ -17,12 +17,13 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-use prometheus_client::metrics::counter::Counter;
+use crate::sharded_counter::ShardedCounter;
 use socket2::SockRef;
 use swarmwall_core::classify::{BtForm, Direction, FlowContext, MseStrictness, TcpFlow, Verdict};
 use tokio::net::TcpStream;
 
 use super::context::SessionContext;
+use super::drain::{Chunk, read_chunk};
 use super::enforce;
 use super::idle::Activity;
 use super::splice;
@@ -108,8 +109,8 @@ pub(super) async fn run(
 
 /// Byte counters of one session (cloned handles of the shared families).
 struct Counters {
-    to_target: Counter,
-    to_client: Counter,
+    to_target: ShardedCounter,
+    to_client: ShardedCounter,
 }
 
 /// How the inspect phase ended.
@@ -179,17 +180,16 @@ async fn inspect(
             }
         };
         let mut chunk = Vec::with_capacity(INSPECT_CHUNK);
-        match source.try_read_buf(&mut chunk) {
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(error) => return Err(error),
-            Ok(0) => {
+        match read_chunk(source, &mut chunk)? {
+            Chunk::Empty => continue,
+            Chunk::Ended => {
                 match direction {
                     Direction::ClientToServer => client_open = false,
                     Direction::ServerToClient => target_open = false,
                 }
                 let _ = SockRef::from(sink).shutdown(Shutdown::Write);
             }
-            Ok(read) => {
+            Chunk::More(read) | Chunk::Drained(read) => {
                 activity.touch();
                 verdict = flow.handle_data(direction, &chunk);
                 if !verdict.is_final() && flow.is_mse_candidate() {
@@ -379,7 +379,7 @@ async fn forward(
     open: bool,
     mode: FastPath,
     buffer: usize,
-    counter: &Counter,
+    counter: &ShardedCounter,
     activity: &Activity,
 ) -> io::Result<()> {
     if !open {
@@ -424,7 +424,7 @@ async fn copy(
     source: &TcpStream,
     sink: &TcpStream,
     buffer_size: usize,
-    counter: &Counter,
+    counter: &ShardedCounter,
     activity: &Activity,
     limit: Option<u64>,
 ) -> io::Result<Copied> {
@@ -434,23 +434,27 @@ async fn copy(
         // Borrow a buffer only while the socket has data.
         let mut buffer = Vec::with_capacity(buffer_size);
         loop {
-            match source.try_read_buf(&mut buffer) {
-                Ok(0) => {
+            let (read, drained) = match read_chunk(source, &mut buffer)? {
+                Chunk::Ended => {
                     let _ = SockRef::from(sink).shutdown(Shutdown::Write);
                     return Ok(Copied::Ended);
                 }
-                Ok(read) => {
-                    write_all(sink, &buffer).await?;
-                    buffer.clear();
-                    counter.inc_by(read as u64);
-                    activity.touch();
-                    copied += read as u64;
-                    if limit.is_some_and(|limit| copied >= limit) {
-                        return Ok(Copied::Limit);
-                    }
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                Err(error) => return Err(error),
+                Chunk::Empty => break,
+                Chunk::More(read) => (read, false),
+                Chunk::Drained(read) => (read, true),
+            };
+            write_all(sink, &buffer).await?;
+            buffer.clear();
+            counter.inc_by(read as u64);
+            activity.touch();
+            copied += read as u64;
+            // Only bulk (a read that filled the buffer) moves to `splice`: a long interactive
+            // session of small messages stays on the copy, which costs the same calls.
+            if !drained && limit.is_some_and(|limit| copied >= limit) {
+                return Ok(Copied::Limit);
+            }
+            if drained {
+                break;
             }
         }
     }

@@ -27,6 +27,11 @@ pub(crate) fn keep_start_only_settings(current: &Runtime, next: &mut Runtime) ->
     );
     next.server.max_sessions = current.server.max_sessions;
     keep(
+        "server.runtime",
+        current.server.runtime != next.server.runtime,
+    );
+    next.server.runtime = current.server.runtime;
+    keep(
         "server.accounts",
         current.server.accounts != next.server.accounts,
     );

@@ -11,8 +11,8 @@ use std::io;
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
 
+use crate::sharded_counter::ShardedCounter;
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
-use prometheus_client::metrics::counter::Counter;
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -45,7 +45,7 @@ pub(super) fn new_pipe() -> io::Result<Pipe> {
 pub(super) async fn copy(
     source: &TcpStream,
     sink: &TcpStream,
-    counter: &Counter,
+    counter: &ShardedCounter,
     activity: &Activity,
     mut pipe: Option<Pipe>,
 ) -> io::Result<()> {

@@ -25,6 +25,7 @@ use super::idle::Activity;
 use super::refusal::Refusal;
 use crate::metrics::{DatagramLabels, DirectionLabels, VerdictLabels};
 use crate::policy::{PolicyDecision, TrafficAction};
+use crate::sharded_counter::ShardedCounter;
 
 /// Largest datagram handled (the IPv4/IPv6 UDP payload limit).
 const MAX_DATAGRAM: usize = 65_535;
@@ -61,6 +62,8 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
     {
         return;
     }
+    // Read once: the family of the outbound socket decides how targets are addressed.
+    let outbound_v6 = outbound.local_addr().is_ok_and(|local| local.is_ipv6());
     let client_port = match requested {
         Address::Ip(address) if address.port() != 0 => Some(address.port()),
         _ => None,
@@ -76,6 +79,9 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
         named: HashSet::new(),
         blocked: 0,
         activity: Activity::new(),
+        outbound_v6,
+        relayed: RelayedCounters::new(context),
+        wrapped: Vec::with_capacity(2 * 1024),
     };
     association.run(&mut control).await;
 }
@@ -102,6 +108,43 @@ struct Association<'a> {
     named: HashSet<String>,
     blocked: u32,
     activity: Activity,
+    /// The outbound socket is IPv6 (targets are addressed as IPv4-mapped IPv6).
+    outbound_v6: bool,
+    /// Counters of relayed datagrams, looked up once per association.
+    relayed: RelayedCounters,
+    /// Reused buffer for replies wrapped in the SOCKS UDP header (no allocation per datagram).
+    wrapped: Vec<u8>,
+}
+
+/// The per-datagram counters of the relayed path, per direction: datagrams and bytes.
+struct RelayedCounters {
+    to_target: (ShardedCounter, ShardedCounter),
+    to_client: (ShardedCounter, ShardedCounter),
+}
+
+impl RelayedCounters {
+    fn new(context: &SessionContext) -> Self {
+        let metrics = &context.shared.metrics;
+        // One statement per lookup (a family read guard lives until the statement's end).
+        let pair = |direction: &'static str| {
+            let datagrams = metrics
+                .udp_datagrams
+                .get_or_create(&DatagramLabels {
+                    direction,
+                    outcome: "relayed",
+                })
+                .clone();
+            let bytes = metrics
+                .bytes
+                .get_or_create(&DirectionLabels { direction })
+                .clone();
+            (datagrams, bytes)
+        };
+        Self {
+            to_target: pair("client_to_target"),
+            to_client: pair("target_to_client"),
+        }
+    }
 }
 
 /// What to do after a datagram.
@@ -204,9 +247,10 @@ impl Association<'_> {
         if let Some(next) = self.enforce(verdict, target, DIRECTION).await {
             return next;
         }
-        let destination = match self.outbound.local_addr() {
-            Ok(local) if local.is_ipv6() => map_to_ipv6(target),
-            _ => target,
+        let destination = if self.outbound_v6 {
+            map_to_ipv6(target)
+        } else {
+            target
         };
         if self.outbound.send_to(payload, destination).await.is_ok() {
             self.relayed(DIRECTION, payload.len());
@@ -225,7 +269,8 @@ impl Association<'_> {
         if let Some(next) = self.enforce(verdict, source, DIRECTION).await {
             return next;
         }
-        let mut wrapped = Vec::with_capacity(datagram.len() + 22);
+        let mut wrapped = std::mem::take(&mut self.wrapped);
+        wrapped.clear();
         UdpHeader {
             frag: 0,
             address: Address::Ip(source),
@@ -236,18 +281,22 @@ impl Association<'_> {
         if self.relay.send_to(&wrapped, client).await.is_ok() {
             self.relayed(DIRECTION, datagram.len());
         }
+        // Keep the buffer unless one large reply grew it past the usual datagram size.
+        if wrapped.capacity() <= 4 * 1024 {
+            self.wrapped = wrapped;
+        }
         Next::Continue
     }
 
     fn relayed(&self, direction: &'static str, len: usize) {
-        self.count(direction, "relayed");
+        let (datagrams, bytes) = if direction == "client_to_target" {
+            &self.relayed.to_target
+        } else {
+            &self.relayed.to_client
+        };
+        datagrams.inc();
+        bytes.inc_by(len as u64);
         self.activity.touch();
-        self.context
-            .shared
-            .metrics
-            .bytes
-            .get_or_create(&DirectionLabels { direction })
-            .inc_by(len as u64);
     }
 
     /// Classify a datagram exchanged with `remote`; `create` makes the flow when missing.

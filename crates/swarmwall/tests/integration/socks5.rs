@@ -649,3 +649,53 @@ fn log_format_comes_from_the_configuration_file() {
         "{line}"
     );
 }
+
+#[test]
+fn both_runtime_layouts_relay_parallel_sessions_and_drain_on_sigterm() {
+    for layout in ["per_core", "multi_thread"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, format!("[server]\nruntime = \"{layout}\"\n")).unwrap();
+        let echo = echo_server("127.0.0.1:0");
+        let mut proxy = Proxy::start(&[
+            "--config",
+            config.to_str().unwrap(),
+            ALLOW_LOOPBACK[0],
+            ALLOW_LOOPBACK[1],
+        ]);
+        // 40 sessions at once (spread over the per-core listeners by the kernel), each with
+        // its own payload echoed back intact.
+        let address = proxy.address;
+        let clients: Vec<_> = (0..40u8)
+            .map(|index| {
+                std::thread::spawn(move || {
+                    let (code, mut stream) = socks_connect(address, echo);
+                    assert_eq!(code, 0);
+                    let payload = vec![index; 1000 + usize::from(index)];
+                    stream.write_all(&payload).unwrap();
+                    let mut back = vec![0u8; payload.len()];
+                    stream.read_exact(&mut back).unwrap();
+                    assert_eq!(back, payload);
+                })
+            })
+            .collect();
+        for client in clients {
+            client.join().expect("a session failed");
+        }
+        // SIGTERM: no new connection, the open session drains, then a clean exit.
+        let (code, mut session) = socks_connect(proxy.address, echo);
+        assert_eq!(code, 0);
+        proxy.signal("TERM");
+        assert!(
+            wait_until(DEADLINE, || TcpStream::connect(proxy.address).is_err()),
+            "{layout}: still accepting after SIGTERM"
+        );
+        session.write_all(b"drain").unwrap();
+        let mut reply = [0u8; 5];
+        session.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"drain");
+        drop(session);
+        let status = proxy.wait_exit(DEADLINE).expect("exits after the drain");
+        assert!(status.success(), "{layout}: {status:?}");
+    }
+}
