@@ -1,4 +1,4 @@
-//! Per-client evidence for the encrypted-BitTorrent tier (docs/bittorrent-detection.md §2.4):
+//! Per-client evidence for the encrypted-BitTorrent tier (docs/detection.md, "Rules"):
 //! bounded memory, entries expire. Keys are opaque (the proxy passes a keyed hash of the
 //! account or client address), so no account name is held here; endpoints are kept only in
 //! memory and never printed (the `Debug` output shows counts only).

@@ -7,7 +7,7 @@
 //! Layout: [`TcpFlow`] (in `tcp`) dispatches to one module per wire form (`peer_wire`, `mse`,
 //! `http`, `tls`, ...); [`UdpFlow`] (in `udp`) does the same for datagram forms (`dht`, `utp`,
 //! `udp_tracker`, `lsd`); [`crate::bt::bencode`] is the shared bounded validator; [`Correlator`] holds the
-//! per-client evidence (E1..E5 of docs/bittorrent-detection.md §2.4).
+//! per-client evidence (E1..E5 in docs/detection.md, "Rules").
 
 // The bounded bencode reader lives in `crate::bt`; the wire-form modules reach it from here.
 pub(crate) use crate::bt::bencode;
@@ -30,7 +30,7 @@ pub enum Direction {
     ServerToClient,
 }
 
-/// The BitTorrent wire forms the classifier recognises (docs/bittorrent-detection.md §1).
+/// The BitTorrent wire forms the classifier recognises (docs/classifier.md, "TCP forms and MSE strictness", and "UDP forms").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum BtForm {

@@ -303,7 +303,7 @@ fn push_extension(out: &mut Vec<u8>, kind: u16, body: &[u8]) {
 /// with 32 random bytes (a server nonce), then both sides exchange 4 KiB of ciphertext-like
 /// random bytes. A *client-first* random stream is deliberately not used: its first flight is
 /// indistinguishable from MSE's Ya + PadA, which is exactly what the MSE heuristic
-/// (bittorrent-detection.md §2.3) flags as a candidate, and what Shadowsocks or obfs4 look like
+/// (docs/detection.md, "Rules") flags as a candidate, and what Shadowsocks or obfs4 look like
 /// too. Encrypted protocols where the server speaks first (or that start with a TLS/SSH
 /// handshake) carry random bytes the classifier must always leave alone.
 fn encrypted_stream(rng: &mut impl RngCore) -> Vec<Flight> {
