@@ -71,7 +71,7 @@ struct Login<'a> {
 /// The outcome of the credentials step.
 struct Verified {
     /// The local account (or the RADIUS stand-in once RADIUS accepted the password).
-    account: Option<Account>,
+    account: Option<Arc<Account>>,
     credentials: Credentials,
     /// The counted attempt, when the password was verified in full (not remembered).
     reserved: Option<Reserved>,
@@ -109,7 +109,7 @@ impl Authenticator {
     ) -> Result<String, Stop> {
         let inner = &self.inner;
         let loaded = inner.accounts.load_full();
-        let account = loaded.file.find(name).cloned();
+        let account = loaded.file.get(name);
         // Names that are not accounts reach the store only as keyed hashes (people type
         // passwords into the name field); they are counted and locked all the same.
         let subjects = Subjects {
@@ -208,7 +208,7 @@ impl Authenticator {
         &self,
         login: &Login<'_>,
         loaded: &Arc<Loaded>,
-        mut account: Option<Account>,
+        mut account: Option<Arc<Account>>,
         password: Zeroizing<Vec<u8>>,
     ) -> Result<Verified, Stop> {
         let inner = &self.inner;
@@ -219,11 +219,11 @@ impl Authenticator {
         let radius = inner.radius.get().cloned();
         let radius_account = radius
             .as_ref()
-            .map(|_| Account::new(name, RADIUS_VERIFIED.to_owned()));
+            .map(|_| Arc::new(Account::new(name, RADIUS_VERIFIED.to_owned())));
         let mut remembered = recall(
             inner,
             settings.verified_ttl,
-            account.as_ref().or(radius_account.as_ref()),
+            account.as_deref().or(radius_account.as_deref()),
             &password,
             in_window,
         );
@@ -259,7 +259,7 @@ impl Authenticator {
             remembered = recall(
                 inner,
                 settings.verified_ttl,
-                account.as_ref().or(radius_account.as_ref()),
+                account.as_deref().or(radius_account.as_deref()),
                 &password,
                 in_window,
             );
@@ -319,7 +319,7 @@ impl Authenticator {
                                 }
                                 good
                             };
-                            check_credentials(account.as_ref(), &password, in_window, &mut verify)
+                            check_credentials(account.as_deref(), &password, in_window, &mut verify)
                         }
                     };
                     let verified = inner.pool.run(settings.hash_queue_timeout, job).await;
@@ -405,10 +405,10 @@ impl Authenticator {
     async fn totp_step(
         &self,
         login: &Login<'_>,
-        account: Option<Account>,
+        account: Option<Arc<Account>>,
         credentials: Credentials,
         reserved: &mut Option<Reserved>,
-    ) -> Result<(Account, bool), Stop> {
+    ) -> Result<(Arc<Account>, bool), Stop> {
         let (name, now_ms) = (login.name, login.now_ms);
         let good_password = matches!(
             credentials,
