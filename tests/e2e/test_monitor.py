@@ -66,7 +66,9 @@ def swarm(tmp_path):
             break
         for handle in handles:
             handle.force_reannounce()
-    assert announced, "the libtorrent seeds did not announce to opentracker"
+    assert announced, ("the libtorrent seeds did not announce to opentracker",
+                       tracker.proc.poll(), [h.status().state for h in handles],
+                       [str(h.status().current_tracker) + h.status().errc.message() for h in handles])
     yield {"torrent": torrent, "info_hash": info_hash, "tracker": tracker, "peers": peers,
            "dir": str(tmp_path), "http": http, "udp": udp}
     del sessions
