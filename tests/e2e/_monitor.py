@@ -64,7 +64,9 @@ class Opentracker:
         return f"http://127.0.0.1:{port}/announce", f"udp://127.0.0.1:{port}/announce"
 
     def scrape_complete(self, info_hash_hex):
-        query = urllib.parse.urlencode({"info_hash": bytes.fromhex(info_hash_hex)})
+        # Percent-encode every byte: urlencode's default (quote_plus) writes 0x20 as '+', which
+        # opentracker does not decode, so about one hash in seven scraped as unknown.
+        query = "info_hash=" + urllib.parse.quote_from_bytes(bytes.fromhex(info_hash_hex), safe="")
         url = f"http://127.0.0.1:{self.port}/scrape?{query}"
         try:
             body = urllib.request.urlopen(url, timeout=2).read()
