@@ -186,6 +186,13 @@ impl TcpFlow {
         self.mse_rule.get()
     }
 
+    /// Raw sizes of the flights seen so far (alternating runs of bytes, the first flight's
+    /// direction first; at most six): what the MSE rules judged, for logs and `inspect`.
+    pub fn flight_sizes(&self) -> &[u32] {
+        let count = usize::from(self.flights.count).min(self.flights.len.len());
+        self.flights.len.get(..count).unwrap_or_default()
+    }
+
     /// Bytes inspected so far per direction (client→server, server→client): the decision
     /// depth reported in metrics.
     pub fn bytes_inspected(&self) -> (usize, usize) {
