@@ -24,9 +24,9 @@ def main():
             flights.append(rng.randint(16, 2048))
             flights.append(max(1, int(2 ** rng.uniform(0, 20))))
         l1, l2, l3, l4, l5, l6 = flights[:6]
-        base = 96 <= l1 <= 608 and 96 <= l2 <= 608 and 124 <= l3 <= 636
-        hit_first_block = base and 82 <= l4 <= 2642 and 22 <= l5 <= 1024 and l6 >= 16397
-        hit_bare = base and l4 == 82 and 5 <= l5 <= 1024
+        dh = 96 <= l1 <= 608 and 96 <= l2 <= 608
+        hit_first_block = dh and 124 <= l3 <= 636 and 82 <= l4 <= 2642 and 22 <= l5 <= 1024 and l6 >= 16397
+        hit_bare = dh and 56 <= l3 <= 636 and l4 == 82 and (68 if l3 < 124 else 5) <= l5 <= 1024
         first_block += hit_first_block
         bare += hit_bare
         either += hit_first_block or hit_bare
@@ -35,10 +35,12 @@ def main():
           f"either {either} ({either / sessions * 1e4:.2f} in 10,000)")
     p1 = (608 - 96 + 1) / (2048 - 16 + 1)
     p2 = math.log2(609 / 96) / 20
-    p3 = (636 - 124 + 1) / (2048 - 16 + 1)
+    requests = 2048 - 16 + 1
     p4 = math.log2(83 / 82) / 20
-    p5 = (1024 - 16 + 1) / (2048 - 16 + 1)
-    print(f"analytic coalesced_bare_reply: {p1 * p2 * p3 * p4 * p5 * 1e6:.2f} in 1,000,000")
+    # Flight 3 of 124..636 with flight 5 of 16..1024, or 56..123 with flight 5 of 68..1024.
+    p35 = (636 - 124 + 1) / requests * (1024 - 16 + 1) / requests \
+        + (123 - 56 + 1) / requests * (1024 - 68 + 1) / requests
+    print(f"analytic coalesced_bare_reply: {p1 * p2 * p35 * p4 * 1e6:.2f} in 1,000,000")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ const COALESCED_FLIGHT4_MAX: u32 = STEP4_MIN + PAD_MAX + HANDSHAKE_LEN + 2048;
 /// requests (libtorrent measured 288 bytes in all).
 const COALESCED_FLIGHT5_MAX: u32 = 1024;
 /// Responder flight 4 that is exactly ENCRYPT(VC, crypto_select, len(PadD) = 0) and its own
-/// handshake: Transmission answering an initiator whose handshake (IA) joined flight 3.
+/// handshake: Transmission 3.00 answering flight 3.
 const BARE_REPLY: u32 = STEP4_MIN + HANDSHAKE_LEN;
 /// The least an initiator's first messages can be: one peer-wire message with an id (4-byte
 /// length, id), e.g. `have_none` or `interested`.
@@ -223,9 +223,9 @@ pub(super) enum Layout {
     /// Flight 3 is 124 + PadC (the handshake joined it); flight 6 carries the first block
     /// (libtorrent 2.0 / qBittorrent 4.5 over a real round trip).
     HandshakeCoalesced,
-    /// Flight 3 is 124 + PadC (the handshake joined it) and the responder's flight 4 is
-    /// exactly 82 bytes: VC, crypto_select, an empty PadD and its handshake (a Transmission
-    /// seeder, any initiator that coalesces: libtorrent 2.0 / qBittorrent, aria2).
+    /// The responder's flight 4 is exactly 82 bytes: VC, crypto_select, an empty PadD and its
+    /// handshake (a Transmission 3.00 seeder; libtorrent 2.0 / qBittorrent and aria2
+    /// initiators), flight 5 the initiator's first messages.
     BareHandshakeReply,
 }
 
@@ -377,22 +377,23 @@ fn coalesced(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
     }
 }
 
-/// The responder that answers a coalesced flight 3 with exactly VC, crypto_select, an empty
-/// PadD and its own handshake, then waits for the initiator: Transmission
-/// (`libtransmission/handshake.cc`, `read_ia`: it answers only once the whole IA is there,
-/// writes len(PadD) = 0, and sends its handshake as soon as the initiator's, the IA, is read;
-/// its extension handshake and bitfield follow only after the initiator's first messages, and
-/// it unchokes at its next choke round, so the first block comes seconds later in flight 8).
-/// Because it waits for the IA, the initiator's handshake always joins flight 3 on the wire
-/// (libtorrent 2.0 / qBittorrent declare len(IA) = 68; aria2 writes its handshake right
-/// behind flight 3). Flight 3 124 + PadC, flight 4 exactly 82, flight 5 the initiator's first
-/// messages ([`FIRST_MESSAGE`] ..= [`COALESCED_FLIGHT5_MAX`], not text). Decided when flight 5
-/// is over, at the first byte of flight 6 (which the proxy holds): before any piece.
+/// The responder whose flight 4 is exactly VC, crypto_select, an empty PadD and its own
+/// handshake, and then waits for the initiator: Transmission 3.00 (`libtransmission/handshake.c`,
+/// `readIA`: it answers only once the whole IA is there, and writes VC, crypto_select,
+/// len(PadD) = 0 and its handshake in one buffer, whatever the IA held; its extension handshake
+/// and bitfield follow only after the initiator's first messages, and it unchokes at its next
+/// rechoke, so the first block comes seconds later, in flight 8). Flight 3 is 124 + PadC when
+/// the initiator's handshake is the IA (libtorrent 2.0 / qBittorrent declare len(IA) = 68, and
+/// Transmission waits for it) or 56 + PadC with an empty IA (aria2, whose handshake then opens
+/// flight 5); flight 4 exactly 82; flight 5 the initiator's first messages
+/// ([`FIRST_MESSAGE`] ..= [`COALESCED_FLIGHT5_MAX`] bytes, at least its 68-byte handshake when
+/// flight 3 was too short to hold it; not text). Decided when flight 5 is over, at the first
+/// byte of flight 6 (which the proxy holds): before any piece.
 fn bare_reply(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
     let [l1, _, l3, l4, l5, _] = flights.len;
     let over = |n: u8| flights.count > n || finished;
     let pending = if finished { Exact::No } else { Exact::Pending };
-    if !(STEP3_WITH_IA..=STEP3_WITH_IA + PAD_MAX).contains(&l3) || l4 > BARE_REPLY {
+    if !(STEP3_MIN..=STEP3_WITH_IA + PAD_MAX).contains(&l3) || l4 > BARE_REPLY {
         return Exact::No;
     }
     if flights.count < 5 {
@@ -409,7 +410,13 @@ fn bare_reply(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
     if !over(5) {
         return pending;
     }
-    if l5 < FIRST_MESSAGE {
+    // A flight 3 shorter than 124 bytes had no room for the handshake: flight 5 brings it.
+    let least = if l3 < STEP3_WITH_IA {
+        HANDSHAKE_LEN
+    } else {
+        FIRST_MESSAGE
+    };
+    if l5 < least {
         Exact::No
     } else {
         Exact::Yes(Layout::BareHandshakeReply)

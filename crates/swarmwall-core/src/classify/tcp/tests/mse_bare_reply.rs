@@ -1,11 +1,11 @@
-//! The coalesced flight 3 answered by a bare handshake reply (docs/detection.md, "Rules"):
-//! flight 3 = 124 + PadC with the initiator's handshake inside, flight 4 exactly VC,
-//! crypto_select, an empty PadD and the responder's handshake (82 bytes: a Transmission
+//! The bare handshake reply (docs/detection.md, "Rules"): flight 3 = 124 + PadC with the
+//! initiator's handshake inside (or 56 + PadC with an empty IA), flight 4 exactly VC,
+//! crypto_select, an empty PadD and the responder's handshake (82 bytes: a Transmission 3.00
 //! seeder), decided when the initiator's first messages (flight 5) are over.
 
 use super::*;
 
-/// PadA, PadB, PadC, then the responder's flight 4 (`flight4` bytes), the initiator's flight 5
+/// PadA, PadB, 124 + PadC, then the responder's flight 4 (`flight4` bytes), the initiator's flight 5
 /// (`flight5`) and the responder's flight 6 (`flight6`: extension handshake and bitfield).
 fn bare_script(
     seed: u64,
@@ -35,6 +35,17 @@ fn transmission_seeder_sizes_are_blocked_on_defaults() {
         ("libtorrent", bare_script(3, [414, 93, 58], 82, 218, 123)),
         ("pads 0, one message", bare_script(4, [0, 0, 0], 82, 5, 5)),
         ("pads 511", bare_script(5, [511, 511, 511], 82, 1_024, 2_000)),
+        // aria2 (empty IA) with a PadC under 68: flight 3 = 56 + 67, its handshake in flight 5.
+        ("aria2, short flight 3", {
+            let mut s = bare_script(6, [130, 369, 0], 82, 242, 123);
+            s[2].1 = random_bytes(60, 123);
+            s
+        }),
+        ("flight 3 = 56, flight 5 = 68", {
+            let mut s = bare_script(8, [0, 0, 0], 82, 68, 123);
+            s[2].1 = random_bytes(61, 56);
+            s
+        }),
     ];
     for (name, script) in cases {
         assert_eq!(check(default, &script), bt(BtForm::Mse), "{name}");
@@ -74,11 +85,17 @@ fn bare_reply_near_misses_are_left_alone() {
         // does not apply either).
         ("flight 4 = 81", bare_script(10, [100, 100, 100], 81, 200, 123)),
         ("flight 4 = 83", bare_script(11, [100, 100, 100], 83, 200, 123)),
-        // Flight 3 outside 124..=636.
+        // Flight 3 outside 56..=636.
         ("flight 3 = 637", bare_script(12, [100, 100, 513], 82, 200, 123)),
-        ("flight 3 = 123", {
+        ("flight 3 = 55", {
             let mut s = bare_script(13, [100, 100, 0], 82, 200, 123);
-            s[2].1 = random_bytes(14, 123);
+            s[2].1 = random_bytes(14, 55);
+            s
+        }),
+        // A flight 3 without room for the handshake, and no handshake in flight 5 either.
+        ("flight 3 = 123, flight 5 = 67", {
+            let mut s = bare_script(19, [100, 100, 0], 82, 67, 123);
+            s[2].1 = random_bytes(20, 123);
             s
         }),
         // Flight 5 shorter than one message, or over its bound.
