@@ -34,7 +34,10 @@ fn transmission_seeder_sizes_are_blocked_on_defaults() {
         ("aria2", bare_script(2, [321, 332, 212], 82, 242, 123)),
         ("libtorrent", bare_script(3, [414, 93, 58], 82, 218, 123)),
         ("pads 0, one message", bare_script(4, [0, 0, 0], 82, 5, 5)),
-        ("pads 511", bare_script(5, [511, 511, 511], 82, 1_024, 2_000)),
+        (
+            "pads 511",
+            bare_script(5, [511, 511, 511], 82, 1_024, 2_000),
+        ),
         // aria2 (empty IA) with a PadC under 68: flight 3 = 56 + 67, its handshake in flight 5.
         ("aria2, short flight 3", {
             let mut s = bare_script(6, [130, 369, 0], 82, 242, 123);
@@ -83,10 +86,19 @@ fn bare_reply_near_misses_are_left_alone() {
     let cases = [
         // Flight 4 one byte off a bare handshake reply (flight 6 no block: the coalesced rule
         // does not apply either).
-        ("flight 4 = 81", bare_script(10, [100, 100, 100], 81, 200, 123)),
-        ("flight 4 = 83", bare_script(11, [100, 100, 100], 83, 200, 123)),
+        (
+            "flight 4 = 81",
+            bare_script(10, [100, 100, 100], 81, 200, 123),
+        ),
+        (
+            "flight 4 = 83",
+            bare_script(11, [100, 100, 100], 83, 200, 123),
+        ),
         // Flight 3 outside 56..=636.
-        ("flight 3 = 637", bare_script(12, [100, 100, 513], 82, 200, 123)),
+        (
+            "flight 3 = 637",
+            bare_script(12, [100, 100, 513], 82, 200, 123),
+        ),
         ("flight 3 = 55", {
             let mut s = bare_script(13, [100, 100, 0], 82, 200, 123);
             s[2].1 = random_bytes(14, 55);
@@ -100,7 +112,10 @@ fn bare_reply_near_misses_are_left_alone() {
         }),
         // Flight 5 shorter than one message, or over its bound.
         ("flight 5 = 4", bare_script(15, [100, 100, 100], 82, 4, 123)),
-        ("flight 5 = 1025", bare_script(16, [100, 100, 100], 82, 1_025, 123)),
+        (
+            "flight 5 = 1025",
+            bare_script(16, [100, 100, 100], 82, 1_025, 123),
+        ),
     ];
     for (name, script) in cases {
         assert_eq!(check(default, &script), Verdict::GaveUp, "{name}");
