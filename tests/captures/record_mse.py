@@ -7,6 +7,7 @@ then removes the namespace.
     /usr/bin/python3 tests/captures/record_mse.py        # clients, then benign tunnels
     /usr/bin/python3 tests/captures/record_mse.py benign # benign tunnels only
     /usr/bin/python3 tests/captures/record_mse.py vpn    # mse_vpn_tunnels.pcap only
+    /usr/bin/python3 tests/captures/record_mse.py seeders # mse_aria2_from_transmission.pcap only
 
 Each client capture holds both legs of the proxy: client → swarmwall (SOCKS5, the tracker
 reached directly so that every SOCKS5 flow is a peer connection) and swarmwall → seeder
@@ -22,13 +23,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 E2E = os.path.join(os.path.dirname(HERE), "e2e")
 NET = "198.18.0"
 CLIENTS = ["transmission", "aria2", "rtorrent"]
+# (client, seeder, capture, extra scenario arguments): a cell decided by the bare handshake
+# reply of a Transmission 3.00 seeder (test_mse_seeders.py), aria2 under proxychains4 with
+# the tracker reached directly, so that every SOCKS5 flow is the peer connection.
+SEEDER_CELLS = [("aria2", "transmission", "mse_aria2_from_transmission.pcap", {})]
 
 
 def ip(*args):
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
 
-def main():
+def main(seeders=False):
     name = "sw-rec-" + uuid.uuid4().hex[:8]
     ip("netns", "add", name)
     labels_path = os.path.join(HERE, "labels.json")
@@ -42,10 +47,13 @@ def main():
         ip("-n", name, "link", "set", "swarm0", "up")
         ip("-n", name, "link", "set", "swarm1", "up")
         env = {**os.environ, "SWARMWALL_MSE_NET": NET, "SWARMWALL_MSE_DIRECT_TRACKER": "1"}
-        for client in CLIENTS:
-            pcap = os.path.join(HERE, f"mse_{client}.pcap")
+        cells = SEEDER_CELLS if seeders else [(client, None, f"mse_{client}.pcap", {}) for client in CLIENTS]
+        for client, seeder, capture_name, extra in cells:
+            pcap = os.path.join(HERE, capture_name)
             args = {"client": client, "seed_policy": "rc4", "action": "allow", "block_wait": 12,
-                    "allow_wait": 60, "size": 64 * 1024, "capture": pcap}
+                    "allow_wait": 60, "size": 64 * 1024, "capture": pcap, **extra}
+            if seeder:
+                args["seeder"] = seeder
             out = subprocess.run(["ip", "netns", "exec", name, sys.executable,
                                   os.path.join(E2E, "_mse_scenario.py"), json.dumps(args)],
                                  capture_output=True, text=True, timeout=240, env=env)
@@ -173,6 +181,8 @@ def vpn():
 if __name__ == "__main__":
     if sys.argv[1:] == ["vpn"]:
         vpn()
+    elif sys.argv[1:] == ["seeders"]:
+        main(seeders=True)
     else:
         if sys.argv[1:] != ["benign"]:
             main()

@@ -227,41 +227,16 @@ class Aria2:
         stop(self.proc)
 
 
-class Transmission:
-    """transmission-daemon under proxychains4: DHT, LPD, PEX, uTP off; encryption required."""
+class TransmissionRpc:
+    """Transmission RPC (JSON over HTTP, with its session-id handshake) on 127.0.0.1:`port`."""
 
-    def __init__(self, swarm, proxy_port):
-        self.dir = tempfile.mkdtemp(prefix="sw-tr-")
-        config = os.path.join(self.dir, "config")
-        os.makedirs(config)
-        self.rpc = free_port()
+    def __init__(self, port):
+        self.port = port
         self.session = ""
-        settings = {"dht-enabled": False, "lpd-enabled": False, "pex-enabled": False, "utp-enabled": False,
-                    "encryption": 2, "download-dir": self.dir, "incomplete-dir-enabled": False,
-                    "rpc-port": self.rpc, "rpc-bind-address": "127.0.0.1", "rpc-authentication-required": False,
-                    "rpc-whitelist-enabled": False, "rpc-host-whitelist-enabled": False,
-                    "peer-port": free_port(), "port-forwarding-enabled": False, "ratio-limit-enabled": True,
-                    "ratio-limit": 0, "start-added-torrents": True, "message-level": 3}
-        with open(os.path.join(config, "settings.json"), "w") as f:
-            json.dump(settings, f)
-        argv = ["transmission-daemon", "-f", "-g", config, "-e", os.path.join(self.dir, "log")]
-        self.proc = subprocess.Popen(proxied(self.dir, proxy_port, argv), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, env={**os.environ, "TR_CURL_SSL_NO_VERIFY": "1"})
-        try:
-            wait_tcp(self.rpc)
-            with open(swarm.torrent, "rb") as f:
-                metainfo = base64.b64encode(f.read()).decode()
-            reply = self.call("torrent-add", {"metainfo": metainfo, "download-dir": self.dir})
-            assert reply["result"] == "success", reply
-        except Exception:
-            stop(self.proc)
-            raise
-        self.path = os.path.join(self.dir, "payload.bin")
 
     def call(self, method, arguments):
-        """Transmission RPC (JSON over HTTP, with its session-id handshake)."""
         body = json.dumps({"method": method, "arguments": arguments}).encode()
-        url = f"http://127.0.0.1:{self.rpc}/transmission/rpc"
+        url = f"http://127.0.0.1:{self.port}/transmission/rpc"
         for _ in range(2):
             request = urllib.request.Request(url, data=body, headers={"X-Transmission-Session-Id": self.session})
             try:
@@ -272,6 +247,41 @@ class Transmission:
                     raise
                 self.session = error.headers.get("X-Transmission-Session-Id", "")
         raise RuntimeError("transmission RPC: no session id")
+
+
+class Transmission:
+    """transmission-daemon under proxychains4: DHT, LPD, PEX, uTP off; encryption required."""
+
+    def __init__(self, swarm, proxy_port):
+        self.dir = tempfile.mkdtemp(prefix="sw-tr-")
+        config = os.path.join(self.dir, "config")
+        os.makedirs(config)
+        rpc_port = free_port()
+        settings = {"dht-enabled": False, "lpd-enabled": False, "pex-enabled": False, "utp-enabled": False,
+                    "encryption": 2, "download-dir": self.dir, "incomplete-dir-enabled": False,
+                    "rpc-port": rpc_port, "rpc-bind-address": "127.0.0.1", "rpc-authentication-required": False,
+                    "rpc-whitelist-enabled": False, "rpc-host-whitelist-enabled": False,
+                    "peer-port": free_port(), "port-forwarding-enabled": False, "ratio-limit-enabled": True,
+                    "ratio-limit": 0, "start-added-torrents": True, "message-level": 3}
+        with open(os.path.join(config, "settings.json"), "w") as f:
+            json.dump(settings, f)
+        argv = ["transmission-daemon", "-f", "-g", config, "-e", os.path.join(self.dir, "log")]
+        self.proc = subprocess.Popen(proxied(self.dir, proxy_port, argv), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, env={**os.environ, "TR_CURL_SSL_NO_VERIFY": "1"})
+        try:
+            wait_tcp(rpc_port)
+            self.rpc = TransmissionRpc(rpc_port)
+            with open(swarm.torrent, "rb") as f:
+                metainfo = base64.b64encode(f.read()).decode()
+            reply = self.call("torrent-add", {"metainfo": metainfo, "download-dir": self.dir})
+            assert reply["result"] == "success", reply
+        except Exception:
+            stop(self.proc)
+            raise
+        self.path = os.path.join(self.dir, "payload.bin")
+
+    def call(self, method, arguments):
+        return self.rpc.call(method, arguments)
 
     def complete(self, source_size):
         try:

@@ -3,12 +3,16 @@ creates (`ip netns exec NS python3 _mse_scenario.py '<json>'`): swarmwall, the H
 the seeders and one real client; prints one JSON line with what was measured.
 
 Arguments (JSON): client, seed_policy ("rc4" | "plaintext"), action ("block" | "allow"),
-seeders (int), block_wait, allow_wait (seconds); for the libtorrent client optionally
+seeders (int), block_wait (after the first block), allow_wait, first_block_wait (optional)
+(seconds); seeder (optional: "libtorrent", "transmission",
+"rtorrent" or "aria2": one seeder of that kind, _mse_seeders.py, instead of the libtorrent
+swarm; its HTTPS tracker hands over only that peer); for the libtorrent client optionally
 direct (no tracker: the client is handed the seeders with `connect_peer`) and delay_ms (each
 seeder behind a DelayRelay holding its replies that long: a network round trip).
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -18,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _bittorrent import file_sha256, free_port  # noqa: E402
 from _metrics import scrape, value  # noqa: E402
+from _mse_seeders import SeederSwarm  # noqa: E402
 from _mse import CLIENTS, NET, SEED_PLAINTEXT, SEED_RC4, DelayRelay, EncryptedSwarm  # noqa: E402
 from conftest import Swarmwall, wait_until  # noqa: E402
 
@@ -38,7 +43,10 @@ def main():
     admin = f"127.0.0.1:{admin_port}"
     policy = {"rc4": SEED_RC4, "plaintext": SEED_PLAINTEXT}[args["seed_policy"]]
     size = args.get("size", SIZE)
-    swarm = EncryptedSwarm(seeders=args.get("seeders", 1), seed_policy=policy, size=size)
+    if args.get("seeder"):
+        swarm = SeederSwarm(args["seeder"], size=size)
+    else:
+        swarm = EncryptedSwarm(seeders=args.get("seeders", 1), seed_policy=policy, size=size)
     client = None
     capture = None
     relays = []
@@ -71,7 +79,8 @@ def main():
             return value(scrape(admin), "swarmwall_blocks_total")
 
         if args["action"] == "block":
-            wait_until(lambda: blocks() > 0, timeout=args["block_wait"] + 20, interval=0.2)
+            wait_until(lambda: blocks() > 0, timeout=args.get("first_block_wait", args["block_wait"] + 20),
+                       interval=0.2)
             result["first_block_s"] = round(time.monotonic() - started, 2)
             result["completed"] = bool(wait_until(lambda: client.complete(size), timeout=args["block_wait"],
                                                   interval=0.3))
@@ -92,7 +101,15 @@ def main():
         result["sessions"] = value(samples, "swarmwall_sessions_total")
         result["mse_rules"] = {dict(labels)["reason"]: v for (name, labels), v in samples.items()
                                if name == "swarmwall_mse_rules_total" and v > 0}
-        result["fan_out_blocks"] = node.output().count("corroborated mid-flow (fan-out)")
+        output = re.sub(r"\x1b\[[0-9;]*m", "", node.output())
+        result["fan_out_blocks"] = output.count("corroborated mid-flow (fan-out)")
+        # The flight sizes of every MSE candidate the proxy decided (relay debug log).
+        result["mse_flights"] = [
+            {"outcome": "let_through" if "let through" in line else "verdict",
+             "rule": (re.search(r"rule=\"?(\w+)", line) or [None, None])[1],
+             "flights": [int(n) for n in re.findall(r"\d+", re.search(r"flights=\[([^\]]*)\]", line)[1])]}
+            for line in output.splitlines()
+            if ("MSE verdict" in line or "MSE candidate let through" in line) and "flights=[" in line]
     finally:
         if client:
             client.close()

@@ -84,6 +84,16 @@ fn benches(c: &mut Criterion) {
         random_bytes(19, 287),
         random_bytes(20, 13 + 16 * 1024),
     ];
+    // A coalesced flight 3 answered by a Transmission 3.00 seeder's bare 82-byte handshake
+    // reply, decided at the first byte of flight 6 (sizes from tests/e2e/test_mse_seeders.py).
+    let bare_reply = [
+        random_bytes(21, 438),
+        random_bytes(22, 515),
+        random_bytes(23, 575),
+        random_bytes(24, 82),
+        random_bytes(25, 203),
+        random_bytes(26, 123),
+    ];
     let default = FlowContext::proxy(51_413);
     let aggressive = FlowContext {
         mse_strictness: MseStrictness::Aggressive,
@@ -91,7 +101,7 @@ fn benches(c: &mut Criterion) {
     };
 
     type Case<'a> = (&'a str, FlowContext, Vec<(Direction, &'a [u8])>);
-    let cases: [Case<'_>; 9] = [
+    let cases: [Case<'_>; 10] = [
         ("tls_curl", FlowContext::proxy(443), vec![(C, CURL_HELLO)]),
         (
             "tls_chromium_pq_2_segments",
@@ -140,6 +150,15 @@ fn benches(c: &mut Criterion) {
             "mse_coalesced_libtorrent_layout",
             default,
             coalesced
+                .iter()
+                .zip([C, S, C, S, C, S])
+                .map(|(bytes, direction)| (direction, &bytes[..]))
+                .collect(),
+        ),
+        (
+            "mse_bare_reply_transmission_seeder",
+            default,
+            bare_reply
                 .iter()
                 .zip([C, S, C, S, C, S])
                 .map(|(bytes, direction)| (direction, &bytes[..]))

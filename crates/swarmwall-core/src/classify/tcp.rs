@@ -181,9 +181,18 @@ impl TcpFlow {
     /// alone), `corroborated` (the client had other evidence), or the exact layout:
     /// `handshake_in_flight3` (Transmission, rTorrent), `handshake_in_flight5` (aria2,
     /// libtorrent with split writes), `coalesced_first_block` (libtorrent with its handshake in
-    /// flight 3, decided at the first block). `None` for any other verdict.
+    /// flight 3, decided at the first block), `coalesced_bare_reply` (a coalesced flight 3
+    /// answered by exactly VC, crypto_select, an empty PadD and a handshake: a Transmission
+    /// seeder). `None` for any other verdict.
     pub fn mse_rule(&self) -> Option<&'static str> {
         self.mse_rule.get()
+    }
+
+    /// Raw sizes of the flights seen so far (alternating runs of bytes, the first flight's
+    /// direction first; at most six): what the MSE rules judged, for logs and `inspect`.
+    pub fn flight_sizes(&self) -> &[u32] {
+        let count = usize::from(self.flights.count).min(self.flights.len.len());
+        self.flights.len.get(..count).unwrap_or_default()
     }
 
     /// Bytes inspected so far per direction (client→server, server→client): the decision

@@ -246,7 +246,7 @@ async fn inspect(
     if verdict == Verdict::BitTorrent(BtForm::Mse) {
         // The flow names its rule; the one-second fan-out wait is decided here, not in it.
         let rule = flow.mse_rule().unwrap_or("fan_out_wait");
-        tracing::debug!(rule, "MSE verdict");
+        tracing::debug!(rule, flights = ?flow.flight_sizes(), "MSE verdict");
         context
             .shared
             .metrics
@@ -255,6 +255,10 @@ async fn inspect(
             .inc();
     }
     let Verdict::BitTorrent(form) = verdict else {
+        if flow.is_mse_candidate() {
+            // Let through without exact sizes or corroboration: the sizes say why.
+            tracing::debug!(flights = ?flow.flight_sizes(), ?verdict, "MSE candidate let through");
+        }
         return Ok(Inspected::Pass {
             client_open,
             target_open,

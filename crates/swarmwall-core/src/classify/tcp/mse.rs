@@ -54,6 +54,12 @@ const COALESCED_FLIGHT4_MAX: u32 = STEP4_MIN + PAD_MAX + HANDSHAKE_LEN + 2048;
 /// 210 bytes, qBittorrent about 300), have_none or a bitfield, `interested`, the first
 /// requests (libtorrent measured 288 bytes in all).
 const COALESCED_FLIGHT5_MAX: u32 = 1024;
+/// Responder flight 4 that is exactly ENCRYPT(VC, crypto_select, len(PadD) = 0) and its own
+/// handshake: Transmission 3.00 answering flight 3.
+const BARE_REPLY: u32 = STEP4_MIN + HANDSHAKE_LEN;
+/// The least an initiator's first messages can be: one peer-wire message with an id (4-byte
+/// length, id), e.g. `have_none` or `interested`.
+const FIRST_MESSAGE: u32 = 5;
 /// Bytes of a clear handshake that make it recognisable (`\x13BitTorrent protocol`).
 const I6_PREFIX: u32 = 20;
 
@@ -217,6 +223,10 @@ pub(super) enum Layout {
     /// Flight 3 is 124 + PadC (the handshake joined it); flight 6 carries the first block
     /// (libtorrent 2.0 / qBittorrent 4.5 over a real round trip).
     HandshakeCoalesced,
+    /// The responder's flight 4 is exactly 82 bytes: VC, crypto_select, an empty PadD and its
+    /// handshake (a Transmission 3.00 seeder; libtorrent 2.0 / qBittorrent and aria2
+    /// initiators), flight 5 the initiator's first messages.
+    BareHandshakeReply,
 }
 
 impl Layout {
@@ -226,6 +236,7 @@ impl Layout {
             Self::HandshakeInFlight3 => "handshake_in_flight3",
             Self::HandshakeInFlight5 => "handshake_in_flight5",
             Self::HandshakeCoalesced => "coalesced_first_block",
+            Self::BareHandshakeReply => "coalesced_bare_reply",
         }
     }
 }
@@ -255,13 +266,17 @@ pub(super) fn exact(flights: &Flights, c2s: &[u8], s2c: &[u8], finished: bool) -
     if s4.early_fail() || ((l4 >= HANDSHAKE_LEN || over(4)) && !s4.not_text()) {
         return Exact::No;
     }
-    match (
+    let layouts = [
         split(flights, c2s, finished),
         coalesced(flights, c2s, finished),
-    ) {
-        (Exact::Yes(layout), _) | (_, Exact::Yes(layout)) => Exact::Yes(layout),
-        (Exact::Pending, _) | (_, Exact::Pending) => Exact::Pending,
-        (Exact::No, Exact::No) => Exact::No,
+        bare_reply(flights, c2s, finished),
+    ];
+    if let Some(&found) = layouts.iter().find(|e| matches!(e, Exact::Yes(_))) {
+        found
+    } else if layouts.contains(&Exact::Pending) {
+        Exact::Pending
+    } else {
+        Exact::No
     }
 }
 
@@ -359,6 +374,52 @@ fn coalesced(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
         Exact::No
     } else {
         pending
+    }
+}
+
+/// The responder whose flight 4 is exactly VC, crypto_select, an empty PadD and its own
+/// handshake, and then waits for the initiator: Transmission 3.00 (`libtransmission/handshake.c`,
+/// `readIA`: it answers only once the whole IA is there, and writes VC, crypto_select,
+/// len(PadD) = 0 and its handshake in one buffer, whatever the IA held; its extension handshake
+/// and bitfield follow only after the initiator's first messages, and it unchokes at its next
+/// rechoke, so the first block comes seconds later, in flight 8). Flight 3 is 124 + PadC when
+/// the initiator's handshake is the IA (libtorrent 2.0 / qBittorrent declare len(IA) = 68, and
+/// Transmission waits for it) or 56 + PadC with an empty IA (aria2, whose handshake then opens
+/// flight 5); flight 4 exactly 82; flight 5 the initiator's first messages
+/// ([`FIRST_MESSAGE`] ..= [`COALESCED_FLIGHT5_MAX`] bytes, at least its 68-byte handshake when
+/// flight 3 was too short to hold it; not text). Decided when flight 5 is over, at the first
+/// byte of flight 6 (which the proxy holds): before any piece.
+fn bare_reply(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
+    let [l1, _, l3, l4, l5, _] = flights.len;
+    let over = |n: u8| flights.count > n || finished;
+    let pending = if finished { Exact::No } else { Exact::Pending };
+    if !(STEP3_MIN..=STEP3_WITH_IA + PAD_MAX).contains(&l3) || l4 > BARE_REPLY {
+        return Exact::No;
+    }
+    if flights.count < 5 {
+        return pending;
+    }
+    if l4 != BARE_REPLY || l5 > COALESCED_FLIGHT5_MAX {
+        return Exact::No;
+    }
+    // Flight 5 is RC4 output: not text (its first 68 bytes, once there or once it ended).
+    let s5 = flight_stats(c2s, l1 + l3, l5, HANDSHAKE_LEN as u16);
+    if s5.early_fail() || ((l5 >= HANDSHAKE_LEN || over(5)) && !s5.not_text()) {
+        return Exact::No;
+    }
+    if !over(5) {
+        return pending;
+    }
+    // A flight 3 shorter than 124 bytes had no room for the handshake: flight 5 brings it.
+    let least = if l3 < STEP3_WITH_IA {
+        HANDSHAKE_LEN
+    } else {
+        FIRST_MESSAGE
+    };
+    if l5 < least {
+        Exact::No
+    } else {
+        Exact::Yes(Layout::BareHandshakeReply)
     }
 }
 

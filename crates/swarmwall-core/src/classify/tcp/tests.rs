@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::classify::Benign;
 
+mod mse_bare_reply;
 mod mse_coalesced;
 mod mse_exact;
 
