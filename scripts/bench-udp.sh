@@ -2,8 +2,9 @@
 # UDP ASSOCIATE round trips in the relay layout: each proxy pinned to core PROXY_CORE, the load
 # generator (client and echo thread, `relay_load --udp`) pinned to core CLIENT_CORE. Targets
 # side by side: direct UDP (no proxy), swarmwall with the default configuration (inspection
-# on) and danted when installed. For each WINDOWS entry (datagrams in flight on one
-# association): round trips per second, median of RUNS interleaved runs of UDP_SECONDS each.
+# on), swarmwall with `udp_busy_poll = BUSY_POLL` (default 50us) and danted when installed.
+# For each WINDOWS entry (datagrams in flight on one association): round trips per second,
+# median of RUNS interleaved runs of UDP_SECONDS each.
 #
 #   scripts/bench-udp.sh                          # release build; about 1 minute
 #   RUNS=5 UDP_SECONDS=3 WINDOWS="1 8 32" UDP_SIZE=512 scripts/bench-udp.sh
@@ -15,6 +16,7 @@ RUNS=${RUNS:-3}
 UDP_SECONDS=${UDP_SECONDS:-3}
 UDP_SIZE=${UDP_SIZE:-512}
 WINDOWS=${WINDOWS:-1 8 32}
+BUSY_POLL=${BUSY_POLL:-50us}
 PROXY_CORE=${PROXY_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
 BIN=${SWARMWALL_BIN:-target/release/swarmwall}
@@ -34,11 +36,18 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # NAME ADDRESS, one per entry ("-" = no proxy).
 targets=("direct -")
-RUST_LOG=warn taskset -c "$PROXY_CORE" "$BIN" serve --listen 127.0.0.1:0 \
-    --allow-destination 127.0.0.0/8 --data-dir "$work/swarmwall-data" 2> "$work/swarmwall.log" &
-pids+=($!)
-for _ in $(seq 100); do grep -q "listening on" "$work/swarmwall.log" && break; sleep 0.1; done
-targets+=("swarmwall $(grep -o 'listening on [0-9.:]*' "$work/swarmwall.log" | awk '{print $3}')")
+start_swarmwall() { # NAME [SERVER_KEY_LINE]
+    printf '[server]\n%s\n' "${2:-}" > "$work/$1.toml"
+    RUST_LOG=warn taskset -c "$PROXY_CORE" "$BIN" serve --listen 127.0.0.1:0 \
+        --config "$work/$1.toml" --allow-destination 127.0.0.0/8 --data-dir "$work/$1-data" \
+        --admin-listen 127.0.0.1:0 2> "$work/$1.log" &
+    pids+=($!)
+    for _ in $(seq 100); do grep -q "listening on" "$work/$1.log" && break; sleep 0.1; done
+    targets+=("$1 $(grep -o 'listening on [0-9.:]*' "$work/$1.log" | awk '{print $3}')")
+}
+start_swarmwall swarmwall
+# The same with `[server] udp_busy_poll` (BUSY_POLL=0 leaves this row out).
+[ "$BUSY_POLL" = 0 ] || start_swarmwall swarmwall-busy-poll "udp_busy_poll = \"$BUSY_POLL\""
 if command -v danted >/dev/null; then
     port=$(free_port)
     cat > "$work/danted.conf" <<CONF

@@ -197,6 +197,10 @@ impl Association<'_> {
         let activity = Activity::new();
         let idle = activity.idle(idle_timeout);
         tokio::pin!(idle);
+        // `[server] udp_busy_poll`: after a relayed batch, poll again (yielding, so the thread's
+        // other sessions and its I/O driver run) until this deadline instead of sleeping.
+        let busy_poll = self.context.runtime.server.udp_busy_poll;
+        let mut polling_until: Option<Instant> = None;
         loop {
             let next = tokio::select! {
                 read = control.read(&mut probe) => match read {
@@ -213,9 +217,18 @@ impl Association<'_> {
                     Err(_) => return,
                 },
                 () = &mut idle => return,
+                () = tokio::task::yield_now(), if polling_until.is_some() => {
+                    if polling_until.is_some_and(|until| Instant::now() >= until) {
+                        polling_until = None;
+                    }
+                    Next::Continue
+                }
             };
             if std::mem::take(&mut self.relayed_since_touch) {
                 activity.touch();
+                if !busy_poll.is_zero() {
+                    polling_until = Some(Instant::now() + busy_poll);
+                }
             }
             if let Next::TearDown = next {
                 tracing::debug!("UDP association torn down after repeated BitTorrent");

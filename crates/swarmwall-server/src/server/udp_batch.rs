@@ -327,3 +327,80 @@ unsafe fn socket_address(
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn batches_receive_whole_datagrams_and_send_them_on_in_order() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let outbound = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sink.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // More datagrams than one batch holds; one far larger than a typical MTU.
+        let datagrams: Vec<Vec<u8>> = (0..40usize)
+            .map(|index| {
+                let len = if index == 5 {
+                    60_000
+                } else {
+                    1 + index * 37 % 1_500
+                };
+                (0..len).map(|at| (index * 7 + at) as u8).collect()
+            })
+            .collect();
+        for datagram in &datagrams {
+            sender
+                .send_to(datagram, receiver.local_addr().unwrap())
+                .unwrap();
+        }
+        let header = [0u8, 0, 0, 1, 127, 0, 0, 1, 0x12, 0x34];
+        let mut batch = DatagramBatch::take();
+        let mut counts = Vec::new();
+        let mut received = 0;
+        while received < datagrams.len() {
+            tokio::time::timeout(Duration::from_secs(5), receiver.readable())
+                .await
+                .expect("the datagrams were not received")
+                .unwrap();
+            let Ok(count) = batch.try_recv(&receiver) else {
+                continue;
+            };
+            assert!((1..=BATCH).contains(&count));
+            for index in 0..count {
+                let (datagram, source) = batch.datagram(index).unwrap();
+                assert_eq!(source, sender.local_addr().unwrap());
+                assert_eq!(datagram, datagrams[received + index].as_slice());
+                // Odd datagrams go out with a header, even ones from byte 3 on, without.
+                if index % 2 == 1 {
+                    batch.queue(index, 0, &header, sink.local_addr().unwrap());
+                } else {
+                    batch.queue(index, 3, &[], sink.local_addr().unwrap());
+                }
+            }
+            assert!(batch.datagram(count).is_none());
+            let sent = batch.flush(&outbound).await;
+            assert_eq!(sent.datagrams, count as u64);
+            counts.push(count);
+            received += count;
+        }
+        batch.give_back();
+        assert!(counts.iter().any(|&count| count > 1), "{counts:?}");
+        let mut buffer = vec![0u8; MAX_DATAGRAM];
+        let mut index_in_batch = counts.iter().flat_map(|&count| 0..count);
+        for datagram in &datagrams {
+            let n = sink
+                .recv(&mut buffer)
+                .expect("a relayed datagram is missing");
+            let expected: Vec<u8> = if index_in_batch.next().unwrap() % 2 == 1 {
+                [&header[..], datagram].concat()
+            } else {
+                datagram.get(3..).unwrap_or_default().to_vec()
+            };
+            assert_eq!(buffer[..n], expected[..]);
+        }
+    }
+}
