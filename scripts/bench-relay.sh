@@ -8,7 +8,8 @@
 #   ONLY=auth scripts/bench-relay.sh       # only the authenticated new-connections tables
 #   PROXY_CPU_QUOTA=0 ONLY=auth scripts/bench-relay.sh   # without the proxy-bound table
 # Last, unless ONLY=auth: scripts/bench-latency.sh (64-byte ping-pong p50/p99 and UDP round
-# trips with proxy, client and echo on one core).
+# trips with proxy, client and echo on one core), then scripts/bench-udp.sh (UDP ASSOCIATE round
+# trips in this layout, 1, 8 and 32 datagrams in flight).
 #
 # The authenticated table (printed after the relay table; about 40 s): new connections/s, proxy CPU per
 # connection and peak RSS for swarmwall without accounts, swarmwall with one account (made
@@ -203,4 +204,7 @@ if [ "$ONLY" != auth ]; then
     echo
     SKIP_BUILD=1 SWARMWALL_BIN="$BIN" LOAD_BIN="$LOAD_BIN" CORE="$CLIENT_CORE" \
         scripts/bench-latency.sh
+    echo
+    SKIP_BUILD=1 SWARMWALL_BIN="$BIN" LOAD_BIN="$LOAD_BIN" PROXY_CORE="$PROXY_CORE" \
+        CLIENT_CORE="$CLIENT_CORE" scripts/bench-udp.sh
 fi

@@ -38,6 +38,12 @@ pub struct ServerConfig {
     /// A UDP association with no datagram either way for this long is closed.
     #[serde(with = "humantime_serde")]
     pub udp_idle_timeout: Duration,
+    /// After relaying datagrams, a UDP association keeps polling its sockets (yielding to the
+    /// other sessions of its thread) for this long before it sleeps: on hosts where waking an
+    /// idle core is slow, a busy association then never waits for that wake-up. Costs CPU for
+    /// up to this long after every burst. 0 = off (the default); at most 1 ms.
+    #[serde(with = "humantime_serde")]
+    pub udp_busy_poll: Duration,
     /// BIND: how long to wait for the incoming connection.
     #[serde(with = "humantime_serde")]
     pub bind_timeout: Duration,
@@ -103,6 +109,7 @@ impl Default for ServerConfig {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             udp_idle_timeout: Duration::from_secs(120),
+            udp_busy_poll: Duration::ZERO,
             bind_timeout: Duration::from_secs(60),
             inspect_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
@@ -137,6 +144,9 @@ impl ServerConfig {
         }
         if self.max_sessions == 0 {
             return Err(invalid(text, path, "max_sessions", "must be at least 1"));
+        }
+        if self.udp_busy_poll > Duration::from_millis(1) {
+            return Err(invalid(text, path, "udp_busy_poll", "must be at most 1ms"));
         }
         if self.max_udp_flows_per_association == 0 {
             return Err(invalid(
@@ -221,6 +231,24 @@ mod tests {
             .to_string();
         assert!(message.starts_with("x.toml:3:"), "{message}");
         assert!(message.contains("per_core"), "{message}");
+    }
+
+    #[test]
+    fn udp_busy_poll_is_off_by_default_and_bounded() {
+        assert!(ServerConfig::default().udp_busy_poll.is_zero());
+        let text = "[server]\nudp_busy_poll = \"50us\"\n";
+        let config = Config::parse(text, Path::new("x.toml")).unwrap();
+        assert_eq!(config.server.udp_busy_poll, Duration::from_micros(50));
+        assert!(config.server.validate(text, Path::new("x.toml")).is_ok());
+        let text = "[server]\n\nudp_busy_poll = \"5ms\"\n";
+        let config = Config::parse(text, Path::new("x.toml")).unwrap();
+        let message = config
+            .server
+            .validate(text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("x.toml:3:1:"), "{message}");
+        assert!(message.contains("server.udp_busy_poll"), "{message}");
     }
 
     #[test]

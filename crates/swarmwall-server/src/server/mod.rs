@@ -6,7 +6,8 @@
 //!   authenticates, checks suspensions, dispatches the command.
 //! - `connect`: destination names and policy, resolution and outbound connection with the
 //!   precise reply code.
-//! - `udp`, `bind`: UDP ASSOCIATE and BIND.
+//! - `udp`, `bind`: UDP ASSOCIATE and BIND; `udp_batch`: the association's batched datagram
+//!   I/O (`recvmmsg`/`sendmmsg`, a per-thread buffer pool).
 //! - `context`: what a command handler gets from its session (context, reply writer,
 //!   refusal counter).
 //! - `enforce`: verdict → action → count → strike, for TCP, UDP and destination names.
@@ -43,6 +44,7 @@ mod session;
 pub mod signals;
 mod splice;
 mod udp;
+mod udp_batch;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -9,6 +9,10 @@
 //! association that keeps sending them can be torn down (`udp_teardown_after_blocks`).
 //! Datagrams from endpoints the client never sent to are dropped. Replies are wrapped in the
 //! SOCKS UDP header. The association ends with its TCP control connection or when idle.
+//!
+//! Datagrams move in batches (`recvmmsg`/`sendmmsg`, [`super::udp_batch`]): each datagram of
+//! a batch is checked, classified and enforced on its own, in order, and the ones to relay go
+//! out together, without a copy or an allocation per datagram.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -23,12 +27,11 @@ use super::context::{SessionContext, send_reply};
 use super::enforce::{self, enforce_destination_name, strike};
 use super::idle::Activity;
 use super::refusal::Refusal;
+use super::udp_batch::{DatagramBatch, Sent};
 use crate::metrics::{DatagramLabels, DirectionLabels, VerdictLabels};
 use crate::policy::{PolicyDecision, TrafficAction};
 use crate::sharded_counter::ShardedCounter;
 
-/// Largest datagram handled (the IPv4/IPv6 UDP payload limit).
-const MAX_DATAGRAM: usize = 65_535;
 /// Most resolved names cached per association.
 const MAX_NAMES: usize = 64;
 
@@ -78,10 +81,10 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
         names: HashMap::new(),
         named: HashSet::new(),
         blocked: 0,
-        activity: Activity::new(),
+        relayed_since_touch: false,
         outbound_v6,
         relayed: RelayedCounters::new(context),
-        wrapped: Vec::with_capacity(2 * 1024),
+        wrapped: Vec::with_capacity(32),
     };
     association.run(&mut control).await;
 }
@@ -107,12 +110,13 @@ struct Association<'a> {
     /// Known BitTorrent destination names already counted and struck (bounded).
     named: HashSet<String>,
     blocked: u32,
-    activity: Activity,
+    /// A datagram was relayed since the idle clock was last touched.
+    relayed_since_touch: bool,
     /// The outbound socket is IPv6 (targets are addressed as IPv4-mapped IPv6).
     outbound_v6: bool,
     /// Counters of relayed datagrams, looked up once per association.
     relayed: RelayedCounters,
-    /// Reused buffer for replies wrapped in the SOCKS UDP header (no allocation per datagram).
+    /// Reused buffer for the SOCKS UDP header of a reply (no allocation per datagram).
     wrapped: Vec<u8>,
 }
 
@@ -147,17 +151,56 @@ impl RelayedCounters {
     }
 }
 
-/// What to do after a datagram.
+/// What to do after a datagram or a batch.
 enum Next {
     Continue,
     TearDown,
 }
 
+/// What becomes of one datagram.
+enum Forward {
+    /// Relay bytes `offset..` of the datagram to `destination` (after the header in
+    /// `Association::wrapped`, when `wrapped`).
+    To {
+        offset: usize,
+        destination: SocketAddr,
+        wrapped: bool,
+    },
+    /// Dropped (and counted).
+    Drop,
+    /// Dropped, and the association ends.
+    TearDown,
+}
+
+impl From<Next> for Forward {
+    fn from(next: Next) -> Self {
+        match next {
+            Next::Continue => Self::Drop,
+            Next::TearDown => Self::TearDown,
+        }
+    }
+}
+
+/// Which side a batch came from.
+#[derive(Clone, Copy)]
+enum Side {
+    Client,
+    Target,
+}
+
 impl Association<'_> {
     async fn run(&mut self, control: &mut TcpStream) {
-        let mut buffer = vec![0u8; MAX_DATAGRAM];
         let mut probe = [0u8; 64];
         let idle_timeout = self.context.runtime.server.udp_idle_timeout;
+        // One idle timer for the whole association (not one per datagram): it re-reads the
+        // time of the last relayed datagram whenever it fires.
+        let activity = Activity::new();
+        let idle = activity.idle(idle_timeout);
+        tokio::pin!(idle);
+        // `[server] udp_busy_poll`: after a relayed batch, poll again (yielding, so the thread's
+        // other sessions and its I/O driver run) until this deadline instead of sleeping.
+        let busy_poll = self.context.runtime.server.udp_busy_poll;
+        let mut polling_until: Option<Instant> = None;
         loop {
             let next = tokio::select! {
                 read = control.read(&mut probe) => match read {
@@ -166,32 +209,87 @@ impl Association<'_> {
                     Ok(_) => Next::Continue,
                 },
                 ready = self.relay.readable() => match ready {
-                    Ok(()) => match self.relay.try_recv_from(&mut buffer) {
-                        Ok((len, source)) => {
-                            let datagram = buffer.get(..len).unwrap_or_default();
-                            self.handle_client_datagram(datagram, source).await
-                        }
-                        Err(_) => Next::Continue,
-                    },
+                    Ok(()) => self.batch(Side::Client).await,
                     Err(_) => return,
                 },
                 ready = self.outbound.readable() => match ready {
-                    Ok(()) => match self.outbound.try_recv_from(&mut buffer) {
-                        Ok((len, source)) => {
-                            let datagram = buffer.get(..len).unwrap_or_default();
-                            self.handle_target_datagram(datagram, source).await
-                        }
-                        Err(_) => Next::Continue,
-                    },
+                    Ok(()) => self.batch(Side::Target).await,
                     Err(_) => return,
                 },
-                () = self.activity.idle(idle_timeout) => return,
+                () = &mut idle => return,
+                () = tokio::task::yield_now(), if polling_until.is_some() => {
+                    if polling_until.is_some_and(|until| Instant::now() >= until) {
+                        polling_until = None;
+                    }
+                    Next::Continue
+                }
             };
+            if std::mem::take(&mut self.relayed_since_touch) {
+                activity.touch();
+                if !busy_poll.is_zero() {
+                    polling_until = Some(Instant::now() + busy_poll);
+                }
+            }
             if let Next::TearDown = next {
                 tracing::debug!("UDP association torn down after repeated BitTorrent");
                 return;
             }
         }
+    }
+
+    /// Receive a batch on one side's socket, handle each datagram in order and send the ones
+    /// relayed out of the other side's socket together.
+    async fn batch(&mut self, side: Side) -> Next {
+        let mut batch = DatagramBatch::take();
+        let next = self.batch_in(side, &mut batch).await;
+        batch.give_back();
+        next
+    }
+
+    async fn batch_in(&mut self, side: Side, batch: &mut DatagramBatch) -> Next {
+        let socket = match side {
+            Side::Client => &self.relay,
+            Side::Target => &self.outbound,
+        };
+        if batch.try_recv(socket).is_err() {
+            return Next::Continue;
+        }
+        let mut next = Next::Continue;
+        for index in 0..batch.received() {
+            let Some((datagram, source)) = batch.datagram(index) else {
+                continue;
+            };
+            let forward = match side {
+                Side::Client => self.handle_client_datagram(datagram, source).await,
+                Side::Target => self.handle_target_datagram(datagram, source).await,
+            };
+            match forward {
+                Forward::To {
+                    offset,
+                    destination,
+                    wrapped,
+                } => {
+                    let header: &[u8] = if wrapped { &self.wrapped } else { &[] };
+                    batch.queue(index, offset, header, destination);
+                }
+                Forward::Drop => {}
+                Forward::TearDown => {
+                    next = Next::TearDown;
+                    break;
+                }
+            }
+        }
+        let (socket, counters) = match side {
+            Side::Client => (&self.outbound, &self.relayed.to_target),
+            Side::Target => (&self.relay, &self.relayed.to_client),
+        };
+        let sent = batch.flush(socket).await;
+        if sent != Sent::default() {
+            counters.0.inc_by(sent.datagrams);
+            counters.1.inc_by(sent.payload_bytes);
+            self.relayed_since_touch = true;
+        }
+        next
     }
 
     fn count(&self, direction: &'static str, outcome: &'static str) {
@@ -203,100 +301,85 @@ impl Association<'_> {
             .inc();
     }
 
-    async fn handle_client_datagram(&mut self, datagram: &[u8], source: SocketAddr) -> Next {
+    async fn handle_client_datagram(&mut self, datagram: &[u8], source: SocketAddr) -> Forward {
         const DIRECTION: &str = "client_to_target";
         if source.ip().to_canonical() != self.client_ip
             || self.client_port.is_some_and(|port| port != source.port())
         {
             self.count(DIRECTION, "dropped_foreign_source");
-            return Next::Continue;
+            return Forward::Drop;
         }
         let (header, offset) = match UdpHeader::decode(datagram) {
             Ok(decoded) => decoded,
             Err(Socks5Error::ReservedNotZero) => {
                 self.count(DIRECTION, "dropped_reserved");
-                return Next::Continue;
+                return Forward::Drop;
             }
             Err(_) => {
                 self.count(DIRECTION, "dropped_malformed");
-                return Next::Continue;
+                return Forward::Drop;
             }
         };
         if header.frag != 0 {
             self.count(DIRECTION, "dropped_fragment");
-            return Next::Continue;
+            return Forward::Drop;
         }
         if header.address.port() == 0 {
             // Nothing listens on port 0 and the kernel refuses to send there: say so.
             self.count(DIRECTION, "dropped_port_zero");
-            return Next::Continue;
+            return Forward::Drop;
         }
         self.client_port = Some(source.port());
         if let Address::Domain(name, _) = &header.address
             && let Some(form) = self.context.runtime.policy.destination_form(name)
             && let Some(next) = self.enforce_name(name, form, DIRECTION).await
         {
-            return next;
+            return next.into();
         }
         let Some(target) = self.resolve(&header.address).await else {
             self.count(DIRECTION, "dropped_policy");
-            return Next::Continue;
+            return Forward::Drop;
         };
         let payload = datagram.get(offset..).unwrap_or_default();
         let verdict = self.classify(target, Direction::ClientToServer, payload, true);
         if let Some(next) = self.enforce(verdict, target, DIRECTION).await {
-            return next;
+            return next.into();
         }
         let destination = if self.outbound_v6 {
             map_to_ipv6(target)
         } else {
             target
         };
-        if self.outbound.send_to(payload, destination).await.is_ok() {
-            self.relayed(DIRECTION, payload.len());
+        Forward::To {
+            offset,
+            destination,
+            wrapped: false,
         }
-        Next::Continue
     }
 
-    async fn handle_target_datagram(&mut self, datagram: &[u8], source: SocketAddr) -> Next {
+    async fn handle_target_datagram(&mut self, datagram: &[u8], source: SocketAddr) -> Forward {
         const DIRECTION: &str = "target_to_client";
         let source = SocketAddr::new(source.ip().to_canonical(), source.port());
         let (Some(port), true) = (self.client_port, self.flows.contains_key(&source)) else {
             self.count(DIRECTION, "dropped_foreign_source");
-            return Next::Continue;
+            return Forward::Drop;
         };
         let verdict = self.classify(source, Direction::ServerToClient, datagram, false);
         if let Some(next) = self.enforce(verdict, source, DIRECTION).await {
-            return next;
+            return next.into();
         }
-        let mut wrapped = std::mem::take(&mut self.wrapped);
-        wrapped.clear();
+        // The reply goes out as this header, then the datagram as received (no copy).
+        self.wrapped.clear();
         UdpHeader {
             frag: 0,
             address: Address::Ip(source),
         }
-        .encode(&mut wrapped);
-        wrapped.extend_from_slice(datagram);
-        let client = SocketAddr::new(self.client_ip, port);
-        if self.relay.send_to(&wrapped, client).await.is_ok() {
-            self.relayed(DIRECTION, datagram.len());
+        .encode(&mut self.wrapped);
+        Forward::To {
+            offset: 0,
+            destination: SocketAddr::new(self.client_ip, port),
+            wrapped: true,
         }
-        // Keep the buffer unless one large reply grew it past the usual datagram size.
-        if wrapped.capacity() <= 4 * 1024 {
-            self.wrapped = wrapped;
-        }
-        Next::Continue
-    }
-
-    fn relayed(&self, direction: &'static str, len: usize) {
-        let (datagrams, bytes) = if direction == "client_to_target" {
-            &self.relayed.to_target
-        } else {
-            &self.relayed.to_client
-        };
-        datagrams.inc();
-        bytes.inc_by(len as u64);
-        self.activity.touch();
     }
 
     /// Classify a datagram exchanged with `remote`; `create` makes the flow when missing.

@@ -15,5 +15,6 @@ mod policy;
 mod probe;
 mod security;
 mod socks5;
+mod socks5_udp_batch;
 mod socks5_udp_bind;
 mod store;
