@@ -18,11 +18,12 @@ const ALLOW_LOOPBACK: [&str; 2] = ["--allow-destination", "127.0.0.0/8"];
 const CLIENTS: usize = 4;
 /// Datagrams each client sends (and expects back).
 const DATAGRAMS_PER_CLIENT: usize = 2_000;
-/// Datagrams in flight per client: 64 in all, so that no socket's default receive buffer
+/// Datagrams in flight per client: 32 in all, so that no socket's default receive buffer
 /// (about 208 KiB; each echo server takes half the load, 9,000-byte datagrams included)
-/// overflows. Past that the kernel drops datagrams (`RcvbufErrors` in /proc/net/snmp), which
-/// is UDP, not the relay; with 32 per client it did, about one run in three.
-const WINDOW: usize = 16;
+/// overflows even on a loaded CI machine. Past that the kernel drops datagrams
+/// (`RcvbufErrors` in /proc/net/snmp), which is UDP, not the relay; with 32 per client it
+/// did, about one run in three; 16 passed 10 of 10, and 8 leaves a margin.
+const WINDOW: usize = 8;
 
 /// Wrap `payload` for `target` in a SOCKS UDP header.
 fn wrap(target: SocketAddr, payload: &[u8]) -> Vec<u8> {
