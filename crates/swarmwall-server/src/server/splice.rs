@@ -11,13 +11,11 @@ use std::io;
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
 
-use crate::sharded_counter::ShardedCounter;
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use socket2::SockRef;
 use tokio::io::Interest;
-use tokio::net::TcpStream;
 
-use super::idle::Activity;
+use super::drain::{Pump, read_ready, write_ready};
 
 /// Pipe capacity asked for, and bytes moved per splice call. Four times the default 64 KiB:
 /// measured with `scripts/bench-relay.sh`, CPU per GB fell from 0.29-0.33 to 0.25 s and one
@@ -42,16 +40,16 @@ pub(super) fn new_pipe() -> io::Result<Pipe> {
 
 /// Splice `source` → `sink` until `source` ends (then half-close `sink`) or an error, through
 /// `pipe`, or a pipe made when the first byte arrives.
-pub(super) async fn copy(
-    source: &TcpStream,
-    sink: &TcpStream,
-    counter: &ShardedCounter,
-    activity: &Activity,
-    mut pipe: Option<Pipe>,
-) -> io::Result<()> {
+pub(super) async fn copy(pump: &Pump<'_>, mut pipe: Option<Pipe>) -> io::Result<()> {
+    let Pump {
+        source,
+        sink,
+        counter,
+        activity,
+    } = *pump;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     loop {
-        source.readable().await?;
+        read_ready(source).await?;
         let (pipe_read, pipe_write) = match &pipe {
             Some(pipe) => pipe,
             None => pipe.insert(new_pipe()?),
@@ -77,7 +75,7 @@ pub(super) async fn copy(
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => left -= written.min(left),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    sink.writable().await?;
+                    write_ready(sink).await?;
                 }
                 Err(error) => return Err(error),
             }
