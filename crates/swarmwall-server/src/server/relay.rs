@@ -156,27 +156,19 @@ enum Inspected {
 
 /// The inspect phase. Returns once the classifier gave a final verdict or both sides closed.
 async fn inspect(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<Inspected> {
-    let Relay {
-        context,
-        client,
-        target,
-        remote,
-        ref counters,
-        ref activity,
-        ..
-    } = *relay;
-    let shared = &context.shared;
+    // Fields read through `relay`, not copied out: a copy would stay in the phase's state.
+    let shared = &relay.context.shared;
     let corroborated = shared
         .correlator
         .lock()
         .map(|mut correlator| {
-            correlator.is_corroborated(context.client_key, remote, Instant::now())
+            correlator.is_corroborated(relay.context.client_key, relay.remote, Instant::now())
         })
         .unwrap_or(false);
     let mut flow = TcpFlow::new(FlowContext {
         corroborated,
-        mse_strictness: context.runtime.policy.mse_strictness(),
-        ..FlowContext::proxy(remote.port())
+        mse_strictness: relay.context.runtime.policy.mse_strictness(),
+        ..FlowContext::proxy(relay.remote.port())
     });
     let mut verdict = flow.verdict();
     // Bytes held back because they completed a BitTorrent verdict: forwarded only if the
@@ -185,8 +177,8 @@ async fn inspect(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<Inspected> {
     if !initial.is_empty() {
         verdict = flow.handle_data(Direction::ClientToServer, &initial);
         if verdict.bittorrent_form().is_none() {
-            write_all(target, &initial).await?;
-            counters.to_target.inc_by(initial.len() as u64);
+            write_all(relay.target, &initial).await?;
+            relay.counters.to_target.inc_by(initial.len() as u64);
             // Not kept for the rest of the inspect phase.
             drop(initial);
         } else {
@@ -195,17 +187,17 @@ async fn inspect(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<Inspected> {
     }
     let (mut client_open, mut target_open) = (true, true);
     let mut candidate_recorded = false;
-    let deadline = tokio::time::sleep(context.runtime.server.inspect_timeout);
+    let deadline = tokio::time::sleep(relay.context.runtime.server.inspect_timeout);
     tokio::pin!(deadline);
     while !verdict.is_final() && (client_open || target_open) {
         let (direction, source, sink) = tokio::select! {
-            ready = read_ready(client), if client_open => {
+            ready = read_ready(relay.client), if client_open => {
                 ready?;
-                (Direction::ClientToServer, client, target)
+                (Direction::ClientToServer, relay.client, relay.target)
             }
-            ready = read_ready(target), if target_open => {
+            ready = read_ready(relay.target), if target_open => {
                 ready?;
-                (Direction::ServerToClient, target, client)
+                (Direction::ServerToClient, relay.target, relay.client)
             }
             () = &mut deadline => {
                 verdict = flow.handle_idle();
@@ -223,7 +215,7 @@ async fn inspect(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<Inspected> {
                 let _ = SockRef::from(sink).shutdown(Shutdown::Write);
             }
             Chunk::More(read) | Chunk::Drained(read) => {
-                activity.touch();
+                relay.activity.touch();
                 verdict = flow.handle_data(direction, &chunk);
                 if !verdict.is_final() && flow.is_mse_candidate() {
                     // E4 fan-out: this flow may be the one that makes the client's count, or
@@ -231,7 +223,7 @@ async fn inspect(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<Inspected> {
                     // verdict, at most six flights).
                     let first = !candidate_recorded;
                     candidate_recorded = true;
-                    if mse_candidate_corroborated(context, remote, first) {
+                    if mse_candidate_corroborated(relay.context, relay.remote, first) {
                         verdict = flow.corroborate();
                         if verdict.bittorrent_form().is_some() {
                             tracing::debug!("MSE candidate corroborated mid-flow (fan-out)");
@@ -241,7 +233,7 @@ async fn inspect(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<Inspected> {
                 if verdict.is_final()
                     && verdict.bittorrent_form().is_none()
                     && flow.is_mse_candidate()
-                    && context.runtime.policy.mse_strictness() == MseStrictness::Corroborated
+                    && relay.context.runtime.policy.mse_strictness() == MseStrictness::Corroborated
                 {
                     // An MSE candidate ends its inspection uncorroborated (no exact layout).
                     // BitTorrent clients open their peer connections together, so hold this
@@ -251,7 +243,7 @@ async fn inspect(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<Inspected> {
                     candidate_recorded = true;
                     // Boxed: the wait (a timer) is rare and must not size every inspect
                     // phase.
-                    if Box::pin(await_fan_out(context, remote, first)).await {
+                    if Box::pin(await_fan_out(relay.context, relay.remote, first)).await {
                         tracing::debug!("MSE candidate corroborated mid-flow (fan-out)");
                         verdict = Verdict::BitTorrent(BtForm::Mse);
                     }
@@ -262,27 +254,28 @@ async fn inspect(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<Inspected> {
                 }
                 write_all(sink, &chunk).await?;
                 let counter = match direction {
-                    Direction::ClientToServer => &counters.to_target,
-                    Direction::ServerToClient => &counters.to_client,
+                    Direction::ClientToServer => &relay.counters.to_target,
+                    Direction::ServerToClient => &relay.counters.to_client,
                 };
                 counter.inc_by(read as u64);
             }
         }
     }
     if !candidate_recorded && flow.is_mse_candidate() {
-        mse_candidate_corroborated(context, remote, true);
+        mse_candidate_corroborated(relay.context, relay.remote, true);
     }
     if !verdict.is_final() {
         // Both sides closed before a decision.
         return Ok(Inspected::Ended);
     }
     let (to_server, to_client) = flow.bytes_inspected();
-    enforce::record_tcp_verdict(context, verdict, (to_server + to_client) as f64);
+    enforce::record_tcp_verdict(relay.context, verdict, (to_server + to_client) as f64);
     if verdict == Verdict::BitTorrent(BtForm::Mse) {
         // The flow names its rule; the one-second fan-out wait is decided here, not in it.
         let rule = flow.mse_rule().unwrap_or("fan_out_wait");
         tracing::debug!(rule, "MSE verdict");
-        context
+        relay
+            .context
             .shared
             .metrics
             .mse_rules
@@ -296,24 +289,24 @@ async fn inspect(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<Inspected> {
         });
     };
     if let Some((Direction::ServerToClient, _)) = &held {
-        enforce::remote_spoke(context, form, remote);
+        enforce::remote_spoke(relay.context, form, relay.remote);
     }
-    match enforce::detected(context, form) {
+    match enforce::detected(relay.context, form) {
         TrafficAction::Block => {
-            enforce::count_block(context, "tcp", form);
+            enforce::count_block(relay.context, "tcp", form);
             tracing::debug!(form = form.as_str(), "blocked BitTorrent flow");
             // Close both sides at once: nothing further is forwarded.
-            let _ = SockRef::from(client).shutdown(Shutdown::Both);
-            let _ = SockRef::from(target).shutdown(Shutdown::Both);
+            let _ = SockRef::from(relay.client).shutdown(Shutdown::Both);
+            let _ = SockRef::from(relay.target).shutdown(Shutdown::Both);
             // Boxed: the store call is large and rare; it must not size every inspect phase.
-            Box::pin(enforce::strike(context, form)).await;
+            Box::pin(enforce::strike(relay.context, form)).await;
             Ok(Inspected::Ended)
         }
         TrafficAction::Log | TrafficAction::Allow => {
             if let Some((direction, bytes)) = held {
                 let (sink, counter) = match direction {
-                    Direction::ClientToServer => (target, &counters.to_target),
-                    Direction::ServerToClient => (client, &counters.to_client),
+                    Direction::ClientToServer => (relay.target, &relay.counters.to_target),
+                    Direction::ServerToClient => (relay.client, &relay.counters.to_client),
                 };
                 write_all(sink, &bytes).await?;
                 counter.inc_by(bytes.len() as u64);
@@ -366,27 +359,20 @@ async fn await_fan_out(context: &SessionContext, remote: SocketAddr, record: boo
 /// The fast path: both directions until both ended or an error (the caller's idle clock
 /// ends it after `idle_timeout`). `open` tells which sides (client, target) may still send.
 async fn fast_path(relay: &Relay<'_>, open: (bool, bool)) -> io::Result<()> {
-    let Relay {
-        client,
-        target,
-        ref counters,
-        ref activity,
-        ..
-    } = *relay;
     let server = &relay.context.runtime.server;
     let buffer = server.relay_buffer_bytes as usize;
     let mode = server.fast_path;
     let to_target = Pump {
-        source: client,
-        sink: target,
-        counter: &counters.to_target,
-        activity,
+        source: relay.client,
+        sink: relay.target,
+        counter: &relay.counters.to_target,
+        activity: &relay.activity,
     };
     let to_client = Pump {
-        source: target,
-        sink: client,
-        counter: &counters.to_client,
-        activity,
+        source: relay.target,
+        sink: relay.client,
+        counter: &relay.counters.to_client,
+        activity: &relay.activity,
     };
     tokio::try_join!(
         forward(&to_target, open.0, mode, buffer),
@@ -431,31 +417,26 @@ enum Copied {
 /// Copy `source` → `sink` until `source` ends (then half-close `sink`), an error, or (with a
 /// `limit`) once at least `limit` bytes were copied.
 async fn copy(pump: &Pump<'_>, buffer_size: usize, limit: Option<u64>) -> io::Result<Copied> {
-    let Pump {
-        source,
-        sink,
-        counter,
-        activity,
-    } = *pump;
+    // Fields read through `pump`, not copied out: a copy would stay in the loop's state.
     let mut copied = 0u64;
     loop {
-        read_ready(source).await?;
+        read_ready(pump.source).await?;
         // Borrow a buffer only while the socket has data.
         let mut buffer = Vec::with_capacity(buffer_size);
         loop {
-            let (read, drained) = match read_chunk(source, &mut buffer)? {
+            let (read, drained) = match read_chunk(pump.source, &mut buffer)? {
                 Chunk::Ended => {
-                    let _ = SockRef::from(sink).shutdown(Shutdown::Write);
+                    let _ = SockRef::from(pump.sink).shutdown(Shutdown::Write);
                     return Ok(Copied::Ended);
                 }
                 Chunk::Empty => break,
                 Chunk::More(read) => (read, false),
                 Chunk::Drained(read) => (read, true),
             };
-            write_all(sink, &buffer).await?;
+            write_all(pump.sink, &buffer).await?;
             buffer.clear();
-            counter.inc_by(read as u64);
-            activity.touch();
+            pump.counter.inc_by(read as u64);
+            pump.activity.touch();
             copied += read as u64;
             // Only bulk (a read that filled the buffer) moves to `splice`: a long interactive
             // session of small messages stays on the copy, which costs the same calls.

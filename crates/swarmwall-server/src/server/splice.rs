@@ -41,25 +41,21 @@ pub(super) fn new_pipe() -> io::Result<Pipe> {
 /// Splice `source` → `sink` until `source` ends (then half-close `sink`) or an error, through
 /// `pipe`, or a pipe made when the first byte arrives.
 pub(super) async fn copy(pump: &Pump<'_>, mut pipe: Option<Pipe>) -> io::Result<()> {
-    let Pump {
-        source,
-        sink,
-        counter,
-        activity,
-    } = *pump;
+    // Fields read through `pump`, not copied out: a copy would stay in the loop's state.
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     loop {
-        read_ready(source).await?;
+        read_ready(pump.source).await?;
         let (pipe_read, pipe_write) = match &pipe {
             Some(pipe) => pipe,
             None => pipe.insert(new_pipe()?),
         };
-        let filled = source.try_io(Interest::READABLE, || {
-            splice(source, None, &*pipe_write, None, PIPE_BYTES, flags).map_err(io::Error::from)
+        let filled = pump.source.try_io(Interest::READABLE, || {
+            splice(pump.source, None, &*pipe_write, None, PIPE_BYTES, flags)
+                .map_err(io::Error::from)
         });
         let moved = match filled {
             Ok(0) => {
-                let _ = SockRef::from(sink).shutdown(Shutdown::Write);
+                let _ = SockRef::from(pump.sink).shutdown(Shutdown::Write);
                 return Ok(());
             }
             Ok(moved) => moved,
@@ -68,19 +64,19 @@ pub(super) async fn copy(pump: &Pump<'_>, mut pipe: Option<Pipe>) -> io::Result<
         };
         let mut left = moved;
         while left > 0 {
-            let drained = sink.try_io(Interest::WRITABLE, || {
-                splice(&*pipe_read, None, sink, None, left, flags).map_err(io::Error::from)
+            let drained = pump.sink.try_io(Interest::WRITABLE, || {
+                splice(&*pipe_read, None, pump.sink, None, left, flags).map_err(io::Error::from)
             });
             match drained {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => left -= written.min(left),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    write_ready(sink).await?;
+                    write_ready(pump.sink).await?;
                 }
                 Err(error) => return Err(error),
             }
         }
-        counter.inc_by(moved as u64);
-        activity.touch();
+        pump.counter.inc_by(moved as u64);
+        pump.activity.touch();
     }
 }
