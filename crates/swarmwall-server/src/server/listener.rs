@@ -52,7 +52,7 @@ pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>, limit: Arc<S
         task = state.task,
         inspect = state.inspect,
         fast_path = state.fast_path,
-        "bytes of state per relayed session (task future, boxed phase)"
+        "bytes of state per relayed session (task future; phase states inside it)"
     );
     let mut backoff = MIN_BACKOFF;
     let mut warnings = WarnLimiter::default();

@@ -95,6 +95,11 @@ struct Relay<'a> {
 
 /// The inspect phase (unless disabled), then the fast path. `initial` holds client bytes that
 /// arrived with the request.
+///
+/// Neither phase is boxed: the session's task holds the larger of the two in place. Measured
+/// (docs/benchmarks.md, "Idle memory per session"): a boxed inspect state freed for a larger
+/// boxed fast-path state left holes the allocator could not reuse, and the extra allocation
+/// cost more than the bytes the task saved.
 async fn phases(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<()> {
     let server = &relay.context.runtime.server;
     let inspected = if server.danger_disable_inspection {
@@ -110,9 +115,7 @@ async fn phases(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<()> {
             target_open: true,
         }
     } else {
-        // Boxed: the inspect phase's state (classifier, inspect deadline, the chunk being
-        // inspected) is freed when it ends, so a session on the fast path keeps none of it.
-        Box::pin(inspect(relay, initial)).await?
+        inspect(relay, initial).await?
     };
     let Inspected::Pass {
         client_open,
@@ -121,12 +124,10 @@ async fn phases(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<()> {
     else {
         return Ok(());
     };
-    // Boxed, like the inspect phase: the task itself then holds only what both phases
-    // share, and each phase's state lives on the heap only while that phase runs.
-    Box::pin(fast_path(relay, (client_open, target_open))).await
+    fast_path(relay, (client_open, target_open)).await
 }
 
-/// Bytes of the boxed inspect-phase and fast-path states (see `session::relay_state_bytes`).
+/// Bytes of the inspect-phase and fast-path states (see `session::relay_state_bytes`).
 pub(super) fn phase_bytes() -> (usize, usize) {
     fn output_size<F, A, B, R>(_: F) -> usize
     where
