@@ -7,6 +7,8 @@
 #   SECONDS_PER_TEST=2 IDLE=2000 scripts/bench-relay.sh
 #   ONLY=auth scripts/bench-relay.sh       # only the authenticated new-connections tables
 #   PROXY_CPU_QUOTA=0 ONLY=auth scripts/bench-relay.sh   # without the proxy-bound table
+#   ONLY=idle scripts/bench-relay.sh       # only idle memory per session (swarmwall, peers)
+#   ONLY=idle IDLE_SETTLE=12 scripts/bench-relay.sh   # read past inspect_timeout (fast path)
 # Last, unless ONLY=auth: scripts/bench-latency.sh (64-byte ping-pong p50/p99 and UDP round
 # trips with proxy, client and echo on one core), then scripts/bench-udp.sh (UDP ASSOCIATE round
 # trips in this layout, 1, 8 and 32 datagrams in flight).
@@ -25,6 +27,9 @@ AUTH_SECONDS=${AUTH_SECONDS:-3}
 AUTH_RUNS=${AUTH_RUNS:-3}
 # (10,000 idle sessions need 20,000 descriptors in the proxy; capped by the hard limit.)
 IDLE=${IDLE:-10000}
+# Seconds between the last idle session opened and the RSS reading (1: the sessions are still in
+# the inspect phase; past inspect_timeout, 10 s by default, they sit on the fast path).
+IDLE_SETTLE=${IDLE_SETTLE:-1}
 PROXY_CORE=${PROXY_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
 BIN=${SWARMWALL_BIN:-target/release/swarmwall}
@@ -33,7 +38,7 @@ BIN=${SWARMWALL_BIN:-target/release/swarmwall}
 LOAD_BIN=${LOAD_BIN:-target/release/examples/relay_load}
 # Always (re)build what is measured unless a binary was named: a stale build measures old code.
 [ -n "${SWARMWALL_BIN:-}" ] || cargo build --release -p swarmwall
-cargo build --release -p swarmwall-server --example relay_load
+[ "$ONLY" = idle ] || cargo build --release -p swarmwall-server --example relay_load
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 max_idle=$(( ($(ulimit -n) - 200) / 2 ))
 if [ "$IDLE" -gt "$max_idle" ]; then
@@ -86,6 +91,7 @@ start_auth_swarmwall() { # NAME [ACCOUNTS_FILE]
     addr=$(grep -o 'listening on [0-9.:]*' "$work/$1.log" | awk '{print $3}')
     auth_targets+=("--target" "$1=${addr}:${pid}${3:-}")
 }
+if [ "$ONLY" != idle ]; then
 bench_password=bench-password-$$
 printf '%s\n' "$bench_password" | "$BIN" user add bench --accounts "$work/accounts.toml" \
     --password-stdin >/dev/null
@@ -104,11 +110,14 @@ if command -v microsocks >/dev/null; then
 else
     echo "microsocks not installed (apt-get install microsocks): its columns are left out"
 fi
+fi
 
 if [ "$ONLY" != auth ]; then
 start_swarmwall swarmwall auto
+if [ "$ONLY" != idle ]; then
 start_swarmwall swarmwall-copy copy
 start_swarmwall swarmwall-splice splice
+fi
 start_swarmwall swarmwall-plain auto "danger_disable_inspection = true"
 
 # microsocks
@@ -119,8 +128,8 @@ if command -v microsocks >/dev/null; then
     targets+=("--target" "microsocks=127.0.0.1:${port}:$!")
 fi
 
-# danted (dante-server)
-if command -v danted >/dev/null; then
+# danted (dante-server; not for ONLY=idle: its idle phase alone takes a minute)
+if [ "$ONLY" != idle ] && command -v danted >/dev/null; then
     port=$(free_port)
     cat > "$work/danted.conf" <<EOF
 logoutput: /dev/null
@@ -151,10 +160,16 @@ for spec in "${targets[@]}" "${auth_targets[@]}"; do
     esac
 done
 
+if [ "$ONLY" = idle ]; then
+    echo "idle memory per CONNECT session: $IDLE sessions, RSS read $IDLE_SETTLE s after the last"
+    python3 scripts/bench_relay.py --core "$CLIENT_CORE" --idle-only \
+        --idle-sessions "$IDLE" --idle-settle "$IDLE_SETTLE" "${targets[@]}"
+    exit 0
+fi
 if [ "$ONLY" != auth ]; then
 echo "proxy core $PROXY_CORE, client core $CLIENT_CORE, $SECONDS_PER_TEST s per test, $IDLE idle sessions"
 python3 scripts/bench_relay.py --core "$CLIENT_CORE" --seconds "$SECONDS_PER_TEST" \
-    --idle-sessions "$IDLE" --load-bin "$LOAD_BIN" "${targets[@]}"
+    --idle-sessions "$IDLE" --idle-settle "$IDLE_SETTLE" --load-bin "$LOAD_BIN" "${targets[@]}"
 fi
 
 echo

@@ -278,8 +278,10 @@ def rss_bytes(pid):
     return total
 
 
-def idle_memory(proxy, pid, holder, sessions):
-    """RSS delta per idle CONNECT session (sessions held open with no traffic)."""
+def idle_memory(proxy, pid, holder, sessions, settle=1.0):
+    """RSS delta per idle CONNECT session (sessions held open with no traffic), measured
+    `settle` seconds after the last was opened (past `inspect_timeout`, 10 s by default, the
+    sessions have left the inspect phase for the fast path)."""
     before = rss_bytes(pid)
     socks = []
     try:
@@ -291,7 +293,7 @@ def idle_memory(proxy, pid, holder, sessions):
                 socks.append(open_session(proxy, holder.address))
             except (OSError, RuntimeError):
                 break
-        time.sleep(1.0)  # let the proxy settle (not synchronisation: a measurement window)
+        time.sleep(settle)  # let the proxy settle (not synchronisation: a measurement window)
         after = rss_bytes(pid)
     finally:
         for sock in socks:
@@ -308,6 +310,10 @@ def main():
                         help="NAME=HOST:PORT:PID of a SOCKS5 proxy, or direct")
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--idle-sessions", type=int, default=10000)
+    parser.add_argument("--idle-settle", type=float, default=1.0,
+                        help="seconds between the last idle session opened and the RSS reading")
+    parser.add_argument("--idle-only", action="store_true",
+                        help="measure only idle memory per session (no throughput/latency)")
     parser.add_argument("--latency-rounds", type=int, default=3000)
     parser.add_argument("--core", type=int, default=1)
     parser.add_argument("--load-bin", help="the relay_load example binary (new connections/s)")
@@ -323,6 +329,14 @@ def main():
             host, port, pid = rest.rsplit(":", 2)
             proxy, pid = (host, int(port)), int(pid)
         row = {"name": name}
+        if args.idle_only:
+            if pid:
+                row["idle"], row["idle_n"] = idle_memory(proxy, pid, Holder(), args.idle_sessions,
+                                                         args.idle_settle)
+                rows.append(row)
+                print("| %s | %.0f (n=%d, read %.0f s after the last was opened) |" % (
+                    name, row["idle"], row["idle_n"], args.idle_settle), flush=True)
+            continue
         cpu0 = cpu_seconds(pid) if pid else 0.0
         row["tp1"], moved1 = throughput(proxy, sink, 1, args.seconds)
         row["tp16"], moved16 = throughput(proxy, sink, 16, args.seconds)
@@ -334,12 +348,15 @@ def main():
                              if args.load_bin else None)
         row["p50"], row["p99"] = latency(proxy, echo, args.latency_rounds)
         if pid:
-            row["idle"], row["idle_n"] = idle_memory(proxy, pid, Holder(), args.idle_sessions)
+            row["idle"], row["idle_n"] = idle_memory(proxy, pid, Holder(), args.idle_sessions,
+                                                     args.idle_settle)
         else:
             row["idle"], row["idle_n"] = None, 0
         rows.append(row)
         print("measured %s" % name, flush=True)
 
+    if args.idle_only:
+        return
     direct = next((r for r in rows if r["name"] == "direct"), None)
     print()
     print("| target | 1 stream MB/s | 16 streams MB/s | new conn/s (32 concurrent) | new conn/s (4 Python) | p50 µs | p99 µs | CPU s/GB | idle session bytes |")

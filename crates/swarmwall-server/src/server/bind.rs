@@ -84,7 +84,7 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
     {
         return;
     }
-    relay::run(context, control, incoming, early, peer).await;
+    relay::run(context, &control, &incoming, early, peer).await;
 }
 
 /// True when `peer` is the host the client named (any host for an unspecified address or a

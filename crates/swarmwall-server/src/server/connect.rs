@@ -8,27 +8,29 @@ use swarmwall_core::socks5::{Address, Reply};
 use tokio::net::TcpStream;
 
 use super::context::{SessionContext, send_reply};
+use super::enforce;
 use super::refusal::Refusal;
-use super::{enforce, relay};
 use crate::policy::{DestinationPolicy, PolicyDecision};
 
 /// Most resolved addresses tried for one name.
 const MAX_ADDRESSES: usize = 4;
 
-/// Carry out a CONNECT request.
-pub(super) async fn run(
+/// Carry out a CONNECT request up to the relay: the target's stream and address once the
+/// client was told `succeeded`, `None` when the request was refused (the client was told why).
+/// The relay itself runs in the session's task (`session::serve`), so that nothing of this
+/// phase (name enforcement, resolution, the connect timeout) sizes a relayed session.
+pub(super) async fn establish(
     context: &SessionContext,
-    mut client: TcpStream,
+    client: &mut TcpStream,
     destination: &Address,
-    initial: Vec<u8>,
-) {
+) -> Option<(TcpStream, SocketAddr)> {
     if let Address::Domain(name, _) = destination
         && let Some(form) = context.runtime.policy.destination_form(name)
         && enforce::enforce_destination_name(context, form, "tcp").await
     {
         context.refused(Refusal::BittorrentDestination);
-        let _ = send_reply(&mut client, Reply::NotAllowed, &Address::UNSPECIFIED).await;
-        return;
+        let _ = send_reply(client, Reply::NotAllowed, &Address::UNSPECIFIED).await;
+        return None;
     }
     let started = Instant::now();
     let connected = tokio::time::timeout(
@@ -41,8 +43,8 @@ pub(super) async fn run(
         Ok(connected) => connected,
         Err(ConnectRefusal { reply, reason }) => {
             context.refused(reason);
-            let _ = send_reply(&mut client, reply, &Address::UNSPECIFIED).await;
-            return;
+            let _ = send_reply(client, reply, &Address::UNSPECIFIED).await;
+            return None;
         }
     };
     context
@@ -54,13 +56,8 @@ pub(super) async fn run(
     let bound = target
         .local_addr()
         .map_or(Address::UNSPECIFIED, Address::Ip);
-    if send_reply(&mut client, Reply::Succeeded, &bound)
-        .await
-        .is_err()
-    {
-        return;
-    }
-    relay::run(context, client, target, initial, remote).await;
+    send_reply(client, Reply::Succeeded, &bound).await.ok()?;
+    Some((target, remote))
 }
 
 /// A refused CONNECT: the reply the client gets and the `sessions_refused` reason the

@@ -10,11 +10,27 @@
 //! relay needs to lend a buffer only while data flows, does not. (Not for `splice`: a fill into
 //! a pipe also stops short when the pipe runs out of slots, with bytes left in the socket.)
 
+use std::future::{Future, poll_fn};
 use std::io;
 
 use socket2::SockRef;
 use tokio::io::Interest;
+
+use super::idle::Activity;
+use crate::sharded_counter::ShardedCounter;
 use tokio::net::TcpStream;
+
+/// One direction of a relay's fast path: what its copy loops share, passed by reference so
+/// that each nested loop's state does not hold its own copy of these four pointers.
+#[derive(Clone, Copy)]
+pub(super) struct Pump<'a> {
+    pub(super) source: &'a TcpStream,
+    pub(super) sink: &'a TcpStream,
+    /// Bytes forwarded in this direction.
+    pub(super) counter: &'a ShardedCounter,
+    /// The session's idle clock.
+    pub(super) activity: &'a Activity,
+}
 
 /// What one [`read_chunk`] call got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +74,19 @@ pub(super) fn read_chunk(source: &TcpStream, buffer: &mut Vec<u8>) -> io::Result
     }
 }
 
+/// Wait until `stream` is readable. Unlike [`TcpStream::readable`], whose future carries an
+/// intrusive waiter node (about 100 bytes in every waiting state of the relay), this parks the
+/// task's waker in the socket's own read slot, so the wait costs one pointer of state. One
+/// waiting task per socket and direction (a session's relay runs in one task).
+pub(super) fn read_ready(stream: &TcpStream) -> impl Future<Output = io::Result<()>> + '_ {
+    poll_fn(move |cx| stream.poll_read_ready(cx))
+}
+
+/// Wait until `stream` is writable (the write slot; see [`read_ready`]).
+pub(super) fn write_ready(stream: &TcpStream) -> impl Future<Output = io::Result<()>> + '_ {
+    poll_fn(move |cx| stream.poll_write_ready(cx))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,13 +103,13 @@ mod tests {
         let mut buffer = Vec::with_capacity(1024);
         for round in 0..50u8 {
             writer.write_all(&[round; 64]).await.unwrap();
-            reader.readable().await.unwrap();
+            read_ready(&reader).await.unwrap();
             buffer.clear();
             let mut got = 0;
             while got < 64 {
                 match read_chunk(&reader, &mut buffer).unwrap() {
                     Chunk::Drained(read) | Chunk::More(read) => got += read,
-                    Chunk::Empty => reader.readable().await.unwrap(),
+                    Chunk::Empty => read_ready(&reader).await.unwrap(),
                     Chunk::Ended => panic!("ended early"),
                 }
             }

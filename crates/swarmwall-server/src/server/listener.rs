@@ -47,6 +47,13 @@ impl WarnLimiter {
 /// Accept until shutdown is signalled; `limit` holds one permit per session allowed (shared
 /// by every listener of the server).
 pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>, limit: Arc<Semaphore>) {
+    let state = session::relay_state_bytes();
+    tracing::debug!(
+        task = state.task,
+        inspect = state.inspect,
+        fast_path = state.fast_path,
+        "bytes of state per relayed session (task future; phase states inside it)"
+    );
     let mut backoff = MIN_BACKOFF;
     let mut warnings = WarnLimiter::default();
     loop {
@@ -116,11 +123,9 @@ pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>, limit: Arc<S
             drop(stream);
             continue;
         };
-        let shared_for_task = Arc::clone(&shared);
-        shared.tracker.spawn(async move {
-            session::run(shared_for_task, stream, peer).await;
-            drop(permit);
-        });
+        shared
+            .tracker
+            .spawn(session::serve(Arc::clone(&shared), stream, peer, permit));
     }
 }
 

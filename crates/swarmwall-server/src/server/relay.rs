@@ -23,7 +23,7 @@ use swarmwall_core::classify::{BtForm, Direction, FlowContext, MseStrictness, Tc
 use tokio::net::TcpStream;
 
 use super::context::SessionContext;
-use super::drain::{Chunk, read_chunk};
+use super::drain::{Chunk, Pump, read_chunk, read_ready, write_ready};
 use super::enforce;
 use super::idle::Activity;
 use super::splice;
@@ -36,13 +36,16 @@ const INSPECT_CHUNK: usize = 16 * 1024;
 
 /// Relay `client` ⇄ `target` (`remote` is the target's address) until the session ends.
 /// `initial` holds client bytes that arrived with the request.
-pub(super) async fn run(
-    context: &SessionContext,
-    client: TcpStream,
-    target: TcpStream,
+///
+/// Not an `async fn`: its arguments would stay in the state of every relayed session beside
+/// the [`Relay`] built from them; here they move into it before the state is made.
+pub(super) fn run<'a>(
+    context: &'a SessionContext,
+    client: &'a TcpStream,
+    target: &'a TcpStream,
     initial: Vec<u8>,
     remote: SocketAddr,
-) {
+) -> impl Future<Output = ()> + Send + 'a {
     let metrics = &context.shared.metrics;
     // One statement per family lookup: `get_or_create` holds a read guard until the end of
     // its statement, and a second lookup that creates would then deadlock on the write lock.
@@ -58,53 +61,81 @@ pub(super) async fn run(
             direction: "target_to_client",
         })
         .clone();
-    let counters = Counters {
-        to_target,
-        to_client,
+    let relay = Relay {
+        context,
+        client,
+        target,
+        remote,
+        counters: Counters {
+            to_target,
+            to_client,
+        },
+        activity: Activity::new(),
     };
-    let activity = Activity::new();
-    let server = &context.runtime.server;
+    async move {
+        let relay = &relay;
+        // Both phases under one idle clock: a single timer for the session's whole relay.
+        tokio::select! {
+            _ = phases(relay, initial) => {}
+            () = relay.activity.idle(relay.context.runtime.server.idle_timeout) => {}
+        }
+    }
+}
+
+/// What both phases of a relay share: owned by the session's task, borrowed by each phase.
+struct Relay<'a> {
+    context: &'a SessionContext,
+    client: &'a TcpStream,
+    target: &'a TcpStream,
+    /// The target's address.
+    remote: SocketAddr,
+    counters: Counters,
+    activity: Activity,
+}
+
+/// The inspect phase (unless disabled), then the fast path. `initial` holds client bytes that
+/// arrived with the request.
+///
+/// Neither phase is boxed: the session's task holds the larger of the two in place. Measured
+/// (docs/benchmarks.md, "Idle memory per session"): a boxed inspect state freed for a larger
+/// boxed fast-path state left holes the allocator could not reuse, and the extra allocation
+/// cost more than the bytes the task saved.
+async fn phases(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<()> {
+    let server = &relay.context.runtime.server;
     let inspected = if server.danger_disable_inspection {
         // Plain relay (benchmark baseline): forward what came with the request, then copy.
         if !initial.is_empty() {
-            if write_all(&target, &initial).await.is_err() {
-                return;
-            }
-            counters.to_target.inc_by(initial.len() as u64);
+            write_all(relay.target, &initial).await?;
+            relay.counters.to_target.inc_by(initial.len() as u64);
         }
-        Ok(Inspected::Pass {
+        // Not kept for the whole session.
+        drop(initial);
+        Inspected::Pass {
             client_open: true,
             target_open: true,
-        })
-    } else {
-        // Boxed: the inspect phase's state is freed when it ends, so a session on the fast
-        // path keeps only the two copy loops.
-        let inspecting = Box::pin(inspect(
-            context, &client, &target, initial, remote, &counters, &activity,
-        ));
-        tokio::select! {
-            inspected = inspecting => inspected,
-            () = activity.idle(server.idle_timeout) => return,
         }
+    } else {
+        inspect(relay, initial).await?
     };
-    let Ok(Inspected::Pass {
+    let Inspected::Pass {
         client_open,
         target_open,
-    }) = inspected
+    } = inspected
     else {
-        return;
+        return Ok(());
     };
-    // Boxed, like the inspect phase: the task itself then holds only what both phases share,
-    // and each phase's state lives on the heap only while that phase runs.
-    Box::pin(fast_path(
-        &client,
-        &target,
-        (client_open, target_open),
-        server,
-        &counters,
-        &activity,
-    ))
-    .await;
+    fast_path(relay, (client_open, target_open)).await
+}
+
+/// Bytes of the inspect-phase and fast-path states (see `session::relay_state_bytes`).
+pub(super) fn phase_bytes() -> (usize, usize) {
+    fn output_size<F, A, B, R>(_: F) -> usize
+    where
+        F: FnOnce(A, B) -> R,
+    {
+        size_of::<R>()
+    }
+    (output_size(inspect), output_size(fast_path))
 }
 
 /// Byte counters of one session (cloned handles of the shared families).
@@ -125,27 +156,20 @@ enum Inspected {
 }
 
 /// The inspect phase. Returns once the classifier gave a final verdict or both sides closed.
-async fn inspect(
-    context: &SessionContext,
-    client: &TcpStream,
-    target: &TcpStream,
-    initial: Vec<u8>,
-    remote: SocketAddr,
-    counters: &Counters,
-    activity: &Activity,
-) -> io::Result<Inspected> {
-    let shared = &context.shared;
+async fn inspect(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<Inspected> {
+    // Fields read through `relay`, not copied out: a copy would stay in the phase's state.
+    let shared = &relay.context.shared;
     let corroborated = shared
         .correlator
         .lock()
         .map(|mut correlator| {
-            correlator.is_corroborated(context.client_key, remote, Instant::now())
+            correlator.is_corroborated(relay.context.client_key, relay.remote, Instant::now())
         })
         .unwrap_or(false);
     let mut flow = TcpFlow::new(FlowContext {
         corroborated,
-        mse_strictness: context.runtime.policy.mse_strictness(),
-        ..FlowContext::proxy(remote.port())
+        mse_strictness: relay.context.runtime.policy.mse_strictness(),
+        ..FlowContext::proxy(relay.remote.port())
     });
     let mut verdict = flow.verdict();
     // Bytes held back because they completed a BitTorrent verdict: forwarded only if the
@@ -154,25 +178,27 @@ async fn inspect(
     if !initial.is_empty() {
         verdict = flow.handle_data(Direction::ClientToServer, &initial);
         if verdict.bittorrent_form().is_none() {
-            write_all(target, &initial).await?;
-            counters.to_target.inc_by(initial.len() as u64);
+            write_all(relay.target, &initial).await?;
+            relay.counters.to_target.inc_by(initial.len() as u64);
+            // Not kept for the rest of the inspect phase.
+            drop(initial);
         } else {
             held = Some((Direction::ClientToServer, initial));
         }
     }
     let (mut client_open, mut target_open) = (true, true);
     let mut candidate_recorded = false;
-    let deadline = tokio::time::sleep(context.runtime.server.inspect_timeout);
+    let deadline = tokio::time::sleep(relay.context.runtime.server.inspect_timeout);
     tokio::pin!(deadline);
     while !verdict.is_final() && (client_open || target_open) {
         let (direction, source, sink) = tokio::select! {
-            ready = client.readable(), if client_open => {
+            ready = read_ready(relay.client), if client_open => {
                 ready?;
-                (Direction::ClientToServer, client, target)
+                (Direction::ClientToServer, relay.client, relay.target)
             }
-            ready = target.readable(), if target_open => {
+            ready = read_ready(relay.target), if target_open => {
                 ready?;
-                (Direction::ServerToClient, target, client)
+                (Direction::ServerToClient, relay.target, relay.client)
             }
             () = &mut deadline => {
                 verdict = flow.handle_idle();
@@ -190,7 +216,7 @@ async fn inspect(
                 let _ = SockRef::from(sink).shutdown(Shutdown::Write);
             }
             Chunk::More(read) | Chunk::Drained(read) => {
-                activity.touch();
+                relay.activity.touch();
                 verdict = flow.handle_data(direction, &chunk);
                 if !verdict.is_final() && flow.is_mse_candidate() {
                     // E4 fan-out: this flow may be the one that makes the client's count, or
@@ -198,7 +224,7 @@ async fn inspect(
                     // verdict, at most six flights).
                     let first = !candidate_recorded;
                     candidate_recorded = true;
-                    if mse_candidate_corroborated(context, remote, first) {
+                    if mse_candidate_corroborated(relay.context, relay.remote, first) {
                         verdict = flow.corroborate();
                         if verdict.bittorrent_form().is_some() {
                             tracing::debug!("MSE candidate corroborated mid-flow (fan-out)");
@@ -208,7 +234,7 @@ async fn inspect(
                 if verdict.is_final()
                     && verdict.bittorrent_form().is_none()
                     && flow.is_mse_candidate()
-                    && context.runtime.policy.mse_strictness() == MseStrictness::Corroborated
+                    && relay.context.runtime.policy.mse_strictness() == MseStrictness::Corroborated
                 {
                     // An MSE candidate ends its inspection uncorroborated (no exact layout).
                     // BitTorrent clients open their peer connections together, so hold this
@@ -216,7 +242,9 @@ async fn inspect(
                     // client's fan-out count to be reached by its sibling connections.
                     let first = !candidate_recorded;
                     candidate_recorded = true;
-                    if await_fan_out(context, remote, first).await {
+                    // Boxed: the wait (a timer) is rare and must not size every inspect
+                    // phase.
+                    if Box::pin(await_fan_out(relay.context, relay.remote, first)).await {
                         tracing::debug!("MSE candidate corroborated mid-flow (fan-out)");
                         verdict = Verdict::BitTorrent(BtForm::Mse);
                     }
@@ -227,27 +255,28 @@ async fn inspect(
                 }
                 write_all(sink, &chunk).await?;
                 let counter = match direction {
-                    Direction::ClientToServer => &counters.to_target,
-                    Direction::ServerToClient => &counters.to_client,
+                    Direction::ClientToServer => &relay.counters.to_target,
+                    Direction::ServerToClient => &relay.counters.to_client,
                 };
                 counter.inc_by(read as u64);
             }
         }
     }
     if !candidate_recorded && flow.is_mse_candidate() {
-        mse_candidate_corroborated(context, remote, true);
+        mse_candidate_corroborated(relay.context, relay.remote, true);
     }
     if !verdict.is_final() {
         // Both sides closed before a decision.
         return Ok(Inspected::Ended);
     }
     let (to_server, to_client) = flow.bytes_inspected();
-    enforce::record_tcp_verdict(context, verdict, (to_server + to_client) as f64);
+    enforce::record_tcp_verdict(relay.context, verdict, (to_server + to_client) as f64);
     if verdict == Verdict::BitTorrent(BtForm::Mse) {
         // The flow names its rule; the one-second fan-out wait is decided here, not in it.
         let rule = flow.mse_rule().unwrap_or("fan_out_wait");
         tracing::debug!(rule, flights = ?flow.flight_sizes(), "MSE verdict");
-        context
+        relay
+            .context
             .shared
             .metrics
             .mse_rules
@@ -265,24 +294,24 @@ async fn inspect(
         });
     };
     if let Some((Direction::ServerToClient, _)) = &held {
-        enforce::remote_spoke(context, form, remote);
+        enforce::remote_spoke(relay.context, form, relay.remote);
     }
-    match enforce::detected(context, form) {
+    match enforce::detected(relay.context, form) {
         TrafficAction::Block => {
-            enforce::count_block(context, "tcp", form);
+            enforce::count_block(relay.context, "tcp", form);
             tracing::debug!(form = form.as_str(), "blocked BitTorrent flow");
             // Close both sides at once: nothing further is forwarded.
-            let _ = SockRef::from(client).shutdown(Shutdown::Both);
-            let _ = SockRef::from(target).shutdown(Shutdown::Both);
+            let _ = SockRef::from(relay.client).shutdown(Shutdown::Both);
+            let _ = SockRef::from(relay.target).shutdown(Shutdown::Both);
             // Boxed: the store call is large and rare; it must not size every inspect phase.
-            Box::pin(enforce::strike(context, form)).await;
+            Box::pin(enforce::strike(relay.context, form)).await;
             Ok(Inspected::Ended)
         }
         TrafficAction::Log | TrafficAction::Allow => {
             if let Some((direction, bytes)) = held {
                 let (sink, counter) = match direction {
-                    Direction::ClientToServer => (target, &counters.to_target),
-                    Direction::ServerToClient => (client, &counters.to_client),
+                    Direction::ClientToServer => (relay.target, &relay.counters.to_target),
+                    Direction::ServerToClient => (relay.client, &relay.counters.to_client),
                 };
                 write_all(sink, &bytes).await?;
                 counter.inc_by(bytes.len() as u64);
@@ -332,81 +361,49 @@ async fn await_fan_out(context: &SessionContext, remote: SocketAddr, record: boo
     }
 }
 
-/// The fast path: both directions until both ended, an error, or `idle_timeout`.
-/// `open` tells which sides (client, target) may still send.
-async fn fast_path(
-    client: &TcpStream,
-    target: &TcpStream,
-    open: (bool, bool),
-    server: &crate::config::ServerConfig,
-    counters: &Counters,
-    activity: &Activity,
-) {
+/// The fast path: both directions until both ended or an error (the caller's idle clock
+/// ends it after `idle_timeout`). `open` tells which sides (client, target) may still send.
+async fn fast_path(relay: &Relay<'_>, open: (bool, bool)) -> io::Result<()> {
+    let server = &relay.context.runtime.server;
     let buffer = server.relay_buffer_bytes as usize;
     let mode = server.fast_path;
-    // Both directions are built inside the join (not captured from outside it), so the
-    // future holds one copy of their state, not two.
-    let directions = async {
-        tokio::try_join!(
-            forward(
-                client,
-                target,
-                open.0,
-                mode,
-                buffer,
-                &counters.to_target,
-                activity,
-            ),
-            forward(
-                target,
-                client,
-                open.1,
-                mode,
-                buffer,
-                &counters.to_client,
-                activity,
-            ),
-        )
+    let to_target = Pump {
+        source: relay.client,
+        sink: relay.target,
+        counter: &relay.counters.to_target,
+        activity: &relay.activity,
     };
-    tokio::select! {
-        _ = directions => {}
-        () = activity.idle(server.idle_timeout) => {}
-    }
+    let to_client = Pump {
+        source: relay.target,
+        sink: relay.client,
+        counter: &relay.counters.to_client,
+        activity: &relay.activity,
+    };
+    tokio::try_join!(
+        forward(&to_target, open.0, mode, buffer),
+        forward(&to_client, open.1, mode, buffer),
+    )
+    .map(drop)
 }
 
 /// The fast path of one direction: nothing when `open` is false (that side already ended),
 /// else per `mode`: `splice`, the readiness-driven copy, or (auto) the copy until
 /// [`SPLICE_AFTER`] bytes went by, then `splice`.
-async fn forward(
-    source: &TcpStream,
-    sink: &TcpStream,
-    open: bool,
-    mode: FastPath,
-    buffer: usize,
-    counter: &ShardedCounter,
-    activity: &Activity,
-) -> io::Result<()> {
+async fn forward(pump: &Pump<'_>, open: bool, mode: FastPath, buffer: usize) -> io::Result<()> {
     if !open {
         return Ok(());
     }
     match mode {
-        FastPath::Splice => splice::copy(source, sink, counter, activity, None).await,
-        FastPath::Copy => copy(source, sink, buffer, counter, activity, None)
-            .await
-            .map(drop),
-        FastPath::Auto => {
-            let copied = copy(source, sink, buffer, counter, activity, Some(SPLICE_AFTER)).await?;
-            match copied {
-                Copied::Ended => Ok(()),
-                // Without a pipe (descriptors exhausted) the copy simply goes on.
-                Copied::Limit => match splice::new_pipe() {
-                    Ok(pipe) => splice::copy(source, sink, counter, activity, Some(pipe)).await,
-                    Err(_) => copy(source, sink, buffer, counter, activity, None)
-                        .await
-                        .map(drop),
-                },
-            }
-        }
+        FastPath::Splice => splice::copy(pump, None).await,
+        FastPath::Copy => copy(pump, buffer, None).await.map(drop),
+        FastPath::Auto => match copy(pump, buffer, Some(SPLICE_AFTER)).await? {
+            Copied::Ended => Ok(()),
+            // Without a pipe (descriptors exhausted) the copy simply goes on.
+            Copied::Limit => match splice::new_pipe() {
+                Ok(pipe) => splice::copy(pump, Some(pipe)).await,
+                Err(_) => copy(pump, buffer, None).await.map(drop),
+            },
+        },
     }
 }
 
@@ -424,33 +421,27 @@ enum Copied {
 
 /// Copy `source` → `sink` until `source` ends (then half-close `sink`), an error, or (with a
 /// `limit`) once at least `limit` bytes were copied.
-async fn copy(
-    source: &TcpStream,
-    sink: &TcpStream,
-    buffer_size: usize,
-    counter: &ShardedCounter,
-    activity: &Activity,
-    limit: Option<u64>,
-) -> io::Result<Copied> {
+async fn copy(pump: &Pump<'_>, buffer_size: usize, limit: Option<u64>) -> io::Result<Copied> {
+    // Fields read through `pump`, not copied out: a copy would stay in the loop's state.
     let mut copied = 0u64;
     loop {
-        source.readable().await?;
+        read_ready(pump.source).await?;
         // Borrow a buffer only while the socket has data.
         let mut buffer = Vec::with_capacity(buffer_size);
         loop {
-            let (read, drained) = match read_chunk(source, &mut buffer)? {
+            let (read, drained) = match read_chunk(pump.source, &mut buffer)? {
                 Chunk::Ended => {
-                    let _ = SockRef::from(sink).shutdown(Shutdown::Write);
+                    let _ = SockRef::from(pump.sink).shutdown(Shutdown::Write);
                     return Ok(Copied::Ended);
                 }
                 Chunk::Empty => break,
                 Chunk::More(read) => (read, false),
                 Chunk::Drained(read) => (read, true),
             };
-            write_all(sink, &buffer).await?;
+            write_all(pump.sink, &buffer).await?;
             buffer.clear();
-            counter.inc_by(read as u64);
-            activity.touch();
+            pump.counter.inc_by(read as u64);
+            pump.activity.touch();
             copied += read as u64;
             // Only bulk (a read that filled the buffer) moves to `splice`: a long interactive
             // session of small messages stays on the copy, which costs the same calls.
@@ -469,7 +460,7 @@ async fn write_all(sink: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         match sink.try_write(bytes) {
             Ok(written) => bytes = bytes.get(written..).unwrap_or_default(),
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => sink.writable().await?,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => write_ready(sink).await?,
             Err(error) => return Err(error),
         }
     }

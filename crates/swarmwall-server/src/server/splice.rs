@@ -11,13 +11,11 @@ use std::io;
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
 
-use crate::sharded_counter::ShardedCounter;
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use socket2::SockRef;
 use tokio::io::Interest;
-use tokio::net::TcpStream;
 
-use super::idle::Activity;
+use super::drain::{Pump, read_ready, write_ready};
 
 /// Pipe capacity asked for, and bytes moved per splice call. Four times the default 64 KiB:
 /// measured with `scripts/bench-relay.sh`, CPU per GB fell from 0.29-0.33 to 0.25 s and one
@@ -42,26 +40,22 @@ pub(super) fn new_pipe() -> io::Result<Pipe> {
 
 /// Splice `source` → `sink` until `source` ends (then half-close `sink`) or an error, through
 /// `pipe`, or a pipe made when the first byte arrives.
-pub(super) async fn copy(
-    source: &TcpStream,
-    sink: &TcpStream,
-    counter: &ShardedCounter,
-    activity: &Activity,
-    mut pipe: Option<Pipe>,
-) -> io::Result<()> {
+pub(super) async fn copy(pump: &Pump<'_>, mut pipe: Option<Pipe>) -> io::Result<()> {
+    // Fields read through `pump`, not copied out: a copy would stay in the loop's state.
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     loop {
-        source.readable().await?;
+        read_ready(pump.source).await?;
         let (pipe_read, pipe_write) = match &pipe {
             Some(pipe) => pipe,
             None => pipe.insert(new_pipe()?),
         };
-        let filled = source.try_io(Interest::READABLE, || {
-            splice(source, None, &*pipe_write, None, PIPE_BYTES, flags).map_err(io::Error::from)
+        let filled = pump.source.try_io(Interest::READABLE, || {
+            splice(pump.source, None, &*pipe_write, None, PIPE_BYTES, flags)
+                .map_err(io::Error::from)
         });
         let moved = match filled {
             Ok(0) => {
-                let _ = SockRef::from(sink).shutdown(Shutdown::Write);
+                let _ = SockRef::from(pump.sink).shutdown(Shutdown::Write);
                 return Ok(());
             }
             Ok(moved) => moved,
@@ -70,19 +64,19 @@ pub(super) async fn copy(
         };
         let mut left = moved;
         while left > 0 {
-            let drained = sink.try_io(Interest::WRITABLE, || {
-                splice(&*pipe_read, None, sink, None, left, flags).map_err(io::Error::from)
+            let drained = pump.sink.try_io(Interest::WRITABLE, || {
+                splice(&*pipe_read, None, pump.sink, None, left, flags).map_err(io::Error::from)
             });
             match drained {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => left -= written.min(left),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    sink.writable().await?;
+                    write_ready(pump.sink).await?;
                 }
                 Err(error) => return Err(error),
             }
         }
-        counter.inc_by(moved as u64);
-        activity.touch();
+        pump.counter.inc_by(moved as u64);
+        pump.activity.touch();
     }
 }

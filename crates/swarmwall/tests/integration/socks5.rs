@@ -699,3 +699,59 @@ fn both_runtime_layouts_relay_parallel_sessions_and_drain_on_sigterm() {
         assert!(status.success(), "{layout}: {status:?}");
     }
 }
+
+/// A relayed session with no byte either way ends after `idle_timeout`, whether it is still in
+/// the inspect phase or already on the fast path (one idle clock covers both phases), while a
+/// session that keeps talking outlives the timeout.
+#[test]
+fn idle_sessions_end_after_idle_timeout_in_either_phase() {
+    // (inspect phase: the 10 s default inspect deadline is far away) and (fast path: the
+    // inspect deadline passes after 100 ms with no byte).
+    for inspect_timeout in ["10s", "100ms"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!("[server]\nidle_timeout = \"1s\"\ninspect_timeout = \"{inspect_timeout}\"\n"),
+        )
+        .unwrap();
+        let echo = echo_server("127.0.0.1:0");
+        let proxy = Proxy::start(&[
+            "--config",
+            config.to_str().unwrap(),
+            ALLOW_LOOPBACK[0],
+            ALLOW_LOOPBACK[1],
+        ]);
+        let (code, mut silent) = socks_connect(proxy.address, echo);
+        assert_eq!(code, 0);
+        let (code, mut talking) = socks_connect(proxy.address, echo);
+        assert_eq!(code, 0);
+        let opened = std::time::Instant::now();
+        silent
+            .set_read_timeout(Some(Duration::from_secs(6)))
+            .unwrap();
+        talking
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let talker = std::thread::spawn(move || {
+            // One byte every 250 ms for 2.5 s: never idle for 1 s.
+            for round in 0..10u8 {
+                std::thread::sleep(Duration::from_millis(250));
+                talking.write_all(&[round]).unwrap();
+                let mut byte = [0u8; 1];
+                talking.read_exact(&mut byte).unwrap();
+                assert_eq!(byte[0], round);
+            }
+        });
+        assert!(
+            closed_by_peer(&mut silent),
+            "silent session still open ({inspect_timeout} inspect)"
+        );
+        let idled = opened.elapsed();
+        assert!(
+            idled >= Duration::from_millis(900) && idled < Duration::from_secs(5),
+            "silent session closed after {idled:?}, idle_timeout 1s ({inspect_timeout} inspect)"
+        );
+        talker.join().expect("the talking session stayed open");
+    }
+}
