@@ -25,6 +25,26 @@ fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Six flights of an MSE exchange: PadA, PadB, 124 + PadC (the initiator's handshake inside),
+/// then the responder's flight 4 (`flight4` bytes), the initiator's flight 5 (`flight5`) and
+/// the responder's flight 6 (`flight6`), all random bytes.
+fn six_flight_script(
+    seed: u64,
+    pads: [usize; 3],
+    flight4: usize,
+    flight5: usize,
+    flight6: usize,
+) -> Vec<(Direction, Vec<u8>)> {
+    vec![
+        (C, random_bytes(seed, 96 + pads[0])),
+        (S, random_bytes(seed + 1, 96 + pads[1])),
+        (C, random_bytes(seed + 2, 124 + pads[2])),
+        (S, random_bytes(seed + 3, flight4)),
+        (C, random_bytes(seed + 4, flight5)),
+        (S, random_bytes(seed + 5, flight6)),
+    ]
+}
+
 /// Feed a script of (direction, segment) whole; then finish.
 fn run(context: FlowContext, script: &[(Direction, Vec<u8>)]) -> Verdict {
     let mut flow = TcpFlow::new(context);

@@ -5,26 +5,6 @@ use super::*;
 
 const LT_RC4_COALESCED: &[u8] = include_bytes!("../testdata/libtorrent_rc4_coalesced.flow");
 
-/// The flights of a single-peer libtorrent download whose handshake joined flight 3: PadA,
-/// PadB, PadC, then the responder's flight 4 (`flight4` bytes), the initiator's flight 5
-/// (`flight5`) and the responder's flight 6 (`flight6`).
-fn coalesced_script(
-    seed: u64,
-    pads: [usize; 3],
-    flight4: usize,
-    flight5: usize,
-    flight6: usize,
-) -> Vec<(Direction, Vec<u8>)> {
-    vec![
-        (C, random_bytes(seed, 96 + pads[0])),
-        (S, random_bytes(seed + 1, 96 + pads[1])),
-        (C, random_bytes(seed + 2, 124 + pads[2])),
-        (S, random_bytes(seed + 3, flight4)),
-        (C, random_bytes(seed + 4, flight5)),
-        (S, random_bytes(seed + 5, flight6)),
-    ]
-}
-
 #[test]
 fn recorded_coalesced_libtorrent_flow_is_blocked_on_defaults() {
     let flow = recorded(LT_RC4_COALESCED);
@@ -68,12 +48,12 @@ fn coalesced_layout_blocks_across_pad_sizes() {
     let cases = [
         (
             "recorded",
-            coalesced_script(1, [225, 380, 315], 619, 287, 40_000),
+            six_flight_script(1, [225, 380, 315], 619, 287, 40_000),
         ),
-        ("pads 0", coalesced_script(2, [0, 0, 0], 82, 22, 16_397)),
+        ("pads 0", six_flight_script(2, [0, 0, 0], 82, 22, 16_397)),
         (
             "pads 511",
-            coalesced_script(3, [511, 511, 511], 2_642, 1_024, 70_000),
+            six_flight_script(3, [511, 511, 511], 2_642, 1_024, 70_000),
         ),
     ];
     for (name, script) in cases {
@@ -87,48 +67,48 @@ fn coalesced_near_misses_and_ping_pong_are_left_alone() {
     let cases = [
         // Flight 3 just outside 124..=636.
         ("flight 3 = 123", {
-            let mut s = coalesced_script(10, [100, 100, 0], 600, 288, 40_000);
+            let mut s = six_flight_script(10, [100, 100, 0], 600, 288, 40_000);
             s[2].1 = random_bytes(11, 123);
             s
         }),
         (
             "flight 3 = 637",
-            coalesced_script(12, [100, 100, 513], 600, 288, 40_000),
+            six_flight_script(12, [100, 100, 513], 600, 288, 40_000),
         ),
         // Flight 4 too short for VC, select, len(PadD) and a handshake, or over its bound.
         (
             "flight 4 = 81",
-            coalesced_script(13, [100, 100, 100], 81, 288, 40_000),
+            six_flight_script(13, [100, 100, 100], 81, 288, 40_000),
         ),
         (
             "flight 4 = 2643",
-            coalesced_script(14, [100, 100, 100], 2_643, 288, 40_000),
+            six_flight_script(14, [100, 100, 100], 2_643, 288, 40_000),
         ),
         // Flight 5 shorter than `interested` + one request, or over its bound.
         (
             "flight 5 = 21",
-            coalesced_script(15, [100, 100, 100], 600, 21, 40_000),
+            six_flight_script(15, [100, 100, 100], 600, 21, 40_000),
         ),
         (
             "flight 5 = 1025",
-            coalesced_script(16, [100, 100, 100], 600, 1_025, 40_000),
+            six_flight_script(16, [100, 100, 100], 600, 1_025, 40_000),
         ),
         // Flight 6 one byte short of a block message.
         (
             "flight 6 = 16396",
-            coalesced_script(17, [100, 100, 100], 600, 288, 16_396),
+            six_flight_script(17, [100, 100, 100], 600, 288, 16_396),
         ),
         // Echo ping-pong: every answer as long as the question.
         (
             "echo",
-            coalesced_script(18, [300, 300, 300], 424, 2048, 2048),
+            six_flight_script(18, [300, 300, 300], 424, 2048, 2048),
         ),
     ];
     for (name, script) in cases {
         assert_eq!(check(default, &script), Verdict::GaveUp, "{name}");
     }
     // Flight 5 in clear text is not RC4 output.
-    let mut text5 = coalesced_script(19, [100, 100, 100], 600, 288, 40_000);
+    let mut text5 = six_flight_script(19, [100, 100, 100], 600, 288, 40_000);
     text5[4].1 = b"POST /api/v1/items HTTP/1.1\r\nHost: example\r\n\r\n".repeat(6);
     assert_eq!(check(default, &text5), Verdict::GaveUp, "text flight 5");
 }
