@@ -24,13 +24,7 @@ LOAD_BIN=${LOAD_BIN:-target/release/examples/relay_load}
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -p swarmwall-server --example relay_load
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/bench-common.sh
 
 addresses=()
 start() { # NAME CORES: appends the listening address to `addresses`

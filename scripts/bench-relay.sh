@@ -46,15 +46,7 @@ if [ "$IDLE" -gt "$max_idle" ]; then
     IDLE=$max_idle
 fi
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/bench-common.sh
 
 targets=("--target" "direct=direct")
 
@@ -129,22 +121,8 @@ if command -v microsocks >/dev/null; then
 fi
 
 # danted (dante-server; not for ONLY=idle: its idle phase alone takes a minute)
-if [ "$ONLY" != idle ] && command -v danted >/dev/null; then
-    port=$(free_port)
-    cat > "$work/danted.conf" <<EOF
-logoutput: /dev/null
-internal: 127.0.0.1 port = $port
-external: 127.0.0.1
-socksmethod: none
-clientmethod: none
-user.privileged: root
-user.unprivileged: nobody
-client pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
-socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
-EOF
-    taskset -c "$PROXY_CORE" danted -f "$work/danted.conf" -p "$work/danted.pid" >/dev/null 2>&1 &
-    pids+=($!)
-    targets+=("--target" "danted=127.0.0.1:${port}:$!")
+if [ "$ONLY" != idle ] && start_danted "$PROXY_CORE"; then
+    targets+=("--target" "danted=127.0.0.1:${danted_port}:$danted_pid")
 fi
 
 fi

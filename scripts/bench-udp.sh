@@ -28,15 +28,7 @@ LOAD_BIN=${LOAD_BIN:-target/release/examples/relay_load}
 [ -n "${SWARMWALL_BIN:-}" ] || cargo build --release -p swarmwall
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -p swarmwall-server --example relay_load
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/bench-common.sh
 
 # NAME ADDRESS, one per entry ("-" = no proxy).
 targets=("direct -")
@@ -52,22 +44,8 @@ start_swarmwall() { # NAME [SERVER_KEY_LINE]
 start_swarmwall swarmwall
 # The same with `[server] udp_busy_poll` (BUSY_POLL=0 leaves this row out).
 [ "$BUSY_POLL" = 0 ] || start_swarmwall swarmwall-busy-poll "udp_busy_poll = \"$BUSY_POLL\""
-if command -v danted >/dev/null; then
-    port=$(free_port)
-    cat > "$work/danted.conf" <<CONF
-logoutput: /dev/null
-internal: 127.0.0.1 port = $port
-external: 127.0.0.1
-socksmethod: none
-clientmethod: none
-user.privileged: root
-user.unprivileged: nobody
-client pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
-socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
-CONF
-    taskset -c "$PROXY_CORE" danted -f "$work/danted.conf" -p "$work/danted.pid" >/dev/null 2>&1 &
-    pids+=($!)
-    targets+=("danted 127.0.0.1:$port $!")
+if start_danted "$PROXY_CORE"; then
+    targets+=("danted 127.0.0.1:$danted_port $danted_pid")
 else
     echo "danted not installed (apt-get install dante-server): its rows are left out"
 fi
