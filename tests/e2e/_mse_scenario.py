@@ -110,6 +110,9 @@ def main():
              "flights": [int(n) for n in re.findall(r"\d+", re.search(r"flights=\[([^\]]*)\]", line)[1])]}
             for line in output.splitlines()
             if ("MSE verdict" in line or "MSE candidate let through" in line) and "flights=[" in line]
+        # Out before the clean-up: python3-libtorrent has crashed (SIGSEGV) tearing a session
+        # down, which lost a buffered result that was already complete.
+        print("RESULT " + json.dumps(result), flush=True)
     finally:
         if client:
             client.close()
@@ -121,7 +124,6 @@ def main():
             capture.wait()
         swarm.close()
         node.stop()
-    print("RESULT " + json.dumps(result))
 
 
 if __name__ == "__main__":

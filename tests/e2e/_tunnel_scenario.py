@@ -88,7 +88,7 @@ def main():
         apps.terminate()
         apps.wait()
         node.stop()
-    print("RESULT " + json.dumps(result))
+    print("RESULT " + json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
