@@ -25,27 +25,6 @@ const DATAGRAMS_PER_CLIENT: usize = 2_000;
 /// did, about one run in three; 16 passed 10 of 10, and 8 leaves a margin.
 const WINDOW: usize = 8;
 
-/// Wrap `payload` for `target` in a SOCKS UDP header.
-fn wrap(target: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let mut datagram = vec![0x00, 0x00, 0x00];
-    datagram.extend(encode_address(target));
-    datagram.extend_from_slice(payload);
-    datagram
-}
-
-/// Start an association for `client` (its own address in the request).
-fn associate(proxy: SocketAddr, client: &UdpSocket) -> (TcpStream, SocketAddr) {
-    let mut control = connect(proxy);
-    greet(&mut control);
-    let (code, relay) = request_raw(
-        &mut control,
-        0x03,
-        &encode_address(client.local_addr().unwrap()),
-    );
-    assert_eq!(code, 0x00);
-    (control, relay.expect("relay address"))
-}
-
 /// A UDP echo server that counts the datagrams it received.
 fn counting_echo() -> (SocketAddr, Arc<AtomicUsize>) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -104,12 +83,12 @@ fn burst_comes_back_byte_exact_and_in_order(proxy: &Proxy) {
                 socket
                     .set_read_timeout(Some(Duration::from_secs(5)))
                     .unwrap();
-                let (_control, relay) = associate(proxy_address, &socket);
+                let (_control, relay) = udp_associate(proxy_address, &socket);
                 // Datagrams sent and not yet echoed, per echo server, oldest first.
                 let mut outstanding: Vec<VecDeque<Vec<u8>>> = vec![VecDeque::new(); echoes.len()];
                 let send = |sequence: usize, outstanding: &mut Vec<VecDeque<Vec<u8>>>| {
                     let target = sequence % echoes.len();
-                    let datagram = wrap(echoes[target], &payload(client, sequence));
+                    let datagram = udp_datagram(0, echoes[target], &payload(client, sequence));
                     socket.send_to(&datagram, relay).unwrap();
                     outstanding[target].push_back(datagram);
                 };
@@ -128,7 +107,7 @@ fn burst_comes_back_byte_exact_and_in_order(proxy: &Proxy) {
                     // request's header): it must be that server's oldest outstanding datagram.
                     let target = echoes
                         .iter()
-                        .position(|echo| buffer[..n].starts_with(&wrap(*echo, &[])))
+                        .position(|echo| buffer[..n].starts_with(&udp_datagram(0, *echo, &[])))
                         .unwrap_or_else(|| panic!("client {client}: reply from an unknown source"));
                     let expected = outstanding[target].pop_front().expect("an unexpected reply");
                     assert!(
@@ -165,7 +144,7 @@ fn a_bittorrent_datagram_inside_a_batch_is_dropped_and_its_neighbours_pass() {
     client
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let (_control, relay) = associate(proxy.address, &client);
+    let (_control, relay) = udp_associate(proxy.address, &client);
     let get_peers: &[u8] = b"d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz123456e1:q9:get_peers1:t2:aa1:y1:qe";
     let rounds = 5;
     let neighbours = 10;
@@ -174,9 +153,12 @@ fn a_bittorrent_datagram_inside_a_batch_is_dropped_and_its_neighbours_pass() {
         // Back to back, so the relay finds them queued together: benign, the DHT query, benign.
         for index in 0..2 * neighbours {
             if index == neighbours {
-                client.send_to(&wrap(dht_echo, get_peers), relay).unwrap();
+                client
+                    .send_to(&udp_datagram(0, dht_echo, get_peers), relay)
+                    .unwrap();
             }
-            let datagram = wrap(benign_echo, format!("benign {round}/{index}").as_bytes());
+            let datagram =
+                udp_datagram(0, benign_echo, format!("benign {round}/{index}").as_bytes());
             client.send_to(&datagram, relay).unwrap();
             expected.push(datagram);
         }

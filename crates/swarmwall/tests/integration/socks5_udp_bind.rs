@@ -1,35 +1,13 @@
 //! UDP ASSOCIATE and BIND end to end against the real binary on loopback.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::time::Duration;
 
 use crate::harness::socks5::*;
 use crate::harness::wait_until;
 
 const ALLOW_LOOPBACK: [&str; 2] = ["--allow-destination", "127.0.0.0/8"];
-
-/// Wrap `payload` for `target` in a SOCKS UDP header with fragment number `frag`.
-fn wrap(frag: u8, target: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let mut datagram = vec![0x00, 0x00, frag];
-    datagram.extend(encode_address(target));
-    datagram.extend_from_slice(payload);
-    datagram
-}
-
-/// Start an association from `client` (its own address in the request); returns the control
-/// connection and the relay address.
-fn associate(proxy: SocketAddr, client: &UdpSocket) -> (TcpStream, SocketAddr) {
-    let mut control = connect(proxy);
-    greet(&mut control);
-    let (code, relay) = request_raw(
-        &mut control,
-        0x03,
-        &encode_address(client.local_addr().unwrap()),
-    );
-    assert_eq!(code, 0x00);
-    (control, relay.expect("relay address"))
-}
 
 /// A DNS-shaped query (id 0x1234, one question for example.com A).
 fn dns_query() -> Vec<u8> {
@@ -52,17 +30,19 @@ fn udp_associate_relays_request_and_response() {
     client
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let (_control, relay) = associate(proxy.address, &client);
+    let (_control, relay) = udp_associate(proxy.address, &client);
     assert_eq!(relay.ip(), proxy.address.ip());
     let query = dns_query();
-    client.send_to(&wrap(0, echo, &query), relay).unwrap();
+    client
+        .send_to(&udp_datagram(0, echo, &query), relay)
+        .unwrap();
     let mut buffer = [0u8; 2048];
     let (n, from) = client
         .recv_from(&mut buffer)
         .expect("reply through the relay");
     assert_eq!(from, relay);
     // The reply carries the SOCKS header naming the target as its source.
-    assert_eq!(&buffer[..n], wrap(0, echo, &query).as_slice());
+    assert_eq!(&buffer[..n], udp_datagram(0, echo, &query).as_slice());
 }
 
 #[test]
@@ -73,10 +53,12 @@ fn udp_associate_drops_fragments_and_foreign_sources() {
     client
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    let (_control, relay) = associate(proxy.address, &client);
+    let (_control, relay) = udp_associate(proxy.address, &client);
     let mut buffer = [0u8; 2048];
     // A fragment (FRAG = 1) is dropped: no reply.
-    client.send_to(&wrap(1, echo, b"fragment"), relay).unwrap();
+    client
+        .send_to(&udp_datagram(1, echo, b"fragment"), relay)
+        .unwrap();
     assert!(
         client.recv_from(&mut buffer).is_err(),
         "fragment was relayed"
@@ -87,7 +69,7 @@ fn udp_associate_drops_fragments_and_foreign_sources() {
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     stranger
-        .send_to(&wrap(0, echo, b"stranger"), relay)
+        .send_to(&udp_datagram(0, echo, b"stranger"), relay)
         .unwrap();
     assert!(
         stranger.recv_from(&mut buffer).is_err(),
@@ -98,7 +80,9 @@ fn udp_associate_drops_fragments_and_foreign_sources() {
     client
         .send_to(&[0x00, 0x00, 0x00, 0x01, 127], relay)
         .unwrap();
-    client.send_to(&wrap(0, echo, b"proper"), relay).unwrap();
+    client
+        .send_to(&udp_datagram(0, echo, b"proper"), relay)
+        .unwrap();
     let (n, _) = client
         .recv_from(&mut buffer)
         .expect("proper datagram relayed");
@@ -113,14 +97,16 @@ fn udp_association_ends_with_its_control_connection() {
     client
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let (control, relay) = associate(proxy.address, &client);
+    let (control, relay) = udp_associate(proxy.address, &client);
     let mut buffer = [0u8; 2048];
-    client.send_to(&wrap(0, echo, b"one"), relay).unwrap();
+    client
+        .send_to(&udp_datagram(0, echo, b"one"), relay)
+        .unwrap();
     assert!(client.recv_from(&mut buffer).is_ok());
     drop(control);
     // Within a deadline the relay stops answering (the socket is closed).
     assert!(wait_until(DEADLINE, || {
-        let _ = client.send_to(&wrap(0, echo, b"again"), relay);
+        let _ = client.send_to(&udp_datagram(0, echo, b"again"), relay);
         client.recv_from(&mut buffer).is_err()
     }));
 }
@@ -138,7 +124,9 @@ fn udp_associate_with_unknown_client_port_learns_it() {
     client
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    client.send_to(&wrap(0, echo, b"learn"), relay).unwrap();
+    client
+        .send_to(&udp_datagram(0, echo, b"learn"), relay)
+        .unwrap();
     let mut buffer = [0u8; 512];
     let (n, _) = client.recv_from(&mut buffer).unwrap();
     assert!(buffer[..n].ends_with(b"learn"));

@@ -277,6 +277,28 @@ pub(crate) fn read_reply(stream: &mut TcpStream) -> (u8, Option<SocketAddr>) {
 }
 
 /// CONNECT to `target` through a fresh no-auth session; returns the reply code and stream.
+/// `payload` for `target` in a SOCKS UDP header with fragment number `frag` (RFC 1928 §7).
+pub(crate) fn udp_datagram(frag: u8, target: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut datagram = vec![0x00, 0x00, frag];
+    datagram.extend(encode_address(target));
+    datagram.extend_from_slice(payload);
+    datagram
+}
+
+/// Start a UDP association for `client` (its own address in the request); the control
+/// connection and the relay address.
+pub(crate) fn udp_associate(proxy: SocketAddr, client: &UdpSocket) -> (TcpStream, SocketAddr) {
+    let mut control = connect(proxy);
+    greet(&mut control);
+    let (code, relay) = request_raw(
+        &mut control,
+        0x03,
+        &encode_address(client.local_addr().unwrap()),
+    );
+    assert_eq!(code, 0x00);
+    (control, relay.expect("relay address"))
+}
+
 pub(crate) fn socks_connect(proxy: SocketAddr, target: SocketAddr) -> (u8, TcpStream) {
     let mut stream = connect(proxy);
     greet(&mut stream);
