@@ -295,30 +295,38 @@ class Transmission:
         stop(self.proc)
 
 
-class RTorrent:
-    """rtorrent (no terminal: `system.daemon`) under proxychains4; DHT, PEX off; encryption
-    required (RC4 only)."""
-
-    def __init__(self, swarm, proxy_port):
-        self.dir = tempfile.mkdtemp(prefix="sw-rt-")
-        session = os.path.join(self.dir, "session")
-        os.makedirs(session)
-        port = free_port()
-        rc = os.path.join(self.dir, "rtorrent.rc")
-        with open(rc, "w") as f:
-            f.write(f"""system.daemon.set = true
-directory.default.set = {self.dir}
+def rtorrent_rc(workdir, directory, torrent, port, encryption, bind=None):
+    """Write `workdir`/rtorrent.rc for one torrent (saved in `directory`), listening on `port`
+    (on `bind` when given), DHT, PEX and UDP trackers off, encryption `encryption`; its path."""
+    session = os.path.join(workdir, "session")
+    os.makedirs(session)
+    rc = os.path.join(workdir, "rtorrent.rc")
+    bind_line = f"network.bind_address.set = {bind}\n" if bind else ""
+    with open(rc, "w") as f:
+        f.write(f"""system.daemon.set = true
+directory.default.set = {directory}
 session.path.set = {session}
-network.port_range.set = {port}-{port}
+{bind_line}network.port_range.set = {port}-{port}
 network.port_random.set = no
 dht.mode.set = disable
 protocol.pex.set = no
 trackers.use_udp.set = no
 network.http.ssl_verify_peer.set = 0
 network.http.ssl_verify_host.set = 0
-protocol.encryption.set = allow_incoming,try_outgoing,require,require_RC4
-load.start = {swarm.torrent}
+protocol.encryption.set = {encryption}
+load.start = {torrent}
 """)
+    return rc
+
+
+class RTorrent:
+    """rtorrent (no terminal: `system.daemon`) under proxychains4; DHT, PEX off; encryption
+    required (RC4 only)."""
+
+    def __init__(self, swarm, proxy_port):
+        self.dir = tempfile.mkdtemp(prefix="sw-rt-")
+        rc = rtorrent_rc(self.dir, self.dir, swarm.torrent, free_port(),
+                         "allow_incoming,try_outgoing,require,require_RC4")
         argv = ["rtorrent", "-n", "-o", f"import={rc}"]
         self.proc = subprocess.Popen(proxied(self.dir, proxy_port, argv), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)

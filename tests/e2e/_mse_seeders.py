@@ -19,7 +19,7 @@ import tempfile
 import time
 
 from _bittorrent import Peer, base_settings, free_port, free_tcp_udp_port, make_payload, make_torrent
-from _mse import NET, SEED_RC4, TRACKER_HOST, Nginx, TransmissionRpc, stop, wait_tcp
+from _mse import NET, SEED_RC4, TRACKER_HOST, Nginx, TransmissionRpc, rtorrent_rc, stop, wait_tcp
 
 SEEDERS = ("libtorrent", "transmission", "rtorrent", "aria2")
 
@@ -97,24 +97,8 @@ class RTorrentSeeder:
 
     def __init__(self, directory, torrent, host, port):
         self.dir = tempfile.mkdtemp(prefix="sw-rtseed-")
-        session = os.path.join(self.dir, "session")
-        os.makedirs(session)
-        rc = os.path.join(self.dir, "rtorrent.rc")
-        with open(rc, "w") as f:
-            f.write(f"""system.daemon.set = true
-directory.default.set = {directory}
-session.path.set = {session}
-network.bind_address.set = {host}
-network.port_range.set = {port}-{port}
-network.port_random.set = no
-dht.mode.set = disable
-protocol.pex.set = no
-trackers.use_udp.set = no
-network.http.ssl_verify_peer.set = 0
-network.http.ssl_verify_host.set = 0
-protocol.encryption.set = allow_incoming,require,require_RC4
-load.start = {torrent}
-""")
+        rc = rtorrent_rc(self.dir, directory, torrent, port, "allow_incoming,require,require_RC4",
+                         bind=host)
         self.proc = subprocess.Popen(["rtorrent", "-n", "-o", f"import={rc}"], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
 
