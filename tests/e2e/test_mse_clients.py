@@ -34,7 +34,8 @@ IDS = [f"{c}-{s}" for c, s in CASES]
 # tested against a single seeder, where fan-out cannot help; test_fan_out_cuts_an_encrypted_swarm
 # keeps the eight-seeder swarm.
 BLOCK_SEEDERS = {}
-EXACT_RULES = {"handshake_in_flight3", "handshake_in_flight5", "coalesced_first_block", "coalesced_bare_reply"}
+EXACT_RULES = {"handshake_in_flight3", "handshake_in_flight5", "coalesced_first_block", "coalesced_bare_reply",
+               "coalesced_control_message"}
 # Single-peer runs: every one must be blocked; the coalesced form must show within this many.
 SINGLE_PEER_RUNS = int(os.environ.get("SWARMWALL_MSE_SINGLE_RUNS", "8"))
 SINGLE_PEER_RULES = {"handshake_in_flight5", "coalesced_first_block"}

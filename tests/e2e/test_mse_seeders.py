@@ -42,7 +42,7 @@ CLIENTS = ("qbittorrent", "transmission", "aria2", "rtorrent", "libtorrent")
 SEEDERS = ("transmission", "rtorrent", "aria2")
 CELLS = [(client, seeder) for seeder in SEEDERS for client in CLIENTS]
 EXACT_RULES = {"handshake_in_flight3", "handshake_in_flight5", "coalesced_first_block",
-               "coalesced_bare_reply"}
+               "coalesced_bare_reply", "coalesced_control_message"}
 # Cells whose download cannot complete even with policy `allow`, with the exact reason. Their
 # block test still runs (the flow is cut by an exact rule); the allow test is a strict xfail.
 NO_DOWNLOAD = {
@@ -104,25 +104,9 @@ def result_of(matrix, client, seeder, action):
 
 
 BLOCK_CELLS = CELLS + [(ROUND_TRIP, seeder) for seeder in SEEDERS]
-# Known escapes, timing-dependent, so not strict: the reason is the limit in docs/detection.md.
-ESCAPES = {
-    (ROUND_TRIP, "rtorrent"): "libtorrent's handshake sometimes joins flight 3 over a 20 ms round "
-                              "trip (124 + PadC); rTorrent then answers with VC, crypto_select, an "
-                              "empty PadD, its handshake, bitfield and extension handshake in one "
-                              "flight 4 (e.g. 254 / 224 / 389 / 200 / 213 / 4) and unchokes late, so "
-                              "no exact rule fits and the lone flow is only a candidate (one CI run "
-                              "of the fresh clone: let through, download completed). Split runs are "
-                              "blocked by handshake_in_flight5.",
-}
 
 
-def block_cell(client, seeder):
-    reason = ESCAPES.get((client, seeder))
-    marks = [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
-    return pytest.param(client, seeder, marks=marks, id=f"{client}-from-{seeder}")
-
-
-@pytest.mark.parametrize("client,seeder", [block_cell(c, s) for c, s in BLOCK_CELLS])
+@pytest.mark.parametrize("client,seeder", BLOCK_CELLS, ids=[f"{c}-from-{s}" for c, s in BLOCK_CELLS])
 def test_encrypted_download_from_seeder_blocked_on_defaults(matrix, client, seeder):
     result = result_of(matrix, client, seeder, "block")
     blocks = result["blocks"]

@@ -94,6 +94,17 @@ fn benches(c: &mut Criterion) {
         random_bytes(25, 203),
         random_bytes(26, 123),
     ];
+    // A coalesced flight 3 answered by an rTorrent 0.9.8 seeder that unchokes late: the
+    // keep-alive (flight 6) decides at the first byte of flight 7.
+    let control_message = [
+        random_bytes(27, 254),
+        random_bytes(28, 224),
+        random_bytes(29, 389),
+        random_bytes(30, 200),
+        random_bytes(31, 213),
+        random_bytes(32, 4),
+        random_bytes(33, 5),
+    ];
     let default = FlowContext::proxy(51_413);
     let aggressive = FlowContext {
         mse_strictness: MseStrictness::Aggressive,
@@ -101,7 +112,7 @@ fn benches(c: &mut Criterion) {
     };
 
     type Case<'a> = (&'a str, FlowContext, Vec<(Direction, &'a [u8])>);
-    let cases: [Case<'_>; 10] = [
+    let cases: [Case<'_>; 11] = [
         ("tls_curl", FlowContext::proxy(443), vec![(C, CURL_HELLO)]),
         (
             "tls_chromium_pq_2_segments",
@@ -161,6 +172,15 @@ fn benches(c: &mut Criterion) {
             bare_reply
                 .iter()
                 .zip([C, S, C, S, C, S])
+                .map(|(bytes, direction)| (direction, &bytes[..]))
+                .collect(),
+        ),
+        (
+            "mse_control_message_rtorrent_seeder",
+            default,
+            control_message
+                .iter()
+                .zip([C, S, C, S, C, S, C])
                 .map(|(bytes, direction)| (direction, &bytes[..]))
                 .collect(),
         ),

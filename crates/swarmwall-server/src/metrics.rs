@@ -28,11 +28,12 @@ pub struct DirectionLabels {
 }
 
 /// The `reason` values of `swarmwall_mse_rules_total` (docs/detection.md, "Rules").
-pub const MSE_RULES: [&str; 7] = [
+pub const MSE_RULES: [&str; 8] = [
     "handshake_in_flight3",
     "handshake_in_flight5",
     "coalesced_first_block",
     "coalesced_bare_reply",
+    "coalesced_control_message",
     "corroborated",
     "fan_out_wait",
     "aggressive",
@@ -142,8 +143,9 @@ pub struct Metrics {
     /// Flows or datagrams blocked as BitTorrent.
     pub blocks: Family<BlockLabels, Counter>,
     /// TCP `mse` verdicts by the rule that gave them (`reason`: `handshake_in_flight3`,
-    /// `handshake_in_flight5`, `coalesced_first_block`, `coalesced_bare_reply`, `corroborated`, `fan_out_wait`,
-    /// `aggressive`; docs/detection.md).
+    /// `handshake_in_flight5`, `coalesced_first_block`, `coalesced_bare_reply`,
+    /// `coalesced_control_message`, `corroborated`, `fan_out_wait`, `aggressive`;
+    /// docs/detection.md).
     pub mse_rules: Family<ReasonLabels, Counter>,
     /// Strike incidents recorded (graduated response).
     pub strikes: Counter,

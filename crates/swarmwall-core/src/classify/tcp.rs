@@ -46,6 +46,9 @@ const MAX_FLIGHTS: u8 = 4;
 /// measured in `testdata/libtorrent_plaintext_selected.flow`) and the exact layouts (the
 /// coalesced libtorrent layout is decided in flight 6).
 const MAX_FLIGHTS_I6: u8 = 6;
+/// Flights recorded: up to [`mse::CONTROL_WINDOW_END`] for a coalesced MSE flow whose seeder
+/// has not unchoked yet.
+const MAX_FLIGHTS_RECORDED: usize = mse::CONTROL_WINDOW_END as usize;
 
 /// Classifier state for one TCP flow. Feed each direction's bytes in order as they arrive;
 /// stop feeding once the verdict is final. Holds at most a few KiB per direction.
@@ -83,11 +86,14 @@ impl TcpFlow {
             return self.verdict;
         }
         if self.flights.last != Some(direction) {
-            // Past four flights only an MSE-shaped flow (awaiting I6) is still inspected.
+            // Past four flights only an MSE-shaped flow (awaiting I6) is still inspected; past
+            // six only one still open to the late control message.
             if self.flights.count >= MAX_FLIGHTS
                 && (self.flights.count >= MAX_FLIGHTS_I6
                     || mse::shape(&self.flights, &self.c2s.buf, &self.s2c.buf, false)
                         != mse::Shape::Complete)
+                && !(self.flights.count >= MAX_FLIGHTS_I6
+                    && mse::control_window_open(&self.flights, &self.c2s.buf))
             {
                 // Over the cap: decide on the flights seen, without looking at this one.
                 return self.finish_now();
@@ -183,13 +189,15 @@ impl TcpFlow {
     /// libtorrent with split writes), `coalesced_first_block` (libtorrent with its handshake in
     /// flight 3, decided at the first block), `coalesced_bare_reply` (a coalesced flight 3
     /// answered by exactly VC, crypto_select, an empty PadD and a handshake: a Transmission
-    /// seeder). `None` for any other verdict.
+    /// seeder), `coalesced_control_message` (a coalesced flight 3, then a lone keep-alive,
+    /// state message or have in flights 6 to 8: a seeder that unchokes late, rTorrent).
+    /// `None` for any other verdict.
     pub fn mse_rule(&self) -> Option<&'static str> {
         self.mse_rule.get()
     }
 
     /// Raw sizes of the flights seen so far (alternating runs of bytes, the first flight's
-    /// direction first; at most six): what the MSE rules judged, for logs and `inspect`.
+    /// direction first; at most eight): what the MSE rules judged, for logs and `inspect`.
     pub fn flight_sizes(&self) -> &[u32] {
         let count = usize::from(self.flights.count).min(self.flights.len.len());
         self.flights.len.get(..count).unwrap_or_default()
@@ -510,11 +518,11 @@ struct Side {
 struct Flights {
     first: Option<Direction>,
     last: Option<Direction>,
-    /// Flights started so far (at most [`MAX_FLIGHTS_I6`]).
+    /// Flights started so far (at most [`MAX_FLIGHTS_RECORDED`]).
     count: u8,
-    /// Raw byte count of each of the first six flights (flights 5 and 6 only for MSE-shaped
-    /// flows: the exact sizes and the I6 scan).
-    len: [u32; MAX_FLIGHTS_I6 as usize],
+    /// Raw byte count of each of the first eight flights (flights 5 and 6 only for MSE-shaped
+    /// flows: the exact sizes and the I6 scan; 7 and 8 only for the late control message).
+    len: [u32; MAX_FLIGHTS_RECORDED],
 }
 
 impl Flights {

@@ -62,6 +62,12 @@ const BARE_REPLY: u32 = STEP4_MIN + HANDSHAKE_LEN;
 const FIRST_MESSAGE: u32 = 5;
 /// Bytes of a clear handshake that make it recognisable (`\x13BitTorrent protocol`).
 const I6_PREFIX: u32 = 20;
+/// Sizes of a lone peer-wire message with no payload or a 4-byte one (BEP 3, BEP 6), which RC4
+/// keeps as they are: keep-alive (4); choke, unchoke, interested, not interested, have_all,
+/// have_none (5); have (9).
+const CONTROL_MESSAGES: [u32; 3] = [4, 5, 9];
+/// Last flight in which [`control_message`] looks for a lone control message.
+pub(super) const CONTROL_WINDOW_END: u8 = 8;
 
 /// Destination ports where the MSE shape is never evaluated (docs/detection.md, "Rules").
 const EXCLUDED_PORTS: [u16; 16] = [
@@ -123,11 +129,19 @@ impl Randomness {
         self.max_run > 20
     }
 
-    /// The test for the short flights after the key exchange (VC flight, RC4 handshake): no
-    /// long printable run and under 70 % printable. No popcount band: over 14 bytes its
-    /// spread would reject genuine RC4 output.
+    /// The test for the short flights after the key exchange (VC flight, RC4 handshake, first
+    /// messages): no long printable run, and no more printable bytes than random data shows
+    /// once in a million: 5 σ above the binomial mean (95 of 256 byte values are printable).
+    /// A fixed share would refuse genuine RC4 output of a few bytes (70 % refused about 1 in
+    /// 100 random 14-byte flights and 1 in 15 of 5 bytes); this bound never refuses a flight
+    /// under 15 bytes on its share, refuses at most about 5 in 10,000,000 random flights of
+    /// any length, and still refuses text from about 20 bytes on (68 bytes: over 45 printable).
+    /// No popcount band: over 14 bytes its spread would reject genuine RC4 output.
     fn not_text(&self) -> bool {
-        !self.early_fail() && u32::from(self.printable) * 10 < u32::from(self.n) * 7
+        const PRINTABLE: f64 = 95.0 / 256.0;
+        let n = f64::from(self.n);
+        let limit = n * PRINTABLE + 5.0 * (n * PRINTABLE * (1.0 - PRINTABLE)).sqrt();
+        !self.early_fail() && f64::from(self.printable) <= limit
     }
 
     /// The complete randomness test (I4).
@@ -227,6 +241,10 @@ pub(super) enum Layout {
     /// handshake (a Transmission 3.00 seeder; libtorrent 2.0 / qBittorrent and aria2
     /// initiators), flight 5 the initiator's first messages.
     BareHandshakeReply,
+    /// Flights 3 to 5 as in [`Layout::HandshakeCoalesced`], then, in flights 6 to 8, a flight
+    /// that is one lone control message (keep-alive, a state message, have): a seeder that
+    /// unchokes late (an rTorrent 0.9.8 seeder answering a coalesced libtorrent initiator).
+    ControlMessage,
 }
 
 impl Layout {
@@ -237,6 +255,7 @@ impl Layout {
             Self::HandshakeInFlight5 => "handshake_in_flight5",
             Self::HandshakeCoalesced => "coalesced_first_block",
             Self::BareHandshakeReply => "coalesced_bare_reply",
+            Self::ControlMessage => "coalesced_control_message",
         }
     }
 }
@@ -270,6 +289,7 @@ pub(super) fn exact(flights: &Flights, c2s: &[u8], s2c: &[u8], finished: bool) -
         split(flights, c2s, finished),
         coalesced(flights, c2s, finished),
         bare_reply(flights, c2s, finished),
+        control_message(flights, c2s, finished),
     ];
     if let Some(&found) = layouts.iter().find(|e| matches!(e, Exact::Yes(_))) {
         found
@@ -283,7 +303,7 @@ pub(super) fn exact(flights: &Flights, c2s: &[u8], s2c: &[u8], finished: bool) -
 /// The two layouts whose handshakes leave as flights of their own (or as the exact IA of a
 /// 124-byte flight 3): Transmission, rTorrent, aria2, and libtorrent when its two writes split.
 fn split(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
-    let [l1, _, l3, l4, l5, l6] = flights.len;
+    let [l1, _, l3, l4, l5, l6, ..] = flights.len;
     // Flight `n` (1-based) can grow no more.
     let over = |n: u8| flights.count > n || finished;
     // Enough of flight `n` is seen for the I6 scan (a clear handshake prefix is 20 bytes) to
@@ -345,32 +365,19 @@ fn split(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
 /// Decided when flight 6 reaches [`BLOCK_MESSAGE`] bytes: the chunk that completes the first
 /// block is held, so the client never holds a complete block (docs/detection.md).
 fn coalesced(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
-    let [l1, _, l3, l4, l5, l6] = flights.len;
-    let over = |n: u8| flights.count > n || finished;
     let pending = if finished { Exact::No } else { Exact::Pending };
-    if !(STEP3_WITH_IA..=STEP3_WITH_IA + PAD_MAX).contains(&l3) || l4 > COALESCED_FLIGHT4_MAX {
-        return Exact::No;
+    match coalesced_prefix(flights, c2s, finished) {
+        None => return pending,
+        Some(false) => return Exact::No,
+        Some(true) => {}
     }
-    if flights.count < 5 {
-        return pending;
-    }
-    if l4 < STEP4_MIN + HANDSHAKE_LEN || l5 > COALESCED_FLIGHT5_MAX {
-        return Exact::No;
-    }
-    // Flight 5 is RC4 output: not text (its first 68 bytes, once there or once it ended).
-    let s5 = flight_stats(c2s, l1 + l3, l5, HANDSHAKE_LEN as u16);
-    if s5.early_fail() || ((l5 >= HANDSHAKE_LEN || over(5)) && !s5.not_text()) {
-        return Exact::No;
-    }
-    if flights.count < 6 {
-        return pending;
-    }
+    let [_, _, _, _, l5, l6, ..] = flights.len;
     if l5 < FIRST_REQUEST {
         return Exact::No;
     }
     if l6 >= BLOCK_MESSAGE {
         Exact::Yes(Layout::HandshakeCoalesced)
-    } else if over(6) {
+    } else if flights.count > 6 || finished {
         Exact::No
     } else {
         pending
@@ -390,7 +397,7 @@ fn coalesced(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
 /// flight 3 was too short to hold it; not text). Decided when flight 5 is over, at the first
 /// byte of flight 6 (which the proxy holds): before any piece.
 fn bare_reply(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
-    let [l1, _, l3, l4, l5, _] = flights.len;
+    let [l1, _, l3, l4, l5, ..] = flights.len;
     let over = |n: u8| flights.count > n || finished;
     let pending = if finished { Exact::No } else { Exact::Pending };
     if !(STEP3_MIN..=STEP3_WITH_IA + PAD_MAX).contains(&l3) || l4 > BARE_REPLY {
@@ -421,6 +428,80 @@ fn bare_reply(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
     } else {
         Exact::Yes(Layout::BareHandshakeReply)
     }
+}
+
+/// Flights 3 to 5 of the coalesced layout with the initiator's first messages over: flight 3
+/// of 124 + PadC, flight 4 of 82 ..= [`COALESCED_FLIGHT4_MAX`] (the responder's handshake
+/// and first messages), flight 5 of [`FIRST_MESSAGE`] ..= [`COALESCED_FLIGHT5_MAX`], not text.
+/// `Some(false)` when the sizes already rule it out, `None` while flight 5 can still grow.
+fn coalesced_prefix(flights: &Flights, c2s: &[u8], finished: bool) -> Option<bool> {
+    let [l1, _, l3, l4, l5, ..] = flights.len;
+    if !(STEP3_WITH_IA..=STEP3_WITH_IA + PAD_MAX).contains(&l3) || l4 > COALESCED_FLIGHT4_MAX {
+        return Some(false);
+    }
+    if flights.count < 5 {
+        return None;
+    }
+    if l4 < STEP4_MIN + HANDSHAKE_LEN || l5 > COALESCED_FLIGHT5_MAX {
+        return Some(false);
+    }
+    let s5 = flight_stats(c2s, l1 + l3, l5, HANDSHAKE_LEN as u16);
+    if s5.early_fail() {
+        return Some(false);
+    }
+    if flights.count == 5 && !finished {
+        return None;
+    }
+    Some(l5 >= FIRST_MESSAGE && s5.not_text())
+}
+
+/// A seeder that answers a coalesced flight 3 with its handshake and first messages (flight
+/// 4) and unchokes only later: after the initiator's first messages (flight 5), one of flights
+/// 6 to [`CONTROL_WINDOW_END`] is exactly one lone control message ([`CONTROL_MESSAGES`]:
+/// keep-alive, unchoke or interested, have), every flight before it at most
+/// [`COALESCED_FLIGHT5_MAX`] bytes. rTorrent 0.9.8 seeding to libtorrent 2.0 over a 20 ms round
+/// trip: 254 / 224 / 389 / 200 / 213 / **4** (keep-alive) / 5 (interested) / 5 (unchoke) / 68
+/// (four requests) / 32,794 (two blocks). RC4 keeps message sizes; an authenticated tunnel
+/// (TLS, SSH, Shadowsocks AEAD, obfs4, VMess) cannot send 4, 5 or 9 bytes (tag and framing
+/// alone are 16 bytes or more). Decided when that flight is over (at the first byte of the
+/// next, which the proxy holds): before any piece.
+fn control_message(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
+    let pending = if finished { Exact::No } else { Exact::Pending };
+    match coalesced_prefix(flights, c2s, finished) {
+        None => return pending,
+        Some(false) => return Exact::No,
+        Some(true) => {}
+    }
+    for n in 6..=CONTROL_WINDOW_END {
+        if flights.count < n {
+            return pending;
+        }
+        let len = flights.len[usize::from(n - 1)];
+        if len > COALESCED_FLIGHT5_MAX {
+            return Exact::No;
+        }
+        if flights.count == n && !finished {
+            return pending;
+        }
+        if CONTROL_MESSAGES.contains(&len) {
+            return Exact::Yes(Layout::ControlMessage);
+        }
+    }
+    Exact::No
+}
+
+/// True when the current flight (over, since the other direction just spoke) leaves
+/// [`control_message`] undecided: the flow is inspected for one more flight, up to
+/// [`CONTROL_WINDOW_END`].
+pub(super) fn control_window_open(flights: &Flights, c2s: &[u8]) -> bool {
+    flights.count < CONTROL_WINDOW_END
+        && coalesced_prefix(flights, c2s, true) == Some(true)
+        && flights
+            .len
+            .get(5..usize::from(flights.count))
+            .unwrap_or_default()
+            .iter()
+            .all(|len| *len <= COALESCED_FLIGHT5_MAX && !CONTROL_MESSAGES.contains(len))
 }
 
 #[cfg(test)]
@@ -467,6 +548,25 @@ mod tests {
         let mut prefixed = b"abcdefghijklmnopqrstu".to_vec();
         prefixed.extend(random_bytes(1, 120));
         assert!(stats(&prefixed).early_fail());
+    }
+
+    #[test]
+    fn short_random_flights_are_not_text_and_text_is() {
+        // Genuine RC4 output of the short flights the exact layouts judge (14-byte VC flight,
+        // 5-byte first message, 68-byte handshake): never refused, whatever the seed.
+        for len in [5, 9, 14, 20, 32, 68] {
+            for seed in 0..20_000 {
+                assert!(
+                    stats(&random_bytes(seed, len)).not_text(),
+                    "{len} bytes, seed {seed}"
+                );
+            }
+        }
+        // All-printable bytes are refused from 15 bytes on; an HTTP reply line always.
+        assert!(stats(b"abcdefghijklmn").not_text());
+        assert!(!stats(b"abcdefghijklmno").not_text());
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 123\r\nServer: x\r\n";
+        assert!(!stats(&reply[..68]).not_text());
     }
 
     #[test]

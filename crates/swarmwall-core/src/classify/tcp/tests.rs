@@ -7,6 +7,7 @@ use crate::classify::Benign;
 
 mod mse_bare_reply;
 mod mse_coalesced;
+mod mse_control_message;
 mod mse_exact;
 
 const C: Direction = Direction::ClientToServer;
