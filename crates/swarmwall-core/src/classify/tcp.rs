@@ -321,9 +321,11 @@ impl TcpFlow {
     /// Client-first bytes no recogniser claimed: OpenVPN label, T2 (offline), T1 in the reply,
     /// the MSE shape and the I6 scan.
     fn opaque(&self, c2s: &[u8], s2c: &[u8], done: Done) -> Step {
-        match rule_out::openvpn_reset(c2s).resolve(done.c2s) {
+        let flight1_over = (self.flights.count >= 2 || done.idle).then_some(self.flights.len[0]);
+        match rule_out::openvpn_reset(c2s, flight1_over).resolve(done.c2s) {
             Match::Yes => return benign(Benign::OpenVpn),
-            Match::Partial => return Step::Wait(Wait::C2S),
+            // Its header, or the end of the first flight (the server's reply).
+            Match::Partial => return Step::Wait(Wait::ANY),
             Match::No => {}
         }
         match rule_out::tls_record(c2s).resolve(done.c2s) {
@@ -351,7 +353,6 @@ impl TcpFlow {
         {
             return Step::Final(Verdict::GaveUp);
         }
-        let flight1_over = (self.flights.count >= 2 || done.idle).then_some(self.flights.len[0]);
         match rule_out::rlpx_auth(c2s, flight1_over).resolve(done.c2s) {
             // Ethereum devp2p: no benign label of its own, but certainly not MSE.
             Match::Yes => return Step::Final(Verdict::GaveUp),

@@ -75,8 +75,11 @@ pub(super) fn rdp_connection_request(bytes: &[u8]) -> Match {
 }
 
 /// OpenVPN over TCP: a u16 packet length, then a hard-reset opcode from the client
-/// (P_CONTROL_HARD_RESET_CLIENT_V2 = 7 or _V3 = 10, key id 0, in the top five bits).
-pub(super) fn openvpn_reset(bytes: &[u8]) -> Match {
+/// (P_CONTROL_HARD_RESET_CLIENT_V2 = 7 or _V3 = 10, key id 0, in the top five bits), and the
+/// client's first flight is that one packet (it waits for the server's reset): `flight1` is
+/// the first flight's length once it is over. Without the length check, about 1 in 8,000
+/// random first flights (an MSE Ya) would pass for a reset.
+pub(super) fn openvpn_reset(bytes: &[u8], flight1: Option<u32>) -> Match {
     let (Some(&hi), Some(&lo)) = (bytes.first(), bytes.get(1)) else {
         return if bytes.first().is_none_or(|&b| b <= 0x04) {
             Match::Partial
@@ -90,7 +93,15 @@ pub(super) fn openvpn_reset(bytes: &[u8]) -> Match {
     }
     match bytes.get(2) {
         None => Match::Partial,
-        Some(&opcode) if opcode == 7 << 3 || opcode == 10 << 3 => Match::Yes,
+        Some(&opcode) if opcode == 7 << 3 || opcode == 10 << 3 => {
+            let packet = usize::from(length) + 2;
+            match flight1 {
+                Some(flight1) if flight1 as usize == packet => Match::Yes,
+                Some(_) => Match::No,
+                None if bytes.len() > packet => Match::No,
+                None => Match::Partial,
+            }
+        }
         Some(_) => Match::No,
     }
 }
@@ -214,11 +225,16 @@ mod tests {
     #[test]
     fn openvpn() {
         // Length 14, P_CONTROL_HARD_RESET_CLIENT_V2 (0x38), session id, ...
-        assert_eq!(openvpn_reset(&[0x00, 0x0E, 0x38, 1, 2, 3]), Match::Yes);
-        assert_eq!(openvpn_reset(&[0x00, 0x0E]), Match::Partial);
-        assert_eq!(openvpn_reset(&[0x00]), Match::Partial);
-        assert_eq!(openvpn_reset(&[0x99]), Match::No);
-        assert_eq!(openvpn_reset(&[0x00, 0x0E, 0x39]), Match::No);
-        assert_eq!(openvpn_reset(&[0x00, 0x02, 0x38]), Match::No);
+        assert_eq!(openvpn_reset(&[0x00, 0x0E, 0x38, 1, 2, 3], Some(16)), Match::Yes);
+        assert_eq!(openvpn_reset(&[0x00, 0x0E, 0x38, 1, 2, 3], None), Match::Partial);
+        // The first flight is longer or shorter than the packet its header announces.
+        assert_eq!(openvpn_reset(&[0x00, 0x0E, 0x38, 1, 2, 3], Some(17)), Match::No);
+        assert_eq!(openvpn_reset(&[0x00, 0x0E, 0x38, 1, 2, 3], Some(6)), Match::No);
+        assert_eq!(openvpn_reset(&[0x00, 0x03, 0x38, 1, 2, 3], None), Match::No);
+        assert_eq!(openvpn_reset(&[0x00, 0x0E], None), Match::Partial);
+        assert_eq!(openvpn_reset(&[0x00], None), Match::Partial);
+        assert_eq!(openvpn_reset(&[0x99], None), Match::No);
+        assert_eq!(openvpn_reset(&[0x00, 0x0E, 0x39], None), Match::No);
+        assert_eq!(openvpn_reset(&[0x00, 0x02, 0x38], None), Match::No);
     }
 }

@@ -469,10 +469,16 @@ fn other_rule_outs() {
         0x03, 0x00, 0x00, 0x13, 0x0E, 0xE0, 0, 0, 0, 0, 0, 0x01, 0, 0x08, 0, 0x03, 0, 0, 0,
     ];
     assert_eq!(check(ctx, &[(C, rdp)]), Verdict::Benign(Benign::Rdp));
-    let openvpn = [&[0x00, 0x0E, 0x38][..], &random_bytes(3, 14)].concat();
+    let openvpn = [&[0x00, 0x0E, 0x38][..], &random_bytes(3, 13)].concat();
     assert_eq!(
-        check(ctx, &[(C, openvpn)]),
+        check(ctx, &[(C, openvpn.clone()), (S, random_bytes(4, 16))]),
         Verdict::Benign(Benign::OpenVpn)
+    );
+    // A first flight longer than the packet its header announces is not a reset.
+    let longer = [openvpn, random_bytes(5, 200)].concat();
+    assert_eq!(
+        check(ctx, &[(C, longer), (S, random_bytes(4, 16))]),
+        Verdict::GaveUp
     );
 }
 
