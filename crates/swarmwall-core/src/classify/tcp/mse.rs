@@ -580,7 +580,8 @@ mod tests {
         // All-printable bytes are refused from 15 bytes on; an HTTP reply line always.
         assert!(stats(b"abcdefghijklmn").not_text());
         assert!(!stats(b"abcdefghijklmno").not_text());
-        let reply = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 123\r\nServer: x\r\n";
+        let reply =
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 123\r\nServer: x\r\n";
         assert!(!stats(&reply[..68]).not_text());
     }
 

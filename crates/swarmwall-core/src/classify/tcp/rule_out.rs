@@ -225,11 +225,23 @@ mod tests {
     #[test]
     fn openvpn() {
         // Length 14, P_CONTROL_HARD_RESET_CLIENT_V2 (0x38), session id, ...
-        assert_eq!(openvpn_reset(&[0x00, 0x0E, 0x38, 1, 2, 3], Some(16)), Match::Yes);
-        assert_eq!(openvpn_reset(&[0x00, 0x0E, 0x38, 1, 2, 3], None), Match::Partial);
+        assert_eq!(
+            openvpn_reset(&[0x00, 0x0E, 0x38, 1, 2, 3], Some(16)),
+            Match::Yes
+        );
+        assert_eq!(
+            openvpn_reset(&[0x00, 0x0E, 0x38, 1, 2, 3], None),
+            Match::Partial
+        );
         // The first flight is longer or shorter than the packet its header announces.
-        assert_eq!(openvpn_reset(&[0x00, 0x0E, 0x38, 1, 2, 3], Some(17)), Match::No);
-        assert_eq!(openvpn_reset(&[0x00, 0x0E, 0x38, 1, 2, 3], Some(6)), Match::No);
+        assert_eq!(
+            openvpn_reset(&[0x00, 0x0E, 0x38, 1, 2, 3], Some(17)),
+            Match::No
+        );
+        assert_eq!(
+            openvpn_reset(&[0x00, 0x0E, 0x38, 1, 2, 3], Some(6)),
+            Match::No
+        );
         assert_eq!(openvpn_reset(&[0x00, 0x03, 0x38, 1, 2, 3], None), Match::No);
         assert_eq!(openvpn_reset(&[0x00, 0x0E], None), Match::Partial);
         assert_eq!(openvpn_reset(&[0x00], None), Match::Partial);

@@ -28,12 +28,24 @@ fn late_unchoking_seeder_is_blocked_on_defaults() {
     let default = with(MseStrictness::Corroborated, false);
     let cases: Vec<(&str, Vec<usize>)> = vec![
         ("rTorrent seeder", RTORRENT_LATE_UNCHOKE.to_vec()),
-        ("unchoke as flight 6", vec![254, 224, 389, 200, 213, 5, 17, 16_397]),
-        ("have as flight 6", vec![300, 300, 400, 300, 300, 9, 200, 16_397]),
+        (
+            "unchoke as flight 6",
+            vec![254, 224, 389, 200, 213, 5, 17, 16_397],
+        ),
+        (
+            "have as flight 6",
+            vec![300, 300, 400, 300, 300, 9, 200, 16_397],
+        ),
         // Flight 6 is more than one message; the initiator's `interested` alone is flight 7.
-        ("interested as flight 7", vec![96, 96, 130, 150, 5, 300, 5, 5, 17]),
+        (
+            "interested as flight 7",
+            vec![96, 96, 130, 150, 5, 300, 5, 5, 17],
+        ),
         // The unchoke comes in flight 8, after more first messages each way.
-        ("unchoke as flight 8", vec![608, 608, 636, 2_642, 1_024, 1_024, 1_024, 5, 85]),
+        (
+            "unchoke as flight 8",
+            vec![608, 608, 636, 2_642, 1_024, 1_024, 1_024, 5, 85],
+        ),
         // The flow ends (or the inspection deadline passes) right after the unchoke.
         ("unchoke, then nothing", vec![254, 224, 389, 200, 213, 4]),
     ];
@@ -58,12 +70,15 @@ fn decided_when_the_control_message_is_over_before_any_piece() {
     ] {
         let script = flights_script(2, &sizes);
         let mut tcp = TcpFlow::new(default);
-        let decision = script.iter().enumerate().find_map(|(index, (direction, bytes))| {
-            bytes.iter().enumerate().find_map(|(offset, byte)| {
-                let verdict = tcp.handle_data(*direction, std::slice::from_ref(byte));
-                verdict.is_final().then_some((index, offset, verdict))
-            })
-        });
+        let decision = script
+            .iter()
+            .enumerate()
+            .find_map(|(index, (direction, bytes))| {
+                bytes.iter().enumerate().find_map(|(offset, byte)| {
+                    let verdict = tcp.handle_data(*direction, std::slice::from_ref(byte));
+                    verdict.is_final().then_some((index, offset, verdict))
+                })
+            });
         // At the first byte of the flight after the control message, which the proxy holds.
         assert_eq!(
             decision,
@@ -81,13 +96,25 @@ fn control_message_near_misses_are_left_alone() {
     let default = with(MseStrictness::Corroborated, false);
     let cases: Vec<(&str, Vec<usize>)> = vec![
         // No flight of 4, 5 or 9 bytes in flights 6 to 8.
-        ("sizes 6, 17, 13", vec![254, 224, 389, 200, 213, 6, 17, 13, 4]),
+        (
+            "sizes 6, 17, 13",
+            vec![254, 224, 389, 200, 213, 6, 17, 13, 4],
+        ),
         ("sizes 3, 8, 10", vec![254, 224, 389, 200, 213, 3, 8, 10, 5]),
         // The control message only in flight 9: past the window.
-        ("flight 9", vec![254, 224, 389, 200, 213, 100, 100, 100, 5, 16_397]),
+        (
+            "flight 9",
+            vec![254, 224, 389, 200, 213, 100, 100, 100, 5, 16_397],
+        ),
         // A flight over 1 KiB before it: bulk data, not first messages.
-        ("flight 6 = 1025", vec![254, 224, 389, 200, 213, 1_025, 5, 5]),
-        ("flight 7 = 1025", vec![254, 224, 389, 200, 213, 100, 1_025, 5]),
+        (
+            "flight 6 = 1025",
+            vec![254, 224, 389, 200, 213, 1_025, 5, 5],
+        ),
+        (
+            "flight 7 = 1025",
+            vec![254, 224, 389, 200, 213, 100, 1_025, 5],
+        ),
         // Flights 3 to 5 outside the coalesced layout.
         ("flight 3 = 123", vec![254, 224, 123, 200, 213, 4, 5, 5]),
         ("flight 3 = 637", vec![254, 224, 637, 200, 213, 4, 5, 5]),

@@ -176,3 +176,54 @@ fn split_layout_is_blocked_whatever_the_random_bytes() {
         assert_eq!(run(default, &script), bt(BtForm::Mse), "seed {seed}");
     }
 }
+
+/// How often a genuine exchange of each layout is missed on defaults, over random pads
+/// (0..=512 bytes each, BEP 8) and random bytes: printed, not asserted (a rate, for
+/// docs/detection.md). `cargo test --release -p swarmwall-core --lib genuine_exchange_miss_rate
+/// -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: about a minute in a release build"]
+fn genuine_exchange_miss_rate() {
+    const FLOWS: u64 = 20_000;
+    let default = with(MseStrictness::Corroborated, false);
+    /// Flight sizes of one layout from four pad lengths.
+    type Sizes = fn([usize; 4]) -> Vec<usize>;
+    let layouts: [(&str, Sizes); 5] = [
+        ("handshake_in_flight5", |[a, b, c, d]| {
+            vec![96 + a, 96 + b, 56 + c, 14 + d, 68, 186]
+        }),
+        ("handshake_in_flight3", |[a, b, _, d]| {
+            vec![96 + a, 96 + b, 124, 82 + d, 117]
+        }),
+        ("coalesced_first_block", |[a, b, c, d]| {
+            vec![96 + a, 96 + b, 124 + c, 82 + d + 100, 288, 16_397]
+        }),
+        ("coalesced_bare_reply", |[a, b, c, _]| {
+            vec![96 + a, 96 + b, 124 + c, 82, 203, 123]
+        }),
+        ("coalesced_control_message", |[a, b, c, _]| {
+            vec![96 + a, 96 + b, 124 + c, 200, 213, 4, 5, 5]
+        }),
+    ];
+    for (name, sizes_of) in layouts {
+        let mut missed = 0;
+        for flow in 0..FLOWS {
+            let pads = random_bytes(flow ^ 0x5eed, 8);
+            let pad =
+                |i: usize| (usize::from(pads[2 * i]) << 8 | usize::from(pads[2 * i + 1])) % 513;
+            let sizes = sizes_of([pad(0), pad(1), pad(2), pad(3)]);
+            let script: Vec<(Direction, Vec<u8>)> = sizes
+                .iter()
+                .enumerate()
+                .map(|(index, &size)| {
+                    let direction = if index % 2 == 0 { C } else { S };
+                    (direction, random_bytes(flow * 16 + index as u64, size))
+                })
+                .collect();
+            if run(default, &script) != bt(BtForm::Mse) {
+                missed += 1;
+            }
+        }
+        println!("{name}: missed {missed} of {FLOWS}");
+    }
+}
