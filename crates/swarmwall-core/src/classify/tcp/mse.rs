@@ -313,11 +313,14 @@ fn split(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
     let scanned =
         |n: u8, len: u32| finished || (flights.count >= n && (len >= I6_PREFIX || over(n)));
     let pending = if finished { Exact::No } else { Exact::Pending };
-    if l3 == STEP3_WITH_IA {
+    // A flight 3 of 124 bytes is also 56 + a PadC of 68 with an empty IA (1 in 513 of the
+    // flight-5 layout's flows): a flight 4 too short for a handshake reply then goes on to
+    // that layout.
+    if l3 == STEP3_WITH_IA && !(over(4) && l4 < STEP4_MIN + HANDSHAKE_LEN) {
         // The responder has the initiator's handshake (IA) and answers with its own right
         // after PadD, before the initiator may send anything else.
         if l4 < STEP4_MIN + HANDSHAKE_LEN {
-            return if over(4) { Exact::No } else { pending };
+            return pending;
         }
         // A clear handshake after PadD would show by this point (I6 first).
         return if l4 >= STEP4_MIN + PAD_MAX + I6_PREFIX || scanned(5, l5) {
