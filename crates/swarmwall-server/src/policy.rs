@@ -25,12 +25,23 @@
 
 pub mod host_addresses;
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use swarmwall_core::classify::{BtForm, DestinationKind, KnownDestinations, MseStrictness};
 
 pub use crate::config::{TrafficAction, normalize_domain};
+
+/// [`normalize_domain`] without an allocation when the name is already in normal form (the
+/// UDP relay checks a name per datagram).
+fn normalized(domain: &str) -> Cow<'_, str> {
+    if domain.ends_with('.') || domain.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        Cow::Owned(normalize_domain(domain))
+    } else {
+        Cow::Borrowed(domain)
+    }
+}
 
 use crate::config::{
     AccountPolicy, ConfigError, FormActions, MseStrictnessSetting, PolicyConfig, PortRange,
@@ -147,7 +158,7 @@ impl DestinationPolicy {
     /// Rules that name networks cannot be decided before resolution and are skipped here;
     /// [`Self::check_address`] is the authoritative check.
     pub fn check_domain(&self, domain: &str, port: u16) -> PolicyDecision {
-        let domain = normalize_domain(domain);
+        let domain = normalized(domain);
         for rule in &self.rules {
             if !rule.networks.is_empty() {
                 continue;
@@ -168,7 +179,7 @@ impl DestinationPolicy {
     pub fn check_address(&self, address: SocketAddr, domain: Option<&str>) -> PolicyDecision {
         let ip = address.ip();
         let canonical = ip.to_canonical();
-        let domain = domain.map(normalize_domain);
+        let domain = domain.map(normalized);
         let guard = if is_guarded(ip) {
             Some(DenyReason::LateralMovement)
         } else if is_own_address(ip) {

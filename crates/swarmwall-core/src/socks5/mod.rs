@@ -22,8 +22,8 @@ mod wire;
 pub use client::{ClientError, ClientHandshake};
 pub use server::{Event, ServerHandshake};
 pub use wire::{
-    Address, Command, Error, Greeting, MAX_UDP_HEADER_LEN, Method, MethodSelection, PasswordReply,
-    PasswordRequest, Reply, ReplyMessage, Request, UdpHeader,
+    Address, AddressRef, Command, Error, Greeting, MAX_UDP_HEADER_LEN, Method, MethodSelection,
+    PasswordReply, PasswordRequest, Reply, ReplyMessage, Request, UdpHeader, UdpHeaderRef,
 };
 
 /// The SOCKS protocol version byte (RFC 1928 §3).

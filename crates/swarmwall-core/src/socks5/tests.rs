@@ -251,7 +251,10 @@ proptest! {
         header.encode(&mut bytes);
         let len = bytes.len();
         bytes.extend(payload);
-        prop_assert_eq!(UdpHeader::decode(&bytes), Ok((header, len)));
+        prop_assert_eq!(UdpHeader::decode(&bytes), Ok((header.clone(), len)));
+        // The borrowed decoder reads the same header without allocating.
+        let (borrowed, offset) = UdpHeaderRef::decode(&bytes).unwrap();
+        prop_assert_eq!((borrowed.frag, borrowed.address.to_owned(), offset), (header.frag, header.address, len));
     }
 
     #[test]
@@ -261,6 +264,7 @@ proptest! {
         let _ = Request::decode(&bytes);
         let _ = ReplyMessage::decode(&bytes);
         let _ = UdpHeader::decode(&bytes);
+        let _ = UdpHeaderRef::decode(&bytes);
         let _ = Address::decode(&bytes);
     }
 

@@ -292,6 +292,38 @@ impl Address {
     }
 
     fn read(reader: &mut Reader<'_>) -> Result<Option<Self>, Error> {
+        Ok(AddressRef::read(reader)?.map(AddressRef::to_owned))
+    }
+}
+
+/// An [`Address`] borrowed from the bytes it was decoded from: decoding it allocates nothing
+/// (the UDP relay decodes one per datagram).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressRef<'a> {
+    /// IPv4 or IPv6 address and port.
+    Ip(SocketAddr),
+    /// Domain name (1..=255 bytes of UTF-8) and port.
+    Domain(&'a str, u16),
+}
+
+impl<'a> AddressRef<'a> {
+    /// The port.
+    pub fn port(&self) -> u16 {
+        match self {
+            Self::Ip(address) => address.port(),
+            Self::Domain(_, port) => *port,
+        }
+    }
+
+    /// The owned address.
+    pub fn to_owned(self) -> Address {
+        match self {
+            Self::Ip(address) => Address::Ip(address),
+            Self::Domain(name, port) => Address::Domain(name.to_owned(), port),
+        }
+    }
+
+    fn read(reader: &mut Reader<'a>) -> Result<Option<Self>, Error> {
         let Some(atyp) = reader.u8() else {
             return Ok(None);
         };
@@ -318,7 +350,7 @@ impl Address {
                     return Err(Error::InvalidDomain);
                 }
                 let name = std::str::from_utf8(name).map_err(|_| Error::InvalidDomain)?;
-                return Ok(Some(Self::Domain(name.to_owned(), port)));
+                return Ok(Some(Self::Domain(name, port)));
             }
             other => return Err(Error::AddressTypeNotSupported(other)),
         };
@@ -581,11 +613,32 @@ impl UdpHeader {
     /// datagram is complete by nature, so a short one is [`Error::TruncatedDatagram`]; one
     /// with a non-zero RSV field is [`Error::ReservedNotZero`].
     pub fn decode(datagram: &[u8]) -> Result<(Self, usize), Error> {
+        let (header, offset) = UdpHeaderRef::decode(datagram)?;
+        let header = Self {
+            frag: header.frag,
+            address: header.address.to_owned(),
+        };
+        Ok((header, offset))
+    }
+}
+
+/// A [`UdpHeader`] borrowed from its datagram (no allocation, also for a domain name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpHeaderRef<'a> {
+    /// Fragment number.
+    pub frag: u8,
+    /// DST.ADDR/DST.PORT.
+    pub address: AddressRef<'a>,
+}
+
+impl<'a> UdpHeaderRef<'a> {
+    /// Decode a whole datagram as [`UdpHeader::decode`] does, borrowing the name.
+    pub fn decode(datagram: &'a [u8]) -> Result<(Self, usize), Error> {
         let mut reader = Reader::new(datagram);
         let Some([rsv1, rsv2, frag]) = reader.array::<3>() else {
             return Err(Error::TruncatedDatagram);
         };
-        let Some(address) = Address::read(&mut reader)? else {
+        let Some(address) = AddressRef::read(&mut reader)? else {
             return Err(Error::TruncatedDatagram);
         };
         if [rsv1, rsv2] != [0, 0] {

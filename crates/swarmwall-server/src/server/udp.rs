@@ -19,7 +19,9 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
 use swarmwall_core::classify::{BtForm, Direction, FlowContext, UdpFlow, Verdict};
-use swarmwall_core::socks5::{Address, Error as Socks5Error, Reply, UdpHeader};
+use swarmwall_core::socks5::{
+    Address, AddressRef, Error as Socks5Error, Reply, UdpHeader, UdpHeaderRef,
+};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -34,6 +36,8 @@ use crate::sharded_counter::ShardedCounter;
 
 /// Most resolved names cached per association.
 const MAX_NAMES: usize = 64;
+/// Most ports cached per resolved name.
+const MAX_PORTS_PER_NAME: usize = 8;
 
 /// Carry out a UDP ASSOCIATE request.
 pub(super) async fn run(context: &SessionContext, mut control: TcpStream, requested: &Address) {
@@ -106,7 +110,9 @@ struct Association<'a> {
     client_ip: IpAddr,
     client_port: Option<u16>,
     flows: HashMap<SocketAddr, Flow>,
-    names: HashMap<(String, u16), SocketAddr>,
+    /// Resolved names: per name, the ports asked for and their addresses (looked up by the
+    /// borrowed name, so a cached name costs no allocation per datagram).
+    names: HashMap<String, Vec<(u16, SocketAddr)>>,
     /// Known BitTorrent destination names already counted and struck (bounded).
     named: HashSet<String>,
     blocked: u32,
@@ -309,7 +315,8 @@ impl Association<'_> {
             self.count(DIRECTION, "dropped_foreign_source");
             return Forward::Drop;
         }
-        let (header, offset) = match UdpHeader::decode(datagram) {
+        // Borrowed: nothing is allocated per datagram, a domain name included.
+        let (header, offset) = match UdpHeaderRef::decode(datagram) {
             Ok(decoded) => decoded,
             Err(Socks5Error::ReservedNotZero) => {
                 self.count(DIRECTION, "dropped_reserved");
@@ -330,13 +337,13 @@ impl Association<'_> {
             return Forward::Drop;
         }
         self.client_port = Some(source.port());
-        if let Address::Domain(name, _) = &header.address
+        if let AddressRef::Domain(name, _) = header.address
             && let Some(form) = self.context.runtime.policy.destination_form(name)
             && let Some(next) = self.enforce_name(name, form, DIRECTION).await
         {
             return next.into();
         }
-        let Some(target) = self.resolve(&header.address).await else {
+        let Some(target) = self.resolve(header.address).await else {
             self.count(DIRECTION, "dropped_policy");
             return Forward::Drop;
         };
@@ -530,21 +537,25 @@ impl Association<'_> {
     }
 
     /// The address to send to: names are checked, resolved (cached) and the address checked.
-    async fn resolve(&mut self, address: &Address) -> Option<SocketAddr> {
+    async fn resolve(&mut self, address: AddressRef<'_>) -> Option<SocketAddr> {
         let policy = &self.context.runtime.policy;
         let (target, domain) = match address {
-            Address::Ip(target) => (*target, None),
-            Address::Domain(name, port) => {
-                let key = (name.clone(), *port);
-                let target = match self.names.get(&key) {
-                    Some(target) => *target,
+            AddressRef::Ip(target) => (target, None),
+            AddressRef::Domain(name, port) => {
+                let cached = self.names.get(name).and_then(|ports| {
+                    ports
+                        .iter()
+                        .find_map(|&(cached, target)| (cached == port).then_some(target))
+                });
+                let target = match cached {
+                    Some(target) => target,
                     None => {
-                        if let PolicyDecision::Deny(_) = policy.check_domain(name, *port) {
+                        if let PolicyDecision::Deny(_) = policy.check_domain(name, port) {
                             return None;
                         }
                         let lookup = tokio::time::timeout(
                             self.context.runtime.server.connect_timeout,
-                            tokio::net::lookup_host((name.as_str(), *port)),
+                            tokio::net::lookup_host((name, port)),
                         )
                         .await
                         .ok()?
@@ -552,14 +563,18 @@ impl Association<'_> {
                         let mut candidates: Vec<SocketAddr> = lookup.take(4).collect();
                         candidates.sort_by_key(SocketAddr::is_ipv6);
                         let target = *candidates.first()?;
-                        if self.names.len() >= MAX_NAMES {
+                        if self.names.len() >= MAX_NAMES && !self.names.contains_key(name) {
                             self.names.clear();
                         }
-                        self.names.insert(key, target);
+                        let ports = self.names.entry(name.to_owned()).or_default();
+                        if ports.len() >= MAX_PORTS_PER_NAME {
+                            ports.clear();
+                        }
+                        ports.push((port, target));
                         target
                     }
                 };
-                (target, Some(name.as_str()))
+                (target, Some(name))
             }
         };
         let target = SocketAddr::new(target.ip().to_canonical(), target.port());

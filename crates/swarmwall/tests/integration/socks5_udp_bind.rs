@@ -177,3 +177,41 @@ fn bind_refuses_a_connection_from_another_host() {
     let (code, _) = read_reply(&mut control);
     assert_eq!(code, 0x02);
 }
+
+/// Datagrams addressed by name (ATYP 3), in either letter case, to two ports of one name: each resolved and relayed (the association caches names per port), each
+/// reply naming the address it came from.
+#[test]
+fn udp_datagrams_addressed_by_name_are_relayed() {
+    let echoes = [
+        udp_echo_server("127.0.0.1:0"),
+        udp_echo_server("127.0.0.1:0"),
+    ];
+    let proxy = Proxy::start(&ALLOW_LOOPBACK);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (_control, relay) = udp_associate(proxy.address, &client);
+    let mut buffer = [0u8; 2048];
+    for round in 0..3 {
+        for echo in echoes {
+            for name in ["localhost", "LocalHost"] {
+                let payload = format!("round {round} to {name} port {}", echo.port());
+                let mut datagram = vec![0x00, 0x00, 0x00, 0x03, name.len() as u8];
+                datagram.extend_from_slice(name.as_bytes());
+                datagram.extend_from_slice(&echo.port().to_be_bytes());
+                datagram.extend_from_slice(payload.as_bytes());
+                client.send_to(&datagram, relay).unwrap();
+                let (n, from) = client
+                    .recv_from(&mut buffer)
+                    .unwrap_or_else(|error| panic!("{payload}: no reply: {error}"));
+                assert_eq!(from, relay);
+                assert_eq!(
+                    &buffer[..n],
+                    udp_datagram(0, echo, payload.as_bytes()).as_slice(),
+                    "{payload}"
+                );
+            }
+        }
+    }
+}
