@@ -36,9 +36,10 @@ pub(super) fn record_tcp_verdict(context: &SessionContext, verdict: Verdict, dec
 
 /// Record a BitTorrent detection with the correlator and return the form's action.
 pub(super) fn detected(context: &SessionContext, form: BtForm) -> TrafficAction {
-    if let Ok(mut correlator) = context.shared.correlator.lock() {
-        correlator.record_detection(context.client_key, form, Instant::now());
-    }
+    context
+        .shared
+        .correlation
+        .record_detection(context.client_key, form, Instant::now());
     action_for(context, form)
 }
 
@@ -49,9 +50,10 @@ pub(super) fn remote_spoke(context: &SessionContext, form: BtForm, remote: Socke
     if !form.is_peer_protocol() {
         return;
     }
-    if let Ok(mut correlator) = context.shared.correlator.lock() {
-        correlator.record_bt_endpoint(remote, Instant::now());
-    }
+    context
+        .shared
+        .correlation
+        .record_bt_endpoint(remote, Instant::now());
 }
 
 /// The traffic-class action for `form` in this session (account overrides included).

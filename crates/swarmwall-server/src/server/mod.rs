@@ -30,6 +30,7 @@
 mod bind;
 mod connect;
 mod context;
+mod correlation;
 mod drain;
 mod enforce;
 pub mod fd_reserve;
@@ -48,10 +49,10 @@ mod udp_batch;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use swarmwall_core::classify::{ClientKey, Correlator, CorrelatorConfig};
+use swarmwall_core::classify::ClientKey;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -244,7 +245,7 @@ pub(crate) struct Shared {
     pub(crate) audit: AuditLog,
     pub(crate) strikes: Strikes,
     pub(crate) security: SecuritySetup,
-    pub(crate) correlator: Mutex<Correlator>,
+    pub(crate) correlation: correlation::Correlation,
     pub(crate) account_sessions: limits::AccountSessions,
     pub(crate) handshakes: limits::SourceHandshakes,
     pub(crate) shutdown: CancellationToken,
@@ -418,7 +419,7 @@ impl Server {
             audit,
             strikes,
             security,
-            correlator: Mutex::new(Correlator::new(CorrelatorConfig::default())),
+            correlation: correlation::Correlation::new(),
             account_sessions: limits::AccountSessions::default(),
             handshakes: limits::SourceHandshakes::default(),
             shutdown: CancellationToken::new(),

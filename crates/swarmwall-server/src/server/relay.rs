@@ -159,13 +159,10 @@ enum Inspected {
 async fn inspect(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<Inspected> {
     // Fields read through `relay`, not copied out: a copy would stay in the phase's state.
     let shared = &relay.context.shared;
-    let corroborated = shared
-        .correlator
-        .lock()
-        .map(|mut correlator| {
-            correlator.is_corroborated(relay.context.client_key, relay.remote, Instant::now())
-        })
-        .unwrap_or(false);
+    let corroborated =
+        shared
+            .correlation
+            .is_corroborated(relay.context.client_key, relay.remote, Instant::now());
     let mut flow = TcpFlow::new(FlowContext {
         corroborated,
         mse_strictness: relay.context.runtime.policy.mse_strictness(),
@@ -327,18 +324,12 @@ async fn inspect(relay: &Relay<'_>, initial: Vec<u8>) -> io::Result<Inspected> {
 /// Count an MSE-shaped flow towards the client's fan-out (E4) when `record`; true when the
 /// client is now corroborated for this destination.
 fn mse_candidate_corroborated(context: &SessionContext, remote: SocketAddr, record: bool) -> bool {
-    context
-        .shared
-        .correlator
-        .lock()
-        .map(|mut correlator| {
-            let now = Instant::now();
-            if record {
-                correlator.record_candidate(context.client_key, remote, now);
-            }
-            correlator.is_corroborated(context.client_key, remote, now)
-        })
-        .unwrap_or(false)
+    context.shared.correlation.candidate_corroborated(
+        context.client_key,
+        remote,
+        record,
+        Instant::now(),
+    )
 }
 
 /// How long an uncorroborated MSE candidate waits at the end of its inspection for the

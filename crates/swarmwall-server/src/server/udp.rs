@@ -415,13 +415,8 @@ impl Association<'_> {
             let corroborated = self
                 .context
                 .shared
-                .correlator
-                .lock()
-                .map(|mut correlator| {
-                    correlator.record_endpoint(self.context.client_key, remote, now);
-                    correlator.is_corroborated(self.context.client_key, remote, now)
-                })
-                .unwrap_or(false);
+                .correlation
+                .record_endpoint_corroborated(self.context.client_key, remote, now);
             let classifier = UdpFlow::new(FlowContext {
                 corroborated,
                 ..FlowContext::proxy(remote.port())
