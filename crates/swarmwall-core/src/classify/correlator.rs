@@ -146,6 +146,16 @@ impl Correlator {
         self.global.insert(endpoint, now, &Self::global_limits());
     }
 
+    /// E3 alone, without touching anything: true when `endpoint` spoke decisive BitTorrent
+    /// within the last 30 minutes (for callers that keep the known-peer set apart and read it
+    /// under a shared lock).
+    pub fn is_known_peer(&self, endpoint: SocketAddr, now: Instant) -> bool {
+        self.global
+            .latest
+            .get(&endpoint)
+            .is_some_and(|&at| elapsed(at, now) < GLOBAL_ENDPOINT_TTL)
+    }
+
     /// True when a new flow from `client` to `destination` has corroborating evidence.
     pub fn is_corroborated(
         &mut self,
@@ -505,6 +515,10 @@ mod tests {
         let peer = addr(3, 51_413);
         c.record_bt_endpoint(peer, t0);
         c.record_bt_endpoint(addr(4, 80), t0);
+        // The read-only query agrees, up to the 30-minute expiry.
+        assert!(c.is_known_peer(peer, t0 + Duration::from_secs(1799)));
+        assert!(!c.is_known_peer(peer, t0 + Duration::from_secs(1800)));
+        assert!(!c.is_known_peer(addr(4, 80), t0));
         // Any client, even one never seen.
         assert!(c.is_corroborated(ClientKey(42), peer, t0 + Duration::from_secs(1799)));
         assert!(!c.is_corroborated(ClientKey(42), addr(4, 80), t0));

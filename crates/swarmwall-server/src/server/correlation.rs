@@ -2,11 +2,12 @@
 //! lock: per-client evidence (E1 detections, E2 endpoints, E4 fan-out) lives in one of
 //! [`SHARDS`] correlators chosen by the client's key, so sessions of different clients on
 //! different cores rarely meet on a lock; the known-peer set (E3), shared by every client,
-//! has its own lock and is written only when a remote's own bytes were decisive BitTorrent.
+//! has its own read-write lock, read per flow and written only when a remote's own bytes were
+//! decisive BitTorrent.
 //! Every lock is held for one map operation, never across an await.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::Instant;
 
 use swarmwall_core::classify::{BtForm, ClientKey, Correlator, CorrelatorConfig};
@@ -20,8 +21,8 @@ pub(crate) struct Correlation {
     /// Per-client evidence; shard `key % SHARDS`, each bounded to its share of the clients.
     clients: Box<[Mutex<Correlator>]>,
     /// E3: endpoints that spoke decisive BitTorrent themselves, for every client (a
-    /// correlator that holds no client).
-    peers: Mutex<Correlator>,
+    /// correlator that holds no client); read under a shared lock.
+    peers: RwLock<Correlator>,
 }
 
 impl Correlation {
@@ -36,7 +37,7 @@ impl Correlation {
             clients: (0..SHARDS)
                 .map(|_| Mutex::new(Correlator::new(per_shard)))
                 .collect(),
-            peers: Mutex::new(Correlator::new(config)),
+            peers: RwLock::new(Correlator::new(config)),
         }
     }
 
@@ -64,7 +65,7 @@ impl Correlation {
             c.record_endpoint(client, endpoint, now);
             c.is_corroborated(client, endpoint, now)
         });
-        own.unwrap_or(false) || self.is_known_peer(client, endpoint, now)
+        own.unwrap_or(false) || self.is_known_peer(endpoint, now)
     }
 
     /// An MSE candidate of `client` to `destination`, counted for its fan-out (E4) when
@@ -82,12 +83,12 @@ impl Correlation {
             }
             c.is_corroborated(client, destination, now)
         });
-        own.unwrap_or(false) || self.is_known_peer(client, destination, now)
+        own.unwrap_or(false) || self.is_known_peer(destination, now)
     }
 
     /// A remote endpoint whose own bytes were decisive BitTorrent (E3).
     pub(crate) fn record_bt_endpoint(&self, endpoint: SocketAddr, now: Instant) {
-        if let Ok(mut peers) = self.peers.lock() {
+        if let Ok(mut peers) = self.peers.write() {
             peers.record_bt_endpoint(endpoint, now);
         }
     }
@@ -101,14 +102,14 @@ impl Correlation {
     ) -> bool {
         self.with_client(client, |c| c.is_corroborated(client, destination, now))
             .unwrap_or(false)
-            || self.is_known_peer(client, destination, now)
+            || self.is_known_peer(destination, now)
     }
 
-    /// E3 only: the peers correlator holds no client, so its answer is the known-peer set's.
-    fn is_known_peer(&self, client: ClientKey, destination: SocketAddr, now: Instant) -> bool {
+    /// E3 only, under the shared lock.
+    fn is_known_peer(&self, destination: SocketAddr, now: Instant) -> bool {
         self.peers
-            .lock()
-            .map(|mut peers| peers.is_corroborated(client, destination, now))
+            .read()
+            .map(|peers| peers.is_known_peer(destination, now))
             .unwrap_or(false)
     }
 }
