@@ -32,6 +32,7 @@ mod connect;
 mod context;
 mod drain;
 mod enforce;
+mod fast_path;
 pub mod fd_reserve;
 mod idle;
 mod limits;
@@ -249,6 +250,9 @@ pub(crate) struct Shared {
     pub(crate) handshakes: limits::SourceHandshakes,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
+    /// The relayed byte counters (`swarmwall_bytes_total` by direction), the same for every
+    /// session: kept here, not in each session's state.
+    relay_bytes: relay::Counters,
     pseudonym_key: [u8; 32],
 }
 
@@ -411,6 +415,7 @@ impl Server {
             audit.clone(),
         );
 
+        let relay_bytes = relay::Counters::new(&metrics);
         let shared = Arc::new(Shared {
             options,
             runtime: ArcSwap::from_pointee(runtime),
@@ -423,6 +428,7 @@ impl Server {
             handshakes: limits::SourceHandshakes::default(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            relay_bytes,
             pseudonym_key,
         });
         Ok(Self { listeners, shared })
