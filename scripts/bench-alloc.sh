@@ -11,6 +11,8 @@
 #   scripts/bench-alloc.sh                                   # about 6 minutes with the builds
 #   RUNS=3 SECONDS_PER_TEST=2 IDLE=9000 scripts/bench-alloc.sh
 #   SKIP_BUILD=1 GLIBC_BIN=... JEMALLOC_BIN=... MIMALLOC_BIN=... scripts/bench-alloc.sh
+#   BINS="before=/tmp/swarmwall-old after=target/release/swarmwall" scripts/bench-alloc.sh
+#                                  # any binaries side by side (no allocator builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,9 +29,18 @@ max_idle=$(( ($(ulimit -n) - 200) / 2 ))
 . scripts/bench-common.sh
 
 # One binary per allocator (built here unless given; each build replaces target/release/swarmwall,
-# and the last one built is jemalloc, the default).
+# and the last one built is jemalloc, the default), or the NAME=PATH pairs of BINS.
 declare -A bins
+variants=(glibc jemalloc mimalloc)
+if [ -n "${BINS:-}" ]; then
+    variants=()
+    for pair in $BINS; do
+        variants+=("${pair%%=*}")
+        bins[${pair%%=*}]=${pair#*=}
+    done
+fi
 for variant in glibc mimalloc jemalloc; do
+    [ -z "${BINS:-}" ] || break
     given_var="${variant^^}_BIN"
     if [ -n "${!given_var:-}" ]; then
         bins[$variant]=${!given_var}
@@ -63,7 +74,7 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 load() { taskset -c "$CLIENT_CORE" "$LOAD_BIN" "$@"; }
 
-for variant in glibc jemalloc mimalloc; do start "$variant" load; done
+for variant in "${variants[@]}"; do start "$variant" load; done
 sleep 1
 for spec in "${started[@]}"; do
     echo "${spec%%=*} rss_start_kib $(rss_kib "${spec##*:}")" >> "$work/samples"
@@ -94,7 +105,7 @@ stop_all
 # Idle memory per session, on fresh processes (what the load left in the heap would hide it).
 for settle in 1 12; do
     targets=()
-    for variant in glibc jemalloc mimalloc; do start "$variant" "idle$settle"; done
+    for variant in "${variants[@]}"; do start "$variant" "idle$settle"; done
     for spec in "${started[@]}"; do
         targets+=(--target "${spec%%=*}=${spec#*=}")
     done
@@ -107,7 +118,7 @@ done
 
 echo "allocators side by side: proxy on core $PROXY_CORE, load on core $CLIENT_CORE, median of" \
      "$RUNS x $SECONDS_PER_TEST s; idle: $IDLE sessions"
-python3 - "$work/samples" <<'PY'
+python3 - "$work/samples" "${variants[@]}" <<'PY'
 import statistics, sys
 values = {}
 for line in open(sys.argv[1]):
@@ -115,7 +126,7 @@ for line in open(sys.argv[1]):
     values.setdefault(metric, {}).setdefault(name, []).append(float(value))
 metrics = ["rss_start_kib", "rss_after_load_kib", "tp1_mbs", "tp16_mbs", "conn_per_s", "p50_us",
            "p99_us", "idle_1s_bytes", "idle_12s_bytes"]
-names = ["glibc", "jemalloc", "mimalloc"]
+names = sys.argv[2:]
 print("| metric | " + " | ".join(names) + " |")
 print("|---|" + "---|" * len(names))
 for metric in metrics:

@@ -20,8 +20,7 @@ use super::idle::Activity;
 use crate::sharded_counter::ShardedCounter;
 use tokio::net::TcpStream;
 
-/// One direction of a relay's fast path: its sockets, counter and the session's idle clock,
-/// made from the relay at each poll (not kept in the session's state).
+/// One direction of a relay's fast path: its sockets, counter and the session's idle clock.
 #[derive(Clone, Copy)]
 pub(super) struct Pump<'a> {
     pub(super) source: &'a TcpStream,

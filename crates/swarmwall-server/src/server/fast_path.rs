@@ -23,7 +23,6 @@ use socket2::SockRef;
 use tokio::net::TcpStream;
 
 use super::drain::{Chunk, Pump, read_chunk};
-use super::relay::Relay;
 use super::splice::{self, Pipe};
 use crate::config::FastPath;
 
@@ -33,17 +32,26 @@ pub(crate) const SPLICE_AFTER: u64 = 256 * 1024;
 
 /// Both directions of a session's fast path; resolves when both ended, or on the first error.
 pub(super) struct Forwarding<'a> {
-    relay: &'a Relay,
+    /// Client → target and target → client.
+    pumps: [Pump<'a>; 2],
+    /// Bytes of the buffer a copy burst borrows.
+    buffer_size: usize,
     to_target: Forward,
     to_client: Forward,
 }
 
 impl<'a> Forwarding<'a> {
-    /// The fast path of `relay`; `open` tells which sides (client, target) may still send.
-    pub(super) fn new(relay: &'a Relay, open: (bool, bool)) -> Self {
-        let mode = relay.context.runtime.server.fast_path;
+    /// The fast path of `pumps` (client → target, target → client) in `mode`, with buffers of
+    /// `buffer_size` bytes; `open` tells which sides (client, target) may still send.
+    pub(super) fn new(
+        pumps: [Pump<'a>; 2],
+        mode: FastPath,
+        buffer_size: usize,
+        open: (bool, bool),
+    ) -> Self {
         Self {
-            relay,
+            pumps,
+            buffer_size,
             to_target: Forward::new(open.0, mode),
             to_client: Forward::new(open.1, mode),
         }
@@ -55,22 +63,9 @@ impl Future for Forwarding<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let relay = this.relay;
-        let buffer = relay.context.runtime.server.relay_buffer_bytes as usize;
-        let to_target = Pump {
-            source: &relay.client,
-            sink: &relay.target,
-            counter: &relay.counters().to_target,
-            activity: &relay.activity,
-        };
-        let to_client = Pump {
-            source: &relay.target,
-            sink: &relay.client,
-            counter: &relay.counters().to_client,
-            activity: &relay.activity,
-        };
-        let sent = this.to_target.poll(cx, &to_target, buffer)?;
-        let received = this.to_client.poll(cx, &to_client, buffer)?;
+        let [to_target, to_client] = &this.pumps;
+        let sent = this.to_target.poll(cx, to_target, this.buffer_size)?;
+        let received = this.to_client.poll(cx, to_client, this.buffer_size)?;
         if sent.is_ready() && received.is_ready() {
             Poll::Ready(Ok(()))
         } else {

@@ -29,7 +29,7 @@ use swarmwall_core::classify::{BtForm, Direction, FlowContext, MseStrictness, Tc
 use tokio::net::TcpStream;
 
 use super::context::SessionContext;
-use super::drain::{Chunk, read_chunk, read_ready, write_ready};
+use super::drain::{Chunk, Pump, read_chunk, read_ready, write_ready};
 use super::enforce;
 use super::fast_path::{self, Forwarding};
 use super::idle::Activity;
@@ -44,13 +44,13 @@ const INSPECT_CHUNK: usize = 16 * 1024;
 /// borrowed by both phases (a copy in a phase's state would stay there for the session's
 /// life).
 pub(super) struct Relay {
-    pub(super) context: SessionContext,
-    pub(super) client: TcpStream,
-    pub(super) target: TcpStream,
+    context: SessionContext,
+    client: TcpStream,
+    target: TcpStream,
     /// The target's address.
-    pub(super) remote: SocketAddr,
+    remote: SocketAddr,
     /// The idle clock (time of the last relayed byte) and the session's start.
-    pub(super) activity: Activity,
+    activity: Activity,
     /// Where the inspect phase stands, for the session's clock: [`INSPECTING`],
     /// [`INSPECT_EXPIRED`] or [`INSPECTED`].
     inspect: AtomicU8,
@@ -194,7 +194,29 @@ async fn phases(relay: &Relay, initial: &mut Vec<u8>) -> io::Result<()> {
     else {
         return Ok(());
     };
-    Forwarding::new(relay, (client_open, target_open)).await
+    let server = &relay.context.runtime.server;
+    let counters = relay.counters();
+    let pumps = [
+        Pump {
+            source: &relay.client,
+            sink: &relay.target,
+            counter: &counters.to_target,
+            activity: &relay.activity,
+        },
+        Pump {
+            source: &relay.target,
+            sink: &relay.client,
+            counter: &counters.to_client,
+            activity: &relay.activity,
+        },
+    ];
+    Forwarding::new(
+        pumps,
+        server.fast_path,
+        server.relay_buffer_bytes as usize,
+        (client_open, target_open),
+    )
+    .await
 }
 
 /// Bytes of the inspect-phase and fast-path states (see `session::relay_state_bytes`).
@@ -241,7 +263,7 @@ impl Counters {
 
 impl Relay {
     /// The byte counters (shared by every session).
-    pub(super) fn counters(&self) -> &Counters {
+    fn counters(&self) -> &Counters {
         &self.context.shared.relay_bytes
     }
 }

@@ -358,12 +358,13 @@ mod tests {
     use super::*;
 
     // Measured on x86_64 (2026-12-07): task 896 (one timer, the fast path hand-written),
-    // inspect 376, fast path 104. The task's bound is what fits tokio's 1,024-byte task cell:
-    // 104 bytes of tokio's header, scheduler, id and trailer, 8 of the `TaskTracker` token.
-    // Before: task 1,416 (inspect 528, fast path 672); 1,864 on 2026-12-06.
+    // inspect 376, fast path 168 (it holds its two directions' pointers; it shares the
+    // inspect phase's larger slot). The task's bound is what fits tokio's 1,024-byte task
+    // cell: 104 bytes of tokio's header, scheduler, id and trailer, 8 of the `TaskTracker`
+    // token. Before: task 1,416 (inspect 528, fast path 672); 1,864 on 2026-12-06.
     const MAX_TASK: usize = 1_024 - 104 - 8;
     const MAX_INSPECT: usize = 384;
-    const MAX_FAST_PATH: usize = 112;
+    const MAX_FAST_PATH: usize = 176;
 
     /// What every relayed (often idle) session keeps stays small: state that creeps into the
     /// task (the handshake, the connect, a second timer), or a phase that grows, fails here.
