@@ -17,7 +17,9 @@ packages=(curl openssl python3 python3-pytest python3-libtorrent redis-server re
           # the benign corpus (tests/e2e/test_benign_corpus.py)
           shadowsocks-libev obfs4proxy v2ray openssh-server openssh-client
           # its VPN rows: OpenVPN (--tls-crypt over TCP), WireGuard in user space
-          openvpn wireguard-tools wireguard-go)
+          openvpn wireguard-tools wireguard-go
+          # the build: tikv-jemalloc-sys (the binary's allocator) runs jemalloc's configure/make
+          make)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

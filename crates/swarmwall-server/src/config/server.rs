@@ -88,7 +88,7 @@ pub enum RuntimeLayout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FastPath {
-    /// Copy first; a direction that has moved `relay::SPLICE_AFTER` bytes (bulk) switches to
+    /// Copy first; a direction that has moved `fast_path::SPLICE_AFTER` bytes (bulk) switches to
     /// `splice`. Short exchanges never pay for a pipe, bulk transfers skip the user-space copy.
     #[default]
     Auto,

@@ -16,7 +16,11 @@ use crate::policy::PolicyDecision;
 
 /// Carry out a BIND request.
 pub(super) async fn run(context: &SessionContext, mut control: TcpStream, requested: &Address) {
-    let listener = match TcpListener::bind(SocketAddr::new(context.local.ip(), 0))
+    // The listener binds on the address the client connected to.
+    let Ok(local) = control.local_addr() else {
+        return;
+    };
+    let listener = match TcpListener::bind(SocketAddr::new(local.ip(), 0))
         .await
         .and_then(|listener| super::fd_reserve::check(&listener).map(|()| listener))
     {
@@ -84,7 +88,9 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
     {
         return;
     }
-    relay::run(context, &control, &incoming, early, peer).await;
+    // A copy of the context (BIND is rare): the relay owns what it borrows for its life.
+    let relay = relay::Relay::new(context.clone(), control, incoming, peer, None);
+    relay::run(relay, early, ()).await;
 }
 
 /// True when `peer` is the host the client named (any host for an unspecified address or a

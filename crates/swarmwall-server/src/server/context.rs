@@ -1,7 +1,7 @@
 //! What a command handler (CONNECT, BIND, UDP ASSOCIATE) gets from its session: the
 //! [`SessionContext`], the SOCKS5 reply writer and the refusal counter.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use swarmwall_core::classify::ClientKey;
@@ -15,6 +15,7 @@ use crate::metrics::ReasonLabels;
 use crate::strikes::StrikeSubject;
 
 /// Everything a command handler needs about its session.
+#[derive(Clone)]
 pub(super) struct SessionContext {
     pub(super) shared: Arc<Shared>,
     pub(super) runtime: Arc<Runtime>,
@@ -22,15 +23,17 @@ pub(super) struct SessionContext {
     pub(super) account: Option<String>,
     /// The client's address (from the PROXY header when the peer is a trusted balancer).
     pub(super) client: IpAddr,
-    /// Strike subject (account, or keyed hash of the client address).
-    pub(super) subject: StrikeSubject,
     /// Correlator key (keyed hash).
     pub(super) client_key: ClientKey,
-    /// The local address the client connected to (UDP and BIND sockets bind on its IP).
-    pub(super) local: SocketAddr,
 }
 
 impl SessionContext {
+    /// Strike subject (account, or keyed hash of the client address). Made when needed (the
+    /// suspension check, a strike), not kept: every session would hold its string.
+    pub(super) fn subject(&self) -> StrikeSubject {
+        self.shared.identity(self.account.as_deref(), self.client).0
+    }
+
     /// Count a refusal under `reason`.
     pub(super) fn refused(&self, reason: Refusal) {
         refused(&self.shared, &reason);

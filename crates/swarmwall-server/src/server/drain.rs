@@ -20,8 +20,7 @@ use super::idle::Activity;
 use crate::sharded_counter::ShardedCounter;
 use tokio::net::TcpStream;
 
-/// One direction of a relay's fast path: what its copy loops share, passed by reference so
-/// that each nested loop's state does not hold its own copy of these four pointers.
+/// One direction of a relay's fast path: its sockets, counter and the session's idle clock.
 #[derive(Clone, Copy)]
 pub(super) struct Pump<'a> {
     pub(super) source: &'a TcpStream,

@@ -122,7 +122,7 @@ pub(super) async fn strike(context: &SessionContext, form: BtForm) {
     let now_ms = crate::store::unix_now_ms();
     match shared
         .strikes
-        .record_block(&context.subject, form, now_ms)
+        .record_block(&context.subject(), form, now_ms)
         .await
     {
         // The strikes engine counts `strikes`/`suspensions` and records the suspension event.

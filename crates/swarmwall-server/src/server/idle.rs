@@ -24,11 +24,21 @@ impl Activity {
         self.last_ms.store(elapsed, Ordering::Relaxed);
     }
 
+    /// When the session started (this clock was made).
+    pub(super) fn started(&self) -> Instant {
+        self.start
+    }
+
+    /// When the session is idle for `timeout` unless a byte is relayed before.
+    pub(super) fn deadline(&self, timeout: Duration) -> Instant {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.start + last + timeout
+    }
+
     /// Resolves once nothing was relayed for `timeout`.
     pub(super) async fn idle(&self, timeout: Duration) {
         loop {
-            let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let deadline = self.start + last + timeout;
+            let deadline = self.deadline(timeout);
             if Instant::now() >= deadline {
                 return;
             }

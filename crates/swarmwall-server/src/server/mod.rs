@@ -33,6 +33,7 @@ mod context;
 mod correlation;
 mod drain;
 mod enforce;
+mod fast_path;
 pub mod fd_reserve;
 mod idle;
 mod limits;
@@ -250,6 +251,9 @@ pub(crate) struct Shared {
     pub(crate) handshakes: limits::SourceHandshakes,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
+    /// The relayed byte counters (`swarmwall_bytes_total` by direction), the same for every
+    /// session: kept here, not in each session's state.
+    relay_bytes: relay::Counters,
     pseudonym_key: [u8; 32],
 }
 
@@ -412,6 +416,7 @@ impl Server {
             audit.clone(),
         );
 
+        let relay_bytes = relay::Counters::new(&metrics);
         let shared = Arc::new(Shared {
             options,
             runtime: ArcSwap::from_pointee(runtime),
@@ -424,6 +429,7 @@ impl Server {
             handshakes: limits::SourceHandshakes::default(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            relay_bytes,
             pseudonym_key,
         });
         Ok(Self { listeners, shared })

@@ -1,21 +1,18 @@
-//! Linux `splice(2)` fast path (nix `zerocopy`): socket → pipe → socket without copying the
-//! payload through user space. Used from the start with `server.fast_path = "splice"`, and by
-//! the default `auto` once a direction has moved 256 KiB through the copy in `relay` (see
-//! docs/benchmarks.md for the measured comparison).
+//! Linux `splice(2)` (nix): socket → pipe → socket without copying the payload through user
+//! space. The fast path (`fast_path.rs`) uses it from the start with `server.fast_path =
+//! "splice"`, and with the default `auto` once a direction has moved 256 KiB through the copy
+//! (see docs/benchmarks.md for the measured comparison).
 //!
-//! The pipe of a direction is created when the first byte arrives here, so an idle session
-//! that never moved bulk holds no pipe. The pipe is always drained before the next fill, so `EAGAIN` on the fill means the
-//! source socket is empty.
+//! The pipe of a direction is created when the first byte arrives, so an idle session that
+//! never moved bulk holds no pipe. The pipe is always drained before the next fill, so
+//! `EAGAIN` on the fill means the source socket is empty.
 
 use std::io;
-use std::net::Shutdown;
 use std::os::fd::OwnedFd;
 
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
-use socket2::SockRef;
 use tokio::io::Interest;
-
-use super::drain::{Pump, read_ready, write_ready};
+use tokio::net::TcpStream;
 
 /// Pipe capacity asked for, and bytes moved per splice call. Four times the default 64 KiB:
 /// measured with `scripts/bench-relay.sh`, CPU per GB fell from 0.29-0.33 to 0.25 s and one
@@ -38,45 +35,23 @@ pub(super) fn new_pipe() -> io::Result<Pipe> {
     Ok(created)
 }
 
-/// Splice `source` → `sink` until `source` ends (then half-close `sink`) or an error, through
-/// `pipe`, or a pipe made when the first byte arrives.
-pub(super) async fn copy(pump: &Pump<'_>, mut pipe: Option<Pipe>) -> io::Result<()> {
-    // Fields read through `pump`, not copied out: a copy would stay in the loop's state.
-    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
-    loop {
-        read_ready(pump.source).await?;
-        let (pipe_read, pipe_write) = match &pipe {
-            Some(pipe) => pipe,
-            None => pipe.insert(new_pipe()?),
-        };
-        let filled = pump.source.try_io(Interest::READABLE, || {
-            splice(pump.source, None, &*pipe_write, None, PIPE_BYTES, flags)
-                .map_err(io::Error::from)
-        });
-        let moved = match filled {
-            Ok(0) => {
-                let _ = SockRef::from(pump.sink).shutdown(Shutdown::Write);
-                return Ok(());
-            }
-            Ok(moved) => moved,
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(error) => return Err(error),
-        };
-        let mut left = moved;
-        while left > 0 {
-            let drained = pump.sink.try_io(Interest::WRITABLE, || {
-                splice(&*pipe_read, None, pump.sink, None, left, flags).map_err(io::Error::from)
-            });
-            match drained {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => left -= written.min(left),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    write_ready(pump.sink).await?;
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        pump.counter.inc_by(moved as u64);
-        pump.activity.touch();
-    }
+/// Flags of every splice call: move pages where possible, never block.
+fn flags() -> SpliceFFlags {
+    SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK
+}
+
+/// Move what `source` holds (up to [`PIPE_BYTES`]) into the empty `pipe`: `Ok(0)` when the
+/// source ended, `WouldBlock` when it is empty (its readiness is then cleared).
+pub(super) fn fill(source: &TcpStream, pipe: &Pipe) -> io::Result<usize> {
+    source.try_io(Interest::READABLE, || {
+        splice(source, None, &pipe.1, None, PIPE_BYTES, flags()).map_err(io::Error::from)
+    })
+}
+
+/// Move up to `len` bytes from `pipe` to `sink`; `WouldBlock` when the sink is full (its
+/// write readiness is then cleared).
+pub(super) fn drain(pipe: &Pipe, sink: &TcpStream, len: usize) -> io::Result<usize> {
+    sink.try_io(Interest::WRITABLE, || {
+        splice(&pipe.0, None, sink, None, len, flags()).map_err(io::Error::from)
+    })
 }

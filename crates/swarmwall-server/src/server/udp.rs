@@ -41,7 +41,11 @@ const MAX_PORTS_PER_NAME: usize = 8;
 
 /// Carry out a UDP ASSOCIATE request.
 pub(super) async fn run(context: &SessionContext, mut control: TcpStream, requested: &Address) {
-    let relay = match UdpSocket::bind(SocketAddr::new(context.local.ip(), 0))
+    // The relay socket binds on the address the client connected to.
+    let Ok(local) = control.local_addr() else {
+        return;
+    };
+    let relay = match UdpSocket::bind(SocketAddr::new(local.ip(), 0))
         .await
         .and_then(outside_reserve)
     {

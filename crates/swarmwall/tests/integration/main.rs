@@ -13,6 +13,7 @@ mod man;
 mod monitor;
 mod policy;
 mod probe;
+mod relay_clock;
 mod security;
 mod socks5;
 mod socks5_udp_batch;
