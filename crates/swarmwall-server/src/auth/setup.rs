@@ -71,15 +71,15 @@ pub struct SecuritySetup {
     pub directory: AccountDirectory,
 }
 
-/// The secret key file `serve` uses with the audit log at `audit_path` (empty: log off):
-/// `[security] secret_key_file`, else `swarmwall-secret.key` in the default data directory
-/// (never beside the log, never the working directory; `serve --data-dir` sets
-/// `secret_key_file`). CLI commands that write or verify the log use the same.
-pub fn key_file_path(config: &SecurityConfig, _audit_path: &Path) -> PathBuf {
+/// The secret key file for the data directory `data_dir`: `[security] secret_key_file`, else
+/// `swarmwall-secret.key` in `data_dir` (never beside the audit log, never the working
+/// directory). `serve --data-dir` sets `secret_key_file` to the same file, so CLI commands
+/// given the same `--data-dir` write and verify the log with the server's key.
+pub fn key_file_path(config: &SecurityConfig, data_dir: &Path) -> PathBuf {
     config
         .secret_key_file
         .clone()
-        .unwrap_or_else(|| crate::store::default_data_dir().join(DEFAULT_KEY_FILE))
+        .unwrap_or_else(|| data_dir.join(DEFAULT_KEY_FILE))
 }
 
 impl SecuritySetup {
@@ -133,7 +133,10 @@ impl SecuritySetup {
         };
         let audit_path = audit_log.unwrap_or(&config.audit_log);
         let audit_on = !audit_path.as_os_str().is_empty();
-        let key = PseudonymKey::load_or_create(&key_file_path(config, audit_path))?;
+        let key = PseudonymKey::load_or_create(&key_file_path(
+            config,
+            &crate::store::default_data_dir(),
+        ))?;
         let audit = if audit_on {
             AuditLog::open(audit_path, &key, &AuditOptions::from_config(config))?
         } else {

@@ -52,7 +52,7 @@ impl AdminAudit {
             .to_owned();
         std::fs::create_dir_all(&parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
-        let key_path = key_file_path(security, &path);
+        let key_path = key_file_path(security, &data_dir);
         let new_key = !key_path.exists();
         let new_log = !path.exists();
         let key = PseudonymKey::load_or_create(&key_path).with_context(|| {

@@ -79,6 +79,12 @@ fn user_add_stores_only_an_argon2id_hash_in_a_private_file() {
         file_text.contains("$argon2id$v=19$m=64,t=1,p=1$"),
         "{file_text}"
     );
+    // The change is audited with the key of the given data directory (the one `serve
+    // --data-dir` uses), not one in the default data directory.
+    let key = dir.path("data").join("swarmwall-secret.key");
+    let key_mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(key_mode, 0o600, "{}", key.display());
+    assert!(dir.path("data").join("audit.jsonl").exists());
     // Nothing secret on the terminal either.
     assert!(!text(&out.stdout).contains("correct horse"));
     assert!(!text(&out.stderr).contains("correct horse"));
