@@ -208,6 +208,18 @@ fn with(strictness: MseStrictness, corroborated: bool) -> FlowContext {
     }
 }
 
+/// Assert that `script` is blocked as MSE on the default strictness and left alone (the
+/// classifier gives up) with MSE detection off, so the rule and nothing else decides it.
+fn assert_mse_on_defaults_only(name: &str, script: &[(Direction, Vec<u8>)]) {
+    let default = with(MseStrictness::Corroborated, false);
+    assert_eq!(check(default, script), bt(BtForm::Mse), "{name}");
+    assert_eq!(
+        check(with(MseStrictness::Off, false), script),
+        Verdict::GaveUp,
+        "{name}: off"
+    );
+}
+
 #[test]
 fn mse_strictness_levels() {
     for (pad_a, pad_b) in [(0, 0), (512, 512), (0, 512), (200, 37)] {

@@ -25,7 +25,6 @@ const RTORRENT_LATE_UNCHOKE: [usize; 10] = [254, 224, 389, 200, 213, 4, 5, 5, 68
 
 #[test]
 fn late_unchoking_seeder_is_blocked_on_defaults() {
-    let default = with(MseStrictness::Corroborated, false);
     let cases: Vec<(&str, Vec<usize>)> = vec![
         ("rTorrent seeder", RTORRENT_LATE_UNCHOKE.to_vec()),
         (
@@ -50,13 +49,7 @@ fn late_unchoking_seeder_is_blocked_on_defaults() {
         ("unchoke, then nothing", vec![254, 224, 389, 200, 213, 4]),
     ];
     for (name, sizes) in cases {
-        let script = flights_script(1, &sizes);
-        assert_eq!(check(default, &script), bt(BtForm::Mse), "{name}");
-        assert_eq!(
-            check(with(MseStrictness::Off, false), &script),
-            Verdict::GaveUp,
-            "{name}: off"
-        );
+        assert_mse_on_defaults_only(name, &flights_script(1, &sizes));
     }
 }
 
