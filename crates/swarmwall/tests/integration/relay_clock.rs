@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use crate::harness::socks5::*;
 
-const ALLOW_LOOPBACK: [&str; 2] = ["--allow-destination", "127.0.0.0/8"];
-
 /// A BitTorrent peer-wire handshake (68 bytes).
 fn peer_wire_handshake() -> Vec<u8> {
     let mut handshake = b"\x13BitTorrent protocol".to_vec();
@@ -20,16 +18,8 @@ fn peer_wire_handshake() -> Vec<u8> {
 
 #[test]
 fn the_inspect_deadline_ends_inspection_of_a_silent_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, "[server]\ninspect_timeout = \"300ms\"\n").unwrap();
     let echo = echo_server("127.0.0.1:0");
-    let proxy = Proxy::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        ALLOW_LOOPBACK[0],
-        ALLOW_LOOPBACK[1],
-    ]);
+    let proxy = Proxy::with_config("[server]\ninspect_timeout = \"300ms\"\n", &[]);
     let handshake = peer_wire_handshake();
 
     // Opened first, silent past the deadline (its clock must ring while the other session is

@@ -9,8 +9,6 @@ use std::time::Duration;
 use crate::harness::socks5::*;
 use crate::harness::{swarmwall, wait_until};
 
-const ALLOW_LOOPBACK: [&str; 2] = ["--allow-destination", "127.0.0.0/8"];
-
 #[test]
 fn curl_connect_by_address_and_by_name() {
     let web = http_server("hello through swarmwall");
@@ -160,17 +158,11 @@ fn reply_codes_that_loopback_can_provoke() {
 fn not_allowed_when_the_account_is_over_its_session_limit() {
     let dir = tempfile::tempdir().unwrap();
     let accounts = accounts_file(dir.path(), &[("alice", HASH_CORRECT_HORSE)]);
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, "[server]\nmax_sessions_per_account = 1\n").unwrap();
     let echo = echo_server("127.0.0.1:0");
-    let proxy = Proxy::start(&[
-        "--accounts",
-        accounts.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        ALLOW_LOOPBACK[0],
-        ALLOW_LOOPBACK[1],
-    ]);
+    let proxy = Proxy::with_config(
+        "[server]\nmax_sessions_per_account = 1\n",
+        &["--accounts", accounts.to_str().unwrap()],
+    );
     let mut first = connect(proxy.address);
     assert_eq!(greet_password(&mut first, "alice", "correct horse"), 0x00);
     assert_eq!(request_raw(&mut first, 0x01, &encode_address(echo)).0, 0x00);
@@ -280,16 +272,8 @@ fn silent_client_is_dropped_at_the_handshake_timeout() {
 
 #[test]
 fn sessions_over_the_global_limit_are_closed_at_accept() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, "[server]\nmax_sessions = 2\n").unwrap();
     let echo = echo_server("127.0.0.1:0");
-    let proxy = Proxy::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        ALLOW_LOOPBACK[0],
-        ALLOW_LOOPBACK[1],
-    ]);
+    let proxy = Proxy::with_config("[server]\nmax_sessions = 2\n", &[]);
     let (a, _first) = socks_connect(proxy.address, echo);
     let (b, _second) = socks_connect(proxy.address, echo);
     assert_eq!((a, b), (0, 0));
@@ -653,16 +637,8 @@ fn log_format_comes_from_the_configuration_file() {
 #[test]
 fn both_runtime_layouts_relay_parallel_sessions_and_drain_on_sigterm() {
     for layout in ["per_core", "multi_thread"] {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.toml");
-        std::fs::write(&config, format!("[server]\nruntime = \"{layout}\"\n")).unwrap();
         let echo = echo_server("127.0.0.1:0");
-        let mut proxy = Proxy::start(&[
-            "--config",
-            config.to_str().unwrap(),
-            ALLOW_LOOPBACK[0],
-            ALLOW_LOOPBACK[1],
-        ]);
+        let mut proxy = Proxy::with_config(&format!("[server]\nruntime = \"{layout}\"\n"), &[]);
         // 40 sessions at once (spread over the per-core listeners by the kernel), each with
         // its own payload echoed back intact.
         let address = proxy.address;

@@ -13,7 +13,6 @@ use std::time::Duration;
 use crate::harness::socks5::*;
 use crate::harness::wait_until;
 
-const ALLOW_LOOPBACK: [&str; 2] = ["--allow-destination", "127.0.0.0/8"];
 /// Client sockets, each with its own association (an association serves one client port).
 const CLIENTS: usize = 4;
 /// Datagrams each client sends (and expects back).
@@ -61,12 +60,7 @@ fn a_burst_through_each_association_comes_back_byte_exact_and_in_order() {
 
 #[test]
 fn a_burst_with_udp_busy_poll_comes_back_byte_exact_and_in_order() {
-    let directory = crate::harness::scratch_dir();
-    std::fs::create_dir_all(&directory).unwrap();
-    let config = directory.join("swarmwall.toml");
-    std::fs::write(&config, "[server]\nudp_busy_poll = \"1ms\"\n").unwrap();
-    let config = config.to_str().unwrap();
-    let proxy = Proxy::start(&[ALLOW_LOOPBACK[0], ALLOW_LOOPBACK[1], "--config", config]);
+    let proxy = Proxy::with_config("[server]\nudp_busy_poll = \"1ms\"\n", &[]);
     burst_comes_back_byte_exact_and_in_order(&proxy);
 }
 

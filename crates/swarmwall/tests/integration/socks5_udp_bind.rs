@@ -7,8 +7,6 @@ use std::time::Duration;
 use crate::harness::socks5::*;
 use crate::harness::wait_until;
 
-const ALLOW_LOOPBACK: [&str; 2] = ["--allow-destination", "127.0.0.0/8"];
-
 /// A DNS-shaped query (id 0x1234, one question for example.com A).
 fn dns_query() -> Vec<u8> {
     let mut query = vec![

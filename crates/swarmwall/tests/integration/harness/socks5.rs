@@ -17,6 +17,10 @@ pub(crate) const HASH_CORRECT_HORSE: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3dh
 /// Argon2id hash of the password "battery staple".
 pub(crate) const HASH_BATTERY_STAPLE: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3dhcm13YWxsdGVzdHNhbHQ$rhCzs7n9THTCIx3u6NE/AH8XDVfpUnvq4qYZziKBJmw";
 
+/// The arguments that let a proxy reach the loopback echo servers (private destinations are
+/// refused by default).
+pub(crate) const ALLOW_LOOPBACK: [&str; 2] = ["--allow-destination", "127.0.0.0/8"];
+
 /// Generous bound for anything a test waits for.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -31,6 +35,19 @@ impl Proxy {
     /// Start on 127.0.0.1:0 with extra arguments.
     pub(crate) fn start(args: &[&str]) -> Self {
         Self::start_on("127.0.0.1:0", args)
+    }
+
+    /// Start on 127.0.0.1:0 with the configuration file text `config` (written to a scratch
+    /// directory of its own), loopback destinations allowed, and extra arguments.
+    pub(crate) fn with_config(config: &str, args: &[&str]) -> Self {
+        let directory = scratch_dir();
+        std::fs::create_dir_all(&directory).expect("scratch directory");
+        let path = directory.join("config.toml");
+        std::fs::write(&path, config).expect("write config");
+        let path = path.to_str().expect("UTF-8 temporary path");
+        let mut all = vec!["--config", path, ALLOW_LOOPBACK[0], ALLOW_LOOPBACK[1]];
+        all.extend_from_slice(args);
+        Self::start(&all)
     }
 
     /// Start on `listen` with extra arguments; waits for the `listening on` line.
