@@ -24,10 +24,7 @@ fn dns_query() -> Vec<u8> {
 fn udp_associate_relays_request_and_response() {
     let echo = udp_echo_server("127.0.0.1:0");
     let proxy = Proxy::start(&ALLOW_LOOPBACK);
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let client = udp_client(Duration::from_secs(5));
     let (_control, relay) = udp_associate(proxy.address, &client);
     assert_eq!(relay.ip(), proxy.address.ip());
     let query = dns_query();
@@ -47,10 +44,7 @@ fn udp_associate_relays_request_and_response() {
 fn udp_associate_drops_fragments_and_foreign_sources() {
     let echo = udp_echo_server("127.0.0.1:0");
     let proxy = Proxy::start(&ALLOW_LOOPBACK);
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+    let client = udp_client(Duration::from_millis(500));
     let (_control, relay) = udp_associate(proxy.address, &client);
     let mut buffer = [0u8; 2048];
     // A fragment (FRAG = 1) is dropped: no reply.
@@ -91,10 +85,7 @@ fn udp_associate_drops_fragments_and_foreign_sources() {
 fn udp_association_ends_with_its_control_connection() {
     let echo = udp_echo_server("127.0.0.1:0");
     let proxy = Proxy::start(&ALLOW_LOOPBACK);
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    let client = udp_client(Duration::from_millis(300));
     let (control, relay) = udp_associate(proxy.address, &client);
     let mut buffer = [0u8; 2048];
     client
@@ -118,10 +109,7 @@ fn udp_associate_with_unknown_client_port_learns_it() {
     let (code, relay) = request_raw(&mut control, 0x03, &[0x01, 0, 0, 0, 0, 0, 0]);
     assert_eq!(code, 0);
     let relay = relay.unwrap();
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let client = udp_client(Duration::from_secs(5));
     client
         .send_to(&udp_datagram(0, echo, b"learn"), relay)
         .unwrap();
@@ -176,8 +164,9 @@ fn bind_refuses_a_connection_from_another_host() {
     assert_eq!(code, 0x02);
 }
 
-/// Datagrams addressed by name (ATYP 3), in either letter case, to two ports of one name: each resolved and relayed (the association caches names per port), each
-/// reply naming the address it came from.
+/// Datagrams addressed by name (ATYP 3), in either letter case, to two ports of one name:
+/// each resolved and relayed (the association caches names per port), each reply naming the
+/// address it came from.
 #[test]
 fn udp_datagrams_addressed_by_name_are_relayed() {
     let echoes = [
@@ -185,10 +174,7 @@ fn udp_datagrams_addressed_by_name_are_relayed() {
         udp_echo_server("127.0.0.1:0"),
     ];
     let proxy = Proxy::start(&ALLOW_LOOPBACK);
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let client = udp_client(Duration::from_secs(5));
     let (_control, relay) = udp_associate(proxy.address, &client);
     let mut buffer = [0u8; 2048];
     for round in 0..3 {

@@ -304,6 +304,13 @@ pub(crate) fn udp_datagram(frag: u8, target: SocketAddr, payload: &[u8]) -> Vec<
 
 /// Start a UDP association for `client` (its own address in the request); the control
 /// connection and the relay address.
+/// A UDP client socket on loopback that gives up reading after `read_timeout`.
+pub(crate) fn udp_client(read_timeout: Duration) -> UdpSocket {
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(read_timeout)).unwrap();
+    client
+}
+
 pub(crate) fn udp_associate(proxy: SocketAddr, client: &UdpSocket) -> (TcpStream, SocketAddr) {
     let mut control = connect(proxy);
     greet(&mut control);
