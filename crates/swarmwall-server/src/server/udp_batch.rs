@@ -9,6 +9,13 @@
 //! batch per runtime thread in the steady state, whatever the number of associations, and only
 //! the pages a datagram touched count in the resident set.
 //!
+//! A run of queued datagrams to one destination, all of one size (the last may be shorter),
+//! leaves as one message with UDP segmentation offload (`UDP_SEGMENT`, Linux 4.18): the kernel
+//! passes the run through the IP layer once and cuts it into the same datagrams, byte for
+//! byte, at the device or at the receiving socket. A run the kernel refuses with offload (a
+//! route whose MTU is smaller than the datagrams, a device without checksum offload) is sent
+//! again as single datagrams.
+//!
 //! [`give_back`]: DatagramBatch::give_back
 
 use std::cell::RefCell;
@@ -26,6 +33,14 @@ pub(super) const BATCH: usize = 32;
 pub(super) const MAX_DATAGRAM: usize = 65_535;
 /// Largest SOCKS UDP header in front of a reply (RSV, FRAG, ATYP, IPv6 address, port).
 const MAX_HEADER: usize = 3 + 1 + 16 + 2;
+/// Most datagrams in one segmentation-offload run (the kernel's `UDP_MAX_SEGMENTS` is 64 or
+/// more; a batch never holds more than [`BATCH`]).
+const MAX_RUN: usize = BATCH;
+/// Most bytes in one run: the payload of one IPv6 or IPv4 UDP datagram of largest size.
+const MAX_RUN_BYTES: usize = 65_000;
+/// Space for one `UDP_SEGMENT` control message (a `u16`), in `u64`s for alignment.
+const CMSG_WORDS: usize = 4;
+
 /// Batches kept per thread for reuse (one is in use at a time unless an association awaits
 /// in the middle of a batch, e.g. on a strike).
 const POOL_PER_THREAD: usize = 2;
@@ -183,8 +198,10 @@ impl DatagramBatch {
     pub(super) async fn flush(&mut self, socket: &UdpSocket) -> Sent {
         let mut sent = Sent::default();
         let mut next = 0;
+        // Cleared for the rest of this flush once the kernel refuses a run with offload.
+        let mut segment = true;
         while next < self.queued {
-            match socket.try_io(Interest::WRITABLE, || self.send_raw(socket, next)) {
+            match socket.try_io(Interest::WRITABLE, || self.send_raw(socket, next, segment)) {
                 Ok(count) => {
                     for entry in self.queue.get(next..next + count).unwrap_or_default() {
                         sent.datagrams += 1;
@@ -198,6 +215,8 @@ impl DatagramBatch {
                     }
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                // A run with offload was refused: send the same datagrams one by one.
+                Err(_) if segment && self.run_len(next) > 1 => segment = false,
                 // The first queued datagram was refused: skip it.
                 Err(_) => next += 1,
             }
@@ -250,17 +269,57 @@ impl DatagramBatch {
         Ok(count)
     }
 
-    /// One `sendmmsg` of queue entries `first..`: the count the kernel took.
-    fn send_raw(&self, socket: &UdpSocket, first: usize) -> io::Result<usize> {
+    /// Bytes of queue entry `index` on the wire (its SOCKS header and payload).
+    fn wire_len(&self, index: usize) -> usize {
+        self.queue
+            .get(index)
+            .map_or(0, |entry| entry.header_len + entry.end - entry.offset)
+    }
+
+    /// How many queue entries from `first` on can leave as one segmentation-offload run: the
+    /// same destination, the same size as the first (the last may be shorter, then the run
+    /// ends), at most [`MAX_RUN`] datagrams and [`MAX_RUN_BYTES`] bytes. At least 1 when
+    /// `first` is queued.
+    fn run_len(&self, first: usize) -> usize {
+        let Some(head) = self.queue.get(first).filter(|_| first < self.queued) else {
+            return 0;
+        };
+        let size = self.wire_len(first);
+        if size == 0 {
+            return 1;
+        }
+        let mut len = 1;
+        let mut bytes = size;
+        while first + len < self.queued && len < MAX_RUN {
+            let Some(next) = self.queue.get(first + len) else {
+                break;
+            };
+            let next_size = self.wire_len(first + len);
+            if next.destination != head.destination
+                || next_size == 0
+                || next_size > size
+                || bytes + next_size > MAX_RUN_BYTES
+            {
+                break;
+            }
+            len += 1;
+            bytes += next_size;
+            if next_size < size {
+                break;
+            }
+        }
+        len
+    }
+
+    /// One `sendmmsg` of queue entries `first..` (runs of one destination and size as one
+    /// message each when `segment`): the count of entries the kernel took.
+    fn send_raw(&self, socket: &UdpSocket, first: usize, segment: bool) -> io::Result<usize> {
         let pending = self.queue.get(first..self.queued).unwrap_or_default();
-        // SAFETY: as in `recv_raw`.
+        // SAFETY: as in `recv_raw` (all-zero iovecs, headers and control buffers are valid).
         let mut iovecs: [[libc::iovec; 2]; BATCH] = unsafe { std::mem::zeroed() };
         let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for ((entry, pieces), header) in pending
-            .iter()
-            .zip(iovecs.iter_mut())
-            .zip(headers.iter_mut())
-        {
+        let mut controls = [[0u64; CMSG_WORDS]; BATCH];
+        for (entry, pieces) in pending.iter().zip(iovecs.iter_mut()) {
             let start = entry.slot * MAX_DATAGRAM;
             let payload = self
                 .slots
@@ -271,22 +330,62 @@ impl DatagramBatch {
             pieces[0].iov_len = header_bytes.len();
             pieces[1].iov_base = payload.as_ptr().cast_mut().cast();
             pieces[1].iov_len = payload.len();
+        }
+        // One pointer each into the iovecs and the control buffers, taken once: every
+        // message points into them (a run's pieces are consecutive, two per datagram).
+        let pieces = iovecs.as_mut_ptr().cast::<libc::iovec>();
+        let control_buffers = controls.as_mut_ptr();
+        // Entries per message, in order.
+        let mut runs = [0usize; BATCH];
+        let mut messages = 0;
+        let mut at = 0;
+        while at < pending.len() {
+            let (Some(entry), Some(header), Some(run)) = (
+                pending.get(at),
+                headers.get_mut(messages),
+                runs.get_mut(messages),
+            ) else {
+                break;
+            };
+            let len = if segment { self.run_len(first + at) } else { 1 };
+            let len = len.clamp(1, pending.len() - at);
             header.msg_hdr.msg_name = entry.destination.as_ptr().cast_mut().cast();
             header.msg_hdr.msg_namelen = entry.destination.len();
-            header.msg_hdr.msg_iov = pieces.as_mut_ptr();
-            header.msg_hdr.msg_iovlen = 2;
+            // In bounds: at + len <= pending.len() <= BATCH entries of two iovecs each.
+            header.msg_hdr.msg_iov = pieces.wrapping_add(2 * at);
+            header.msg_hdr.msg_iovlen = 2 * len;
+            if len > 1 {
+                // SAFETY: control buffer `messages` (< BATCH) is 8-byte aligned and
+                // CMSG_WORDS * 8 bytes, at least CMSG_SPACE(2), so CMSG_FIRSTHDR over it is
+                // non-null and the header and its u16 lie in bounds.
+                unsafe {
+                    header.msg_hdr.msg_control = control_buffers.add(messages).cast();
+                    header.msg_hdr.msg_controllen =
+                        libc::CMSG_SPACE(size_of::<u16>() as u32) as usize;
+                    let cmsg = libc::CMSG_FIRSTHDR(&header.msg_hdr);
+                    (*cmsg).cmsg_level = libc::SOL_UDP;
+                    (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+                    let size = u16::try_from(self.wire_len(first + at)).unwrap_or(u16::MAX);
+                    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
+                }
+            }
+            *run = len;
+            messages += 1;
+            at += len;
         }
-        // SAFETY: every header points at live iovecs over bytes of `self` and at a live
-        // socket address; the kernel only reads them.
+        // SAFETY: every header points at live iovecs over bytes of `self`, at a live socket
+        // address and (for runs) at a live control buffer; the kernel only reads them.
         let count = unsafe {
             libc::sendmmsg(
                 socket.as_raw_fd(),
                 headers.as_mut_ptr(),
-                pending.len() as libc::c_uint,
+                messages as libc::c_uint,
                 libc::MSG_DONTWAIT,
             )
         };
-        usize::try_from(count).map_err(|_| io::Error::last_os_error())
+        let count = usize::try_from(count).map_err(|_| io::Error::last_os_error())?;
+        Ok(runs.iter().take(count).sum())
     }
 }
 
@@ -401,6 +500,132 @@ mod tests {
                 datagram.get(3..).unwrap_or_default().to_vec()
             };
             assert_eq!(buffer[..n], expected[..]);
+        }
+    }
+
+    /// Receive `datagrams` (sent to `receiver` in order) into `batch`, then queue each for the
+    /// destination `route` picks by its index, with `header` in front of every odd one.
+    async fn receive_and_queue(
+        batch: &mut DatagramBatch,
+        receiver: &UdpSocket,
+        datagrams: &[Vec<u8>],
+        header: &[u8],
+        route: impl Fn(usize) -> SocketAddr,
+    ) {
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for datagram in datagrams {
+            sender
+                .send_to(datagram, receiver.local_addr().unwrap())
+                .unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(5), receiver.readable())
+            .await
+            .expect("the datagrams were not received")
+            .unwrap();
+        assert_eq!(batch.try_recv(receiver).unwrap(), datagrams.len());
+        for index in 0..datagrams.len() {
+            let with_header = if index % 2 == 1 { header } else { &[][..] };
+            batch.queue(index, 0, with_header, route(index));
+        }
+    }
+
+    /// Runs are one destination and one size (a shorter datagram ends a run), and the
+    /// datagrams of a run arrive whole, separate and in order, as sent one by one.
+    #[tokio::test]
+    async fn runs_of_one_destination_and_size_leave_as_the_same_datagrams() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let outbound = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let sinks: Vec<_> = (0..2)
+            .map(|_| {
+                let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                sink.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                sink
+            })
+            .collect();
+        // Sizes chosen so that with the 10-byte header on odd datagrams every wire size in
+        // 0..12 is 522 bytes; then a shorter one, a longer one, and a second destination.
+        let sizes = [
+            512, 502, 512, 502, 512, 502, 512, 502, 512, 502, 512, 502, 100, 600, 512, 512, 512,
+        ];
+        let datagrams: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(index, &len)| (0..len).map(|at| (index * 13 + at) as u8).collect())
+            .collect();
+        let header = [0u8, 0, 0, 1, 127, 0, 0, 1, 0x12, 0x34];
+        let destinations: Vec<SocketAddr> = sinks
+            .iter()
+            .map(|sink| sink.local_addr().unwrap())
+            .collect();
+        let route = |index: usize| destinations[usize::from(index >= 15)];
+        let mut batch = DatagramBatch::take();
+        receive_and_queue(&mut batch, &receiver, &datagrams, &header, route).await;
+        // Wire sizes: 0..=11 are 522, 12 is 100 (a shorter last ends the run), 13 is 610
+        // with 14 (512) as its shorter last, 15 and 16 (522, 512) go to the second sink.
+        assert_eq!(batch.run_len(0), 13);
+        assert_eq!(
+            batch.run_len(12),
+            1,
+            "a longer datagram starts a run of its own"
+        );
+        assert_eq!(batch.run_len(13), 2);
+        assert_eq!(batch.run_len(14), 1, "the destination changes after it");
+        assert_eq!(batch.run_len(15), 2);
+        // The kernel takes the runs with offload (a refusal would fall back in `flush`):
+        // five messages, all 17 datagrams.
+        let taken = batch
+            .send_raw(&outbound, 0, true)
+            .expect("runs sent with offload");
+        assert_eq!(taken, datagrams.len());
+        batch.give_back();
+        let mut buffer = vec![0u8; MAX_DATAGRAM];
+        for (index, datagram) in datagrams.iter().enumerate() {
+            let n = sinks[usize::from(index >= 15)]
+                .recv(&mut buffer)
+                .expect("a relayed datagram is missing");
+            let expected = if index % 2 == 1 {
+                [&header[..], datagram].concat()
+            } else {
+                datagram.clone()
+            };
+            assert_eq!(buffer[..n], expected[..], "datagram {index}");
+        }
+    }
+
+    /// When the kernel refuses a run with offload (here: a socket sending without UDP
+    /// checksums, which offload requires), the same datagrams go out one by one.
+    #[tokio::test]
+    async fn a_run_refused_with_offload_is_sent_datagram_by_datagram() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let outbound = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let no_checksum: libc::c_int = 1;
+        // SAFETY: a valid socket and a c_int option value of the given length.
+        let set = unsafe {
+            libc::setsockopt(
+                outbound.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NO_CHECK,
+                (&raw const no_checksum).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0, "{}", io::Error::last_os_error());
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sink.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let datagrams: Vec<Vec<u8>> = (0..8u8).map(|index| vec![index; 300]).collect();
+        let destination = sink.local_addr().unwrap();
+        let mut batch = DatagramBatch::take();
+        receive_and_queue(&mut batch, &receiver, &datagrams, &[], |_| destination).await;
+        assert_eq!(batch.run_len(0), 8);
+        // The offload is refused as the test expects (else this test shows nothing).
+        assert!(batch.send_raw(&outbound, 0, true).is_err());
+        let sent = batch.flush(&outbound).await;
+        batch.give_back();
+        assert_eq!(sent.datagrams, 8);
+        let mut buffer = [0u8; 1024];
+        for datagram in &datagrams {
+            let n = sink.recv(&mut buffer).expect("a datagram is missing");
+            assert_eq!(&buffer[..n], datagram.as_slice());
         }
     }
 }
