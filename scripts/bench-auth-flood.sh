@@ -29,7 +29,7 @@ trap cleanup EXIT
 
 password=flood-bench-$$
 printf '%s\n' "$password" | "$BIN" user add customer --accounts "$work/accounts.toml" \
-    --password-stdin >/dev/null
+    --data-dir "$work/user-data" --password-stdin >/dev/null
 printf '[server]\nmax_sessions = 30000\n' > "$work/swarmwall.toml"
 RUST_LOG=warn taskset -c "$PROXY_CORE" "$BIN" serve --listen 127.0.0.1:0 \
     --config "$work/swarmwall.toml" --accounts "$work/accounts.toml" \

@@ -7,6 +7,7 @@
 #
 #   scripts/bench-cores.sh                       # release build; about 1 minute
 #   RUNS=5 SECONDS_PER_TEST=3 scripts/bench-cores.sh
+#   ACCOUNTS=1 scripts/bench-cores.sh            # every session logs in to a customer account
 #
 # On a 2-core machine the load generator shares the cores with the 2-core proxy (and has a core
 # of its own against the 1-core proxy), so the speed-up shown is a lower bound.
@@ -18,6 +19,7 @@ SECONDS_PER_TEST=${SECONDS_PER_TEST:-3}
 ONE=${ONE:-0}
 TWO=${TWO:-0,1}
 RUNTIME=${RUNTIME:-per_core}
+ACCOUNTS=${ACCOUNTS:-0}
 BIN=${SWARMWALL_BIN:-target/release/swarmwall}
 LOAD_BIN=${LOAD_BIN:-target/release/examples/relay_load}
 [ -n "${SWARMWALL_BIN:-}" ] || cargo build --release -p swarmwall
@@ -26,12 +28,22 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 . scripts/bench-common.sh
 
+# With ACCOUNTS=1: one customer account (default argon2id cost) that every session logs in to.
+server_accounts=()
+login=()
+if [ "$ACCOUNTS" = 1 ]; then
+    password=bench-password-$$
+    printf '%s\n' "$password" | "$BIN" user add bench --accounts "$work/accounts.toml" \
+        --data-dir "$work/user-data" --password-stdin >/dev/null
+    server_accounts=(--accounts "$work/accounts.toml")
+    login=(--user bench --password "$password")
+fi
 addresses=()
 start() { # NAME CORES: appends the listening address to `addresses`
     printf '[server]\nmax_sessions = 30000\nruntime = "%s"\n' "$RUNTIME" > "$work/$1.toml"
     RUST_LOG=warn taskset -c "$2" "$BIN" serve --listen 127.0.0.1:0 --config "$work/$1.toml" \
         --allow-destination 127.0.0.0/8 --data-dir "$work/$1-data" --admin-listen 127.0.0.1:0 \
-        > /dev/null 2> "$work/$1.log" &
+        "${server_accounts[@]}" > /dev/null 2> "$work/$1.log" &
     pids+=($!)
     for _ in $(seq 100); do grep -q "listening on" "$work/$1.log" && break; sleep 0.1; done
     addresses+=("$(grep -o 'listening on [0-9.:]*' "$work/$1.log" | awk '{print $3}')")
@@ -47,13 +59,13 @@ for run in $(seq "$RUNS"); do
     for name in one two; do
         addr=${!name}
         cps=$("$LOAD_BIN" --seconds "$SECONDS_PER_TEST" --concurrency 32 --proxy "$addr" \
-            | json per_second)
+            "${login[@]}" | json per_second)
         tp=$("$LOAD_BIN" --streams 16 --seconds "$SECONDS_PER_TEST" --proxy "$addr" \
-            | json bytes_per_second)
+            "${login[@]}" | json bytes_per_second)
         echo "$name $cps $tp" >> "$work/samples"
     done
 done
-echo "swarmwall runtime = \"$RUNTIME\" on core(s) $ONE vs $TWO; median of $RUNS x $SECONDS_PER_TEST s"
+echo "swarmwall runtime = \"$RUNTIME\"$([ "$ACCOUNTS" = 1 ] && echo ", every session logging in") on core(s) $ONE vs $TWO; median of $RUNS x $SECONDS_PER_TEST s"
 python3 - "$work/samples" <<'EOF'
 import statistics, sys
 rows = {}

@@ -48,7 +48,7 @@ start_swarmwall() { # NAME RUNTIME [ACCOUNTS_FILE]
 }
 password=bench-password-$$
 printf '%s\n' "$password" | "$BIN" user add bench --accounts "$work/accounts.toml" \
-    --password-stdin >/dev/null
+    --data-dir "$work/user-data" --password-stdin >/dev/null
 start_swarmwall swarmwall per_core
 start_swarmwall swarmwall-multi-thread multi_thread
 start_swarmwall swarmwall-accounts per_core "$work/accounts.toml" "bench $password"
@@ -100,10 +100,11 @@ echo
 echo "UDP: $UDP_SIZE-byte datagrams, one in flight, all on core $CORE; median of $RUNS x $UDP_SECONDS s"
 for run in $(seq "$RUNS"); do
     for target in "${targets[@]}"; do
-        read -r name addr _ <<< "$target"
-        case "$name" in microsocks|*accounts*) continue;; esac
+        read -r name addr _ user pass <<< "$target"
+        case "$name" in microsocks) continue;; esac
         args=(--udp "$UDP_SIZE" --seconds "$UDP_SECONDS")
         [ "$addr" = - ] || args+=(--proxy "$addr")
+        [ -z "$user" ] || args+=(--user "$user" --password "$pass")
         rate=$(taskset -c "$CORE" "$LOAD_BIN" "${args[@]}" \
             | python3 -c 'import json,sys; print(json.load(sys.stdin)["round_trips_per_second"])') \
             || rate=0

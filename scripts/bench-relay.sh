@@ -9,7 +9,8 @@
 #   PROXY_CPU_QUOTA=0 ONLY=auth scripts/bench-relay.sh   # without the proxy-bound table
 #   ONLY=idle scripts/bench-relay.sh       # only idle memory per session (swarmwall, peers)
 #   ONLY=idle IDLE_SETTLE=12 scripts/bench-relay.sh   # read past inspect_timeout (fast path)
-# Last, unless ONLY=auth: scripts/bench-latency.sh (64-byte ping-pong p50/p99 and UDP round
+#   ONLY=relay scripts/bench-relay.sh      # only the relay table (no auth, latency, UDP tables)
+# Last, for a whole run: scripts/bench-latency.sh (64-byte ping-pong p50/p99 and UDP round
 # trips with proxy, client and echo on one core), then scripts/bench-udp.sh (UDP ASSOCIATE round
 # trips in this layout, 1, 8 and 32 datagrams in flight).
 #
@@ -53,18 +54,21 @@ targets=("--target" "direct=direct")
 # swarmwall, once per fast path (auto = the default, copy, splice) with the classifier's inspect
 # phase on (bulk leaves it once the classifier gives up within its byte budget), and once as a
 # plain relay with inspection off (the baseline for "inspection costs only the first bytes").
-start_swarmwall() { # NAME FAST_PATH [EXTRA_SERVER_KEY]
+# With ACCOUNTS_FILE and ":USER:PASSWORD", every session the driver opens logs in (RFC 1929).
+start_swarmwall() { # NAME FAST_PATH [EXTRA_SERVER_KEY [ACCOUNTS_FILE :USER:PASSWORD]]
     printf '[server]\nmax_sessions = 30000\nfast_path = "%s"\n%s\n' "$2" "${3:-}" \
         > "$work/$1.toml"
+    local accounts=()
+    [ -z "${4:-}" ] || accounts=(--accounts "$4")
     RUST_LOG=warn taskset -c "$PROXY_CORE" "$BIN" serve --listen 127.0.0.1:0 \
         --config "$work/$1.toml" --allow-destination 127.0.0.0/8 --data-dir "$work/$1-data" \
-        --admin-listen 127.0.0.1:0 2> "$work/$1.log" &
+        --admin-listen 127.0.0.1:0 "${accounts[@]}" 2> "$work/$1.log" &
     local pid=$!
     pids+=("$pid")
     for _ in $(seq 100); do grep -q "listening on" "$work/$1.log" && break; sleep 0.1; done
     local addr
     addr=$(grep -o 'listening on [0-9.:]*' "$work/$1.log" | awk '{print $3}')
-    targets+=("--target" "$1=${addr}:${pid}")
+    targets+=("--target" "$1=${addr}:${pid}${5:-}")
 }
 # The authenticated comparison: NAME=HOST:PORT:PID[:USER:PASSWORD] for scripts/bench_auth.py.
 auth_targets=()
@@ -83,10 +87,11 @@ start_auth_swarmwall() { # NAME [ACCOUNTS_FILE]
     addr=$(grep -o 'listening on [0-9.:]*' "$work/$1.log" | awk '{print $3}')
     auth_targets+=("--target" "$1=${addr}:${pid}${3:-}")
 }
-if [ "$ONLY" != idle ]; then
+# One customer account (default argon2id cost) for the rows "with accounts".
 bench_password=bench-password-$$
 printf '%s\n' "$bench_password" | "$BIN" user add bench --accounts "$work/accounts.toml" \
-    --password-stdin >/dev/null
+    --data-dir "$work/user-data" --password-stdin >/dev/null
+if [ "$ONLY" = all ] || [ "$ONLY" = auth ]; then
 start_auth_swarmwall swarmwall-no-accounts
 start_auth_swarmwall swarmwall-one-account "$work/accounts.toml" ":bench:$bench_password"
 if command -v microsocks >/dev/null; then
@@ -106,6 +111,8 @@ fi
 
 if [ "$ONLY" != auth ]; then
 start_swarmwall swarmwall auto
+# The configuration operators run: the same, every session logging in to a customer account.
+start_swarmwall swarmwall-accounts auto "" "$work/accounts.toml" ":bench:$bench_password"
 if [ "$ONLY" != idle ]; then
 start_swarmwall swarmwall-copy copy
 start_swarmwall swarmwall-splice splice
@@ -149,6 +156,7 @@ echo "proxy core $PROXY_CORE, client core $CLIENT_CORE, $SECONDS_PER_TEST s per 
 python3 scripts/bench_relay.py --core "$CLIENT_CORE" --seconds "$SECONDS_PER_TEST" \
     --idle-sessions "$IDLE" --idle-settle "$IDLE_SETTLE" --load-bin "$LOAD_BIN" "${targets[@]}"
 fi
+[ "$ONLY" != relay ] || exit 0
 
 echo
 echo "authenticated new connections: 64 clients, connect -> greeting -> login -> CONNECT ->" \
@@ -193,7 +201,7 @@ elif [ "$PROXY_CPU_QUOTA" != 0 ]; then
 fi
 
 # Small-message latency and UDP round trips (all on one core; scripts/bench-latency.sh).
-if [ "$ONLY" != auth ]; then
+if [ "$ONLY" = all ]; then
     echo
     SKIP_BUILD=1 SWARMWALL_BIN="$BIN" LOAD_BIN="$LOAD_BIN" CORE="$CLIENT_CORE" \
         scripts/bench-latency.sh

@@ -2,7 +2,8 @@
 # UDP ASSOCIATE round trips in the relay layout: each proxy pinned to core PROXY_CORE, the load
 # generator (client and echo thread, `relay_load --udp`) pinned to core CLIENT_CORE. Targets
 # side by side: direct UDP (no proxy), swarmwall with the default configuration (inspection
-# on), swarmwall with `udp_busy_poll = BUSY_POLL` (default 50us) and danted when installed.
+# on), the same with a customer account (the association's control connection logs in),
+# swarmwall with `udp_busy_poll = BUSY_POLL` (default 50us) and danted when installed.
 # For each WINDOWS entry (datagrams in flight on one association): round trips per second,
 # median of RUNS interleaved runs of UDP_SECONDS each.
 #
@@ -30,18 +31,24 @@ LOAD_BIN=${LOAD_BIN:-target/release/examples/relay_load}
 
 . scripts/bench-common.sh
 
-# NAME ADDRESS, one per entry ("-" = no proxy).
-targets=("direct -")
-start_swarmwall() { # NAME [SERVER_KEY_LINE]
+# NAME ADDRESS PID [USER PASSWORD], one per entry ("-" = no proxy).
+targets=("direct - -")
+start_swarmwall() { # NAME [SERVER_KEY_LINE [ACCOUNTS_FILE "USER PASSWORD"]]
     printf '[server]\n%s\n' "${2:-}" > "$work/$1.toml"
+    local accounts=()
+    [ -z "${3:-}" ] || accounts=(--accounts "$3")
     RUST_LOG=warn taskset -c "$PROXY_CORE" "$BIN" serve --listen 127.0.0.1:0 \
         --config "$work/$1.toml" --allow-destination 127.0.0.0/8 --data-dir "$work/$1-data" \
-        --admin-listen 127.0.0.1:0 2> "$work/$1.log" &
+        --admin-listen 127.0.0.1:0 "${accounts[@]}" 2> "$work/$1.log" &
     pids+=($!)
     for _ in $(seq 100); do grep -q "listening on" "$work/$1.log" && break; sleep 0.1; done
-    targets+=("$1 $(grep -o 'listening on [0-9.:]*' "$work/$1.log" | awk '{print $3}') $!")
+    targets+=("$1 $(grep -o 'listening on [0-9.:]*' "$work/$1.log" | awk '{print $3}') $! ${4:-}")
 }
+password=bench-password-$$
+printf '%s\n' "$password" | "$BIN" user add bench --accounts "$work/accounts.toml" \
+    --data-dir "$work/user-data" --password-stdin >/dev/null
 start_swarmwall swarmwall
+start_swarmwall swarmwall-accounts "" "$work/accounts.toml" "bench $password"
 # The same with `[server] udp_busy_poll` (BUSY_POLL=0 leaves this row out).
 [ "$BUSY_POLL" = 0 ] || start_swarmwall swarmwall-busy-poll "udp_busy_poll = \"$BUSY_POLL\""
 if start_danted "$PROXY_CORE"; then
@@ -56,9 +63,10 @@ echo "UDP ASSOCIATE: $UDP_SIZE-byte datagrams, proxy on core $PROXY_CORE, client
 for run in $(seq "$RUNS"); do
     for window in $WINDOWS; do
         for target in "${targets[@]}"; do
-            read -r name addr _ <<< "$target"
+            read -r name addr _ user pass <<< "$target"
             args=(--udp "$UDP_SIZE" --window "$window" --seconds "$UDP_SECONDS")
             [ "$addr" = - ] || args+=(--proxy "$addr")
+            [ -z "$user" ] || args+=(--user "$user" --password "$pass")
             result=$(taskset -c "$CLIENT_CORE" "$LOAD_BIN" "${args[@]}" \
                 | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["round_trips_per_second"], r["lost"])') \
                 || result="0 0"
@@ -89,12 +97,14 @@ if [ "$PERF" = 1 ]; then
     echo "|---|---|---|---|---|"
     for window in $WINDOWS; do
         for target in "${targets[@]}"; do
-            read -r name addr pid <<< "$target"
+            read -r name addr pid user pass <<< "$target"
             [ "$addr" = - ] && continue
+            login=()
+            [ -z "$user" ] || login=(--user "$user" --password "$pass")
             ticks_before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
             perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$pid" -o "$work/perf" -- \
                 taskset -c "$CLIENT_CORE" "$LOAD_BIN" --udp "$UDP_SIZE" --window "$window" \
-                --seconds "$UDP_SECONDS" --proxy "$addr" > "$work/perf-run"
+                --seconds "$UDP_SECONDS" --proxy "$addr" "${login[@]}" > "$work/perf-run"
             ticks_after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
             python3 - "$work/perf" "$work/perf-run" "$window" "$name" \
                 "$((ticks_after - ticks_before))" "$(getconf CLK_TCK)" <<'PY'

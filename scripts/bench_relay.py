@@ -73,9 +73,17 @@ class Sink:
 
 
 HOLDER_SCRIPT = """
-import socket, sys
+import socket, sys, time
 listener = socket.socket()
-listener.bind(("127.0.0.1", 0))
+# After the connection-rate tests the ephemeral ports may all be in TIME_WAIT: SO_REUSEADDR lets
+# the listener take one of those, and the retries cover the rest of the TIME_WAIT period.
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+for attempt in range(120):
+    try:
+        listener.bind(("127.0.0.1", 0))
+        break
+    except OSError:
+        time.sleep(0.5)
 listener.listen(65535)
 print(listener.getsockname()[1], flush=True)
 held = []
@@ -133,15 +141,30 @@ class Echo:
 
 # ---------------------------------------------------------------- clients
 
+# The RFC 1929 login (user, password) as bytes, or None: set from the target being measured
+# (every session of a target with an account logs in, as a customer's client does).
+LOGIN = None
+
+
 def open_session(proxy, target):
-    """A TCP connection to `target`, through the SOCKS5 `proxy` when given."""
+    """A TCP connection to `target`, through the SOCKS5 `proxy` when given (with the RFC 1929
+    login of `LOGIN` when set)."""
     if proxy is None:
         sock = socket.create_connection(target)
     else:
         sock = socket.create_connection(proxy)
-        sock.sendall(b"\x05\x01\x00")
-        if recv_exact(sock, 2) != b"\x05\x00":
-            raise RuntimeError("greeting refused")
+        if LOGIN is None:
+            sock.sendall(b"\x05\x01\x00")
+            if recv_exact(sock, 2) != b"\x05\x00":
+                raise RuntimeError("greeting refused")
+        else:
+            user, password = LOGIN
+            sock.sendall(b"\x05\x01\x02")
+            if recv_exact(sock, 2) != b"\x05\x02":
+                raise RuntimeError("password method refused")
+            sock.sendall(bytes([1, len(user)]) + user + bytes([len(password)]) + password)
+            if recv_exact(sock, 2) != b"\x01\x00":
+                raise RuntimeError("login refused")
         sock.sendall(b"\x05\x01\x00\x01" + socket.inet_aton(target[0]) + struct.pack(">H", target[1]))
         reply = recv_exact(sock, 10)
         if reply[1] != 0:
@@ -214,13 +237,15 @@ def connections_per_second(proxy, echo, seconds, workers=4):
     return sum(count) / (time.monotonic() - started)
 
 
-def connections_per_second_native(load_bin, proxy, seconds, concurrency=32):
+def connections_per_second_native(load_bin, proxy, seconds, concurrency=32, login=None):
     """New connections per second from the Rust load generator (`relay_load` example):
     `concurrency` loops of connect + SOCKS5 handshake + 1-byte echo + close, so the client is
     not the bottleneck (the Python loops above saturate their own core first)."""
     command = [load_bin, "--seconds", str(seconds), "--concurrency", str(concurrency)]
     if proxy is not None:
         command += ["--proxy", "%s:%d" % proxy]
+    if login is not None:
+        command += ["--user", login[0].decode(), "--password", login[1].decode()]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True)
     result = json.loads(out.stdout)
     if result["errors"]:
@@ -307,7 +332,8 @@ def idle_memory(proxy, pid, holder, sessions, settle=1.0):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--target", action="append", default=[],
-                        help="NAME=HOST:PORT:PID of a SOCKS5 proxy, or direct")
+                        help="NAME=HOST:PORT:PID[:USER:PASSWORD] of a SOCKS5 proxy (with the "
+                             "login every session of it uses), or direct")
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--idle-sessions", type=int, default=10000)
     parser.add_argument("--idle-settle", type=float, default=1.0,
@@ -321,13 +347,18 @@ def main():
     pin(args.core)
     sink, echo = Sink(), Echo()
     rows = []
+    global LOGIN
     for spec in args.target:
         name, _, rest = spec.partition("=")
+        LOGIN = None
         if rest == "direct":
             proxy, pid = None, None
         else:
-            host, port, pid = rest.rsplit(":", 2)
+            host, port, pid, *login = rest.split(":")
             proxy, pid = (host, int(port)), int(pid)
+            if login:
+                user, password = login
+                LOGIN = (user.encode(), password.encode())
         row = {"name": name}
         if args.idle_only:
             if pid:
@@ -344,7 +375,8 @@ def main():
         moved = moved1 + moved16
         row["cpu_per_gb"] = (cpu1 - cpu0) / (moved / 1e9) if pid and moved else None
         row["cps"] = connections_per_second(proxy, echo, args.seconds / 2)
-        row["cps_native"] = (connections_per_second_native(args.load_bin, proxy, args.seconds)
+        row["cps_native"] = (connections_per_second_native(args.load_bin, proxy, args.seconds,
+                                                           login=LOGIN)
                              if args.load_bin else None)
         row["p50"], row["p99"] = latency(proxy, echo, args.latency_rounds)
         if pid:

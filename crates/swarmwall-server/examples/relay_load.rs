@@ -34,6 +34,9 @@
 //! cargo run --release -p swarmwall-server --example relay_load -- --proxy 127.0.0.1:1080 \
 //!     --user alice --password secret
 //! ```
+//!
+//! `--user`/`--password` apply to every mode: each session (and the UDP association's control
+//! connection) logs in as a customer's client does.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -184,7 +187,13 @@ fn main() -> ExitCode {
         };
     }
     if let Some(size) = options.udp {
-        return match udp_round_trips(options.proxy, size, options.window, options.seconds) {
+        return match udp_round_trips(
+            options.proxy,
+            options.login.as_deref(),
+            size,
+            options.window,
+            options.seconds,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("relay_load: {error}");
@@ -193,7 +202,12 @@ fn main() -> ExitCode {
         };
     }
     if let Some(streams) = options.streams {
-        return match throughput(options.proxy, streams, options.seconds) {
+        return match throughput(
+            options.proxy,
+            options.login.as_deref(),
+            streams,
+            options.seconds,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("relay_load: {error}");
@@ -390,6 +404,59 @@ fn pingpong(
     Ok(())
 }
 
+/// A blocking control connection to the SOCKS5 `proxy`, greeted (logged in with `login` when
+/// given), after the request `command` for `address` was answered with success: the connection
+/// and the address of the reply.
+fn blocking_request(
+    proxy: SocketAddr,
+    login: Option<&(Vec<u8>, Vec<u8>)>,
+    command: u8,
+    address: SocketAddr,
+) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(proxy)?;
+    let method = if login.is_some() { 2 } else { 0 };
+    stream.write_all(&[5, 1, method])?;
+    let mut choice = [0u8; 2];
+    stream.read_exact(&mut choice)?;
+    if choice != [5, method] {
+        return Err(std::io::Error::other("method refused"));
+    }
+    if let Some((user, password)) = login {
+        // Lengths were checked when the options were parsed.
+        let mut message = vec![1, user.len() as u8];
+        message.extend_from_slice(user);
+        message.push(password.len() as u8);
+        message.extend_from_slice(password);
+        stream.write_all(&message)?;
+        let mut status = [0u8; 2];
+        stream.read_exact(&mut status)?;
+        if status[1] != 0 {
+            return Err(std::io::Error::other("login refused"));
+        }
+    }
+    let SocketAddr::V4(address) = address else {
+        return Err(std::io::Error::other("the request's address is not IPv4"));
+    };
+    let mut request = vec![5, command, 0, 1];
+    request.extend_from_slice(&address.ip().octets());
+    request.extend_from_slice(&address.port().to_be_bytes());
+    stream.write_all(&request)?;
+    let mut reply = [0u8; 10];
+    stream.read_exact(&mut reply)?;
+    if reply[1] != 0 || reply[3] != 1 {
+        return Err(std::io::Error::other(format!(
+            "reply {} to command {command}",
+            reply[1]
+        )));
+    }
+    let bound = SocketAddr::from((
+        [reply[4], reply[5], reply[6], reply[7]],
+        u16::from_be_bytes([reply[8], reply[9]]),
+    ));
+    Ok((stream, bound))
+}
+
 /// A blocking session to `target`, through the SOCKS5 `proxy` when given (logging in with
 /// `login`).
 fn blocking_session(
@@ -397,51 +464,20 @@ fn blocking_session(
     login: Option<&(Vec<u8>, Vec<u8>)>,
     target: SocketAddr,
 ) -> std::io::Result<std::net::TcpStream> {
-    use std::io::{Read, Write};
     Ok(match proxy {
         None => std::net::TcpStream::connect(target)?,
-        Some(proxy) => {
-            let mut stream = std::net::TcpStream::connect(proxy)?;
-            let method = if login.is_some() { 2 } else { 0 };
-            stream.write_all(&[5, 1, method])?;
-            let mut choice = [0u8; 2];
-            stream.read_exact(&mut choice)?;
-            if choice != [5, method] {
-                return Err(std::io::Error::other("method refused"));
-            }
-            if let Some((user, password)) = login {
-                // Lengths were checked when the options were parsed.
-                let mut message = vec![1, user.len() as u8];
-                message.extend_from_slice(user);
-                message.push(password.len() as u8);
-                message.extend_from_slice(password);
-                stream.write_all(&message)?;
-                let mut status = [0u8; 2];
-                stream.read_exact(&mut status)?;
-                if status[1] != 0 {
-                    return Err(std::io::Error::other("login refused"));
-                }
-            }
-            let SocketAddr::V4(target) = target else {
-                return Err(std::io::Error::other("the target is not IPv4"));
-            };
-            let mut request = vec![5, 1, 0, 1];
-            request.extend_from_slice(&target.ip().octets());
-            request.extend_from_slice(&target.port().to_be_bytes());
-            stream.write_all(&request)?;
-            let mut reply = [0u8; 10];
-            stream.read_exact(&mut reply)?;
-            if reply[1] != 0 {
-                return Err(std::io::Error::other(format!("CONNECT reply {}", reply[1])));
-            }
-            stream
-        }
+        Some(proxy) => blocking_request(proxy, login, 1, target)?.0,
     })
 }
 
 /// The throughput mode: `streams` sessions each writing 256 KiB chunks for `seconds` to a sink
 /// thread per session; prints the bytes per second the sinks received.
-fn throughput(proxy: Option<SocketAddr>, streams: usize, seconds: f64) -> std::io::Result<()> {
+fn throughput(
+    proxy: Option<SocketAddr>,
+    login: Option<&(Vec<u8>, Vec<u8>)>,
+    streams: usize,
+    seconds: f64,
+) -> std::io::Result<()> {
     use std::io::{Read, Write};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -466,7 +502,7 @@ fn throughput(proxy: Option<SocketAddr>, streams: usize, seconds: f64) -> std::i
     });
     let mut sessions = Vec::with_capacity(streams);
     for _ in 0..streams {
-        sessions.push(blocking_session(proxy, None, sink)?);
+        sessions.push(blocking_session(proxy, login, sink)?);
     }
     let started = Instant::now();
     let stop = started + Duration::from_secs_f64(seconds);
@@ -502,11 +538,11 @@ fn throughput(proxy: Option<SocketAddr>, streams: usize, seconds: f64) -> std::i
 /// 200 ms) is counted and replaced.
 fn udp_round_trips(
     proxy: Option<SocketAddr>,
+    login: Option<&(Vec<u8>, Vec<u8>)>,
     size: usize,
     window: usize,
     seconds: f64,
 ) -> std::io::Result<()> {
-    use std::io::{Read, Write};
     let echo = std::net::UdpSocket::bind("127.0.0.1:0")?;
     let echo_address = echo.local_addr()?;
     std::thread::spawn(move || {
@@ -522,32 +558,7 @@ fn udp_round_trips(
     let destination = match proxy {
         None => echo_address,
         Some(proxy) => {
-            let mut control = std::net::TcpStream::connect(proxy)?;
-            control.write_all(&[5, 1, 0])?;
-            let mut choice = [0u8; 2];
-            control.read_exact(&mut choice)?;
-            if choice != [5, 0] {
-                return Err(std::io::Error::other("method refused"));
-            }
-            let SocketAddr::V4(local) = socket.local_addr()? else {
-                return Err(std::io::Error::other("the client socket is not IPv4"));
-            };
-            let mut request = vec![5, 3, 0, 1];
-            request.extend_from_slice(&local.ip().octets());
-            request.extend_from_slice(&local.port().to_be_bytes());
-            control.write_all(&request)?;
-            let mut reply = [0u8; 10];
-            control.read_exact(&mut reply)?;
-            if reply[1] != 0 || reply[3] != 1 {
-                return Err(std::io::Error::other(format!(
-                    "UDP ASSOCIATE reply {}",
-                    reply[1]
-                )));
-            }
-            let relay = SocketAddr::from((
-                [reply[4], reply[5], reply[6], reply[7]],
-                u16::from_be_bytes([reply[8], reply[9]]),
-            ));
+            let (control, relay) = blocking_request(proxy, login, 3, socket.local_addr()?)?;
             let SocketAddr::V4(echo_v4) = echo_address else {
                 return Err(std::io::Error::other("the echo is not IPv4"));
             };
