@@ -295,6 +295,27 @@ async fn run(options: Options) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The RFC 1929 login message for `(user, password)` (lengths were checked when the options
+/// were parsed).
+fn login_message((user, password): &(Vec<u8>, Vec<u8>)) -> Vec<u8> {
+    let mut message = vec![1, user.len() as u8];
+    message.extend_from_slice(user);
+    message.push(password.len() as u8);
+    message.extend_from_slice(password);
+    message
+}
+
+/// The SOCKS5 request `command` for the IPv4 `address`.
+fn request_message(command: u8, address: SocketAddr) -> std::io::Result<Vec<u8>> {
+    let SocketAddr::V4(address) = address else {
+        return Err(std::io::Error::other("the request's address is not IPv4"));
+    };
+    let mut request = vec![5, command, 0, 1];
+    request.extend_from_slice(&address.ip().octets());
+    request.extend_from_slice(&address.port().to_be_bytes());
+    Ok(request)
+}
+
 /// Open (through `proxy` when given, logging in with `login`), echo one byte, close.
 async fn one_connection(
     proxy: Option<SocketAddr>,
@@ -313,26 +334,15 @@ async fn one_connection(
             if choice != [5, method] {
                 return Err(std::io::Error::other("method refused"));
             }
-            if let Some((user, password)) = login {
-                // Lengths were checked when the options were parsed.
-                let mut message = vec![1, user.len() as u8];
-                message.extend_from_slice(user);
-                message.push(password.len() as u8);
-                message.extend_from_slice(password);
-                stream.write_all(&message).await?;
+            if let Some(login) = login {
+                stream.write_all(&login_message(login)).await?;
                 let mut status = [0u8; 2];
                 stream.read_exact(&mut status).await?;
                 if status[1] != 0 {
                     return Err(std::io::Error::other("login refused"));
                 }
             }
-            let SocketAddr::V4(echo) = echo else {
-                return Err(std::io::Error::other("echo server is not IPv4"));
-            };
-            let mut request = vec![5, 1, 0, 1];
-            request.extend_from_slice(&echo.ip().octets());
-            request.extend_from_slice(&echo.port().to_be_bytes());
-            stream.write_all(&request).await?;
+            stream.write_all(&request_message(1, echo)?).await?;
             let mut reply = [0u8; 10];
             stream.read_exact(&mut reply).await?;
             if let [_, code, ..] = reply
@@ -422,26 +432,15 @@ fn blocking_request(
     if choice != [5, method] {
         return Err(std::io::Error::other("method refused"));
     }
-    if let Some((user, password)) = login {
-        // Lengths were checked when the options were parsed.
-        let mut message = vec![1, user.len() as u8];
-        message.extend_from_slice(user);
-        message.push(password.len() as u8);
-        message.extend_from_slice(password);
-        stream.write_all(&message)?;
+    if let Some(login) = login {
+        stream.write_all(&login_message(login))?;
         let mut status = [0u8; 2];
         stream.read_exact(&mut status)?;
         if status[1] != 0 {
             return Err(std::io::Error::other("login refused"));
         }
     }
-    let SocketAddr::V4(address) = address else {
-        return Err(std::io::Error::other("the request's address is not IPv4"));
-    };
-    let mut request = vec![5, command, 0, 1];
-    request.extend_from_slice(&address.ip().octets());
-    request.extend_from_slice(&address.port().to_be_bytes());
-    stream.write_all(&request)?;
+    stream.write_all(&request_message(command, address)?)?;
     let mut reply = [0u8; 10];
     stream.read_exact(&mut reply)?;
     if reply[1] != 0 || reply[3] != 1 {
