@@ -82,12 +82,27 @@ def job_args(client, seeder, action):
     return dict(client=client, seeder=seeder, action=action)
 
 
+def selected_jobs(request):
+    """The (client, seeder, action) runs the selected tests of this module need (all of them
+    without `-k`): a selection of one cell runs one scenario, not the whole matrix."""
+    wanted = set()
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        if item.module is not request.module or callspec is None:
+            continue
+        action = "block" if item.originalname.endswith("blocked_on_defaults") else "allow"
+        wanted.add((callspec.params["client"], callspec.params["seeder"], action))
+    return wanted
+
+
 @pytest.fixture(scope="module")
-def matrix(netns):  # noqa: F811
-    """Every cell, blocked and allowed, and the round-trip runs (blocked):
+def matrix(netns, request):  # noqa: F811
+    """Every selected cell, blocked and allowed, and the round-trip runs (blocked):
     {(client, seeder, action): result}."""
     jobs = [(client, seeder, action) for client, seeder in CELLS for action in ("block", "allow")]
     jobs += [(ROUND_TRIP, seeder, "block") for seeder in SEEDERS]
+    wanted = selected_jobs(request)
+    jobs = [job for job in jobs if job in wanted]
     with ThreadPoolExecutor(max_workers=JOBS) as pool:
         results = pool.map(lambda job: run_scenario(netns, job_args(*job)), jobs)
         return dict(zip(jobs, results))
