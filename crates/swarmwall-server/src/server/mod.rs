@@ -47,6 +47,7 @@ pub mod signals;
 mod splice;
 mod udp;
 mod udp_batch;
+mod udp_socket;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

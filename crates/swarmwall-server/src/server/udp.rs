@@ -15,7 +15,7 @@
 //! out together, without a copy or an allocation per datagram.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
 use swarmwall_core::classify::{BtForm, Direction, FlowContext, UdpFlow, Verdict};
@@ -23,13 +23,14 @@ use swarmwall_core::socks5::{
     Address, AddressRef, Error as Socks5Error, Reply, UdpHeader, UdpHeaderRef,
 };
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 
 use super::context::{SessionContext, send_reply};
 use super::enforce::{self, enforce_destination_name, strike};
 use super::idle::Activity;
 use super::refusal::Refusal;
 use super::udp_batch::{DatagramBatch, Sent};
+use super::udp_socket::DatagramSocket;
 use crate::metrics::{DatagramLabels, DirectionLabels, VerdictLabels};
 use crate::policy::{PolicyDecision, TrafficAction};
 use crate::sharded_counter::ShardedCounter;
@@ -45,9 +46,7 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
     let Ok(local) = control.local_addr() else {
         return;
     };
-    let relay = match UdpSocket::bind(SocketAddr::new(local.ip(), 0))
-        .await
-        .and_then(outside_reserve)
+    let relay = match DatagramSocket::bind(SocketAddr::new(local.ip(), 0)).and_then(outside_reserve)
     {
         Ok(socket) => socket,
         Err(error) => {
@@ -57,7 +56,7 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
             return;
         }
     };
-    let outbound = match bind_outbound().await.and_then(outside_reserve) {
+    let outbound = match bind_outbound().and_then(outside_reserve) {
         Ok(socket) => socket,
         Err(error) => {
             context.refused(Refusal::BindFailed);
@@ -109,8 +108,8 @@ struct Flow {
 
 struct Association<'a> {
     context: &'a SessionContext,
-    relay: UdpSocket,
-    outbound: UdpSocket,
+    relay: DatagramSocket,
+    outbound: DatagramSocket,
     client_ip: IpAddr,
     client_port: Option<u16>,
     flows: HashMap<SocketAddr, Flow>,
@@ -585,7 +584,7 @@ impl Association<'_> {
 }
 
 /// The outbound socket: dual-stack `[::]:0` when possible, else `0.0.0.0:0`.
-async fn bind_outbound() -> std::io::Result<UdpSocket> {
+fn bind_outbound() -> std::io::Result<DatagramSocket> {
     let dual = (|| {
         let socket = socket2::Socket::new(
             socket2::Domain::IPV6,
@@ -595,16 +594,16 @@ async fn bind_outbound() -> std::io::Result<UdpSocket> {
         socket.set_only_v6(false)?;
         socket.set_nonblocking(true)?;
         socket.bind(&SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0).into())?;
-        UdpSocket::from_std(socket.into())
+        DatagramSocket::new(socket.into())
     })();
     match dual {
         Ok(socket) => Ok(socket),
-        Err(_) => UdpSocket::bind("0.0.0.0:0").await,
+        Err(_) => DatagramSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)),
     }
 }
 
 /// `socket`, unless its descriptor lies in the admin listener's reserve.
-fn outside_reserve(socket: UdpSocket) -> std::io::Result<UdpSocket> {
+fn outside_reserve(socket: DatagramSocket) -> std::io::Result<DatagramSocket> {
     super::fd_reserve::check(&socket).map(|()| socket)
 }
 

@@ -24,8 +24,7 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use super::udp_socket::DatagramSocket;
 
 /// Most datagrams received or sent per system call.
 pub(super) const BATCH: usize = 32;
@@ -130,11 +129,11 @@ impl DatagramBatch {
     /// when none is queued (the socket's readiness is then cleared). A short batch also
     /// clears the readiness: the queue was empty when the kernel returned, and a datagram that
     /// arrives later raises a new edge-triggered event, so the next wait sees it.
-    pub(super) fn try_recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    pub(super) fn try_recv(&mut self, socket: &DatagramSocket) -> io::Result<usize> {
         self.received = 0;
         self.queued = 0;
         let mut received = 0;
-        let result = socket.try_io(Interest::READABLE, || {
+        let result = socket.try_read(|| {
             received = self.recv_raw(socket)?;
             if received < BATCH {
                 return Err(io::ErrorKind::WouldBlock.into());
@@ -195,13 +194,13 @@ impl DatagramBatch {
     /// Send every queued datagram on `socket` (`sendmmsg`, waiting while the socket's buffer
     /// is full). A datagram the kernel refuses (e.g. no route) is skipped, as a lone `send_to`
     /// error would be; the rest still go out, in order.
-    pub(super) async fn flush(&mut self, socket: &UdpSocket) -> Sent {
+    pub(super) async fn flush(&mut self, socket: &DatagramSocket) -> Sent {
         let mut sent = Sent::default();
         let mut next = 0;
         // Cleared for the rest of this flush once the kernel refuses a run with offload.
         let mut segment = true;
         while next < self.queued {
-            match socket.try_io(Interest::WRITABLE, || self.send_raw(socket, next, segment)) {
+            match self.send_raw(socket, next, segment) {
                 Ok(count) => {
                     for entry in self.queue.get(next..next + count).unwrap_or_default() {
                         sent.datagrams += 1;
@@ -226,7 +225,7 @@ impl DatagramBatch {
     }
 
     /// One `recvmmsg` into the slots: the count received.
-    fn recv_raw(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    fn recv_raw(&mut self, socket: &DatagramSocket) -> io::Result<usize> {
         let mut names = [MaybeUninit::<libc::sockaddr_storage>::uninit(); BATCH];
         // SAFETY: an all-zero `iovec`/`mmsghdr` is valid (null pointers, zero lengths).
         let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
@@ -313,7 +312,7 @@ impl DatagramBatch {
 
     /// One `sendmmsg` of queue entries `first..` (runs of one destination and size as one
     /// message each when `segment`): the count of entries the kernel took.
-    fn send_raw(&self, socket: &UdpSocket, first: usize, segment: bool) -> io::Result<usize> {
+    fn send_raw(&self, socket: &DatagramSocket, first: usize, segment: bool) -> io::Result<usize> {
         let pending = self.queue.get(first..self.queued).unwrap_or_default();
         // SAFETY: as in `recv_raw` (all-zero iovecs, headers and control buffers are valid).
         let mut iovecs: [[libc::iovec; 2]; BATCH] = unsafe { std::mem::zeroed() };
@@ -433,10 +432,13 @@ mod tests {
 
     use super::*;
 
+    /// Any free port on the IPv4 loopback.
+    const LOOPBACK: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
+
     #[tokio::test]
     async fn batches_receive_whole_datagrams_and_send_them_on_in_order() {
-        let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let outbound = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let receiver = DatagramSocket::bind(LOOPBACK).unwrap();
+        let outbound = DatagramSocket::bind(LOOPBACK).unwrap();
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sink.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -507,7 +509,7 @@ mod tests {
     /// destination `route` picks by its index, with `header` in front of every odd one.
     async fn receive_and_queue(
         batch: &mut DatagramBatch,
-        receiver: &UdpSocket,
+        receiver: &DatagramSocket,
         datagrams: &[Vec<u8>],
         header: &[u8],
         route: impl Fn(usize) -> SocketAddr,
@@ -533,8 +535,8 @@ mod tests {
     /// datagrams of a run arrive whole, separate and in order, as sent one by one.
     #[tokio::test]
     async fn runs_of_one_destination_and_size_leave_as_the_same_datagrams() {
-        let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let outbound = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let receiver = DatagramSocket::bind(LOOPBACK).unwrap();
+        let outbound = DatagramSocket::bind(LOOPBACK).unwrap();
         let sinks: Vec<_> = (0..2)
             .map(|_| {
                 let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -596,8 +598,8 @@ mod tests {
     /// checksums, which offload requires), the same datagrams go out one by one.
     #[tokio::test]
     async fn a_run_refused_with_offload_is_sent_datagram_by_datagram() {
-        let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let outbound = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let receiver = DatagramSocket::bind(LOOPBACK).unwrap();
+        let outbound = DatagramSocket::bind(LOOPBACK).unwrap();
         let no_checksum: libc::c_int = 1;
         // SAFETY: a valid socket and a c_int option value of the given length.
         let set = unsafe {
