@@ -430,10 +430,8 @@ unsafe fn socket_address(
 mod tests {
     use std::time::Duration;
 
+    use super::super::udp_socket::LOOPBACK;
     use super::*;
-
-    /// Any free port on the IPv4 loopback.
-    const LOOPBACK: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
 
     #[tokio::test]
     async fn batches_receive_whole_datagrams_and_send_them_on_in_order() {

@@ -78,14 +78,18 @@ impl AsRawFd for DatagramSocket {
     }
 }
 
+/// Any free port on the IPv4 loopback (for tests binding a [`DatagramSocket`]).
+#[cfg(test)]
+pub(super) const LOOPBACK: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    0,
+));
+
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, SocketAddrV4};
     use std::time::Duration;
 
     use super::*;
-
-    const LOOPBACK: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
 
     /// The write wait registers a duplicate descriptor for as long as it lasts: it resolves
     /// while the buffer has room, again and again, and reading still works afterwards.

@@ -371,10 +371,8 @@ fn split(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
 /// block is held, so the client never holds a complete block (docs/detection.md).
 fn coalesced(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
     let pending = if finished { Exact::No } else { Exact::Pending };
-    match coalesced_prefix(flights, c2s, finished) {
-        None => return pending,
-        Some(false) => return Exact::No,
-        Some(true) => {}
+    if let Err(early) = coalesced_prefix(flights, c2s, finished) {
+        return early;
     }
     let [_, _, _, _, l5, l6, ..] = flights.len;
     if l5 < FIRST_REQUEST {
@@ -438,26 +436,33 @@ fn bare_reply(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
 /// Flights 3 to 5 of the coalesced layout with the initiator's first messages over: flight 3
 /// of 124 + PadC, flight 4 of 82 ..= [`COALESCED_FLIGHT4_MAX`] (the responder's handshake
 /// and first messages), flight 5 of [`FIRST_MESSAGE`] ..= [`COALESCED_FLIGHT5_MAX`], not text.
-/// `Some(false)` when the sizes already rule it out, `None` while flight 5 can still grow.
-fn coalesced_prefix(flights: &Flights, c2s: &[u8], finished: bool) -> Option<bool> {
+/// `Ok` when they are; else the verdict to give meanwhile: `Err(Exact::No)` when the sizes
+/// rule it out, `Err(Exact::Pending)` while flight 5 can still grow (`Exact::No` once the flow
+/// is `finished`).
+fn coalesced_prefix(flights: &Flights, c2s: &[u8], finished: bool) -> Result<(), Exact> {
+    let pending = if finished { Exact::No } else { Exact::Pending };
     let [l1, _, l3, l4, l5, ..] = flights.len;
     if !(STEP3_WITH_IA..=STEP3_WITH_IA + PAD_MAX).contains(&l3) || l4 > COALESCED_FLIGHT4_MAX {
-        return Some(false);
+        return Err(Exact::No);
     }
     if flights.count < 5 {
-        return None;
+        return Err(pending);
     }
     if l4 < STEP4_MIN + HANDSHAKE_LEN || l5 > COALESCED_FLIGHT5_MAX {
-        return Some(false);
+        return Err(Exact::No);
     }
     let s5 = flight_stats(c2s, l1 + l3, l5, HANDSHAKE_LEN as u16);
     if s5.early_fail() {
-        return Some(false);
+        return Err(Exact::No);
     }
     if flights.count == 5 && !finished {
-        return None;
+        return Err(pending);
     }
-    Some(l5 >= FIRST_MESSAGE && s5.not_text())
+    if l5 >= FIRST_MESSAGE && s5.not_text() {
+        Ok(())
+    } else {
+        Err(Exact::No)
+    }
 }
 
 /// A seeder that answers a coalesced flight 3 with its handshake and first messages (flight
@@ -472,10 +477,8 @@ fn coalesced_prefix(flights: &Flights, c2s: &[u8], finished: bool) -> Option<boo
 /// next, which the proxy holds): before any piece.
 fn control_message(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
     let pending = if finished { Exact::No } else { Exact::Pending };
-    match coalesced_prefix(flights, c2s, finished) {
-        None => return pending,
-        Some(false) => return Exact::No,
-        Some(true) => {}
+    if let Err(early) = coalesced_prefix(flights, c2s, finished) {
+        return early;
     }
     for n in 6..=CONTROL_WINDOW_END {
         if flights.count < n {
@@ -500,7 +503,7 @@ fn control_message(flights: &Flights, c2s: &[u8], finished: bool) -> Exact {
 /// [`CONTROL_WINDOW_END`].
 pub(super) fn control_window_open(flights: &Flights, c2s: &[u8]) -> bool {
     flights.count < CONTROL_WINDOW_END
-        && coalesced_prefix(flights, c2s, true) == Some(true)
+        && coalesced_prefix(flights, c2s, true).is_ok()
         && flights
             .len
             .get(5..usize::from(flights.count))
