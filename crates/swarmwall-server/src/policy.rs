@@ -25,23 +25,13 @@
 
 pub mod host_addresses;
 
-use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use swarmwall_core::classify::{BtForm, DestinationKind, KnownDestinations, MseStrictness};
 
+use crate::config::normalized_domain;
 pub use crate::config::{TrafficAction, normalize_domain};
-
-/// [`normalize_domain`] without an allocation when the name is already in normal form (the
-/// UDP relay checks a name per datagram).
-fn normalized(domain: &str) -> Cow<'_, str> {
-    if domain.ends_with('.') || domain.bytes().any(|byte| byte.is_ascii_uppercase()) {
-        Cow::Owned(normalize_domain(domain))
-    } else {
-        Cow::Borrowed(domain)
-    }
-}
 
 use crate::config::{
     AccountPolicy, ConfigError, FormActions, MseStrictnessSetting, PolicyConfig, PortRange,
@@ -158,7 +148,7 @@ impl DestinationPolicy {
     /// Rules that name networks cannot be decided before resolution and are skipped here;
     /// [`Self::check_address`] is the authoritative check.
     pub fn check_domain(&self, domain: &str, port: u16) -> PolicyDecision {
-        let domain = normalized(domain);
+        let domain = normalized_domain(domain);
         for rule in &self.rules {
             if !rule.networks.is_empty() {
                 continue;
@@ -179,7 +169,7 @@ impl DestinationPolicy {
     pub fn check_address(&self, address: SocketAddr, domain: Option<&str>) -> PolicyDecision {
         let ip = address.ip();
         let canonical = ip.to_canonical();
-        let domain = domain.map(normalized);
+        let domain = domain.map(normalized_domain);
         let guard = if is_guarded(ip) {
             Some(DenyReason::LateralMovement)
         } else if is_own_address(ip) {

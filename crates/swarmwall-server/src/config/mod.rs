@@ -21,6 +21,7 @@ pub use admin::{AdminConfig, LogFormat, check_listen_address};
 pub use policy::{
     AccountPolicy, DestinationRule, FormActions, MseStrictnessSetting, PolicyConfig,
     PolicyFieldError, PortRange, RuleAction, StrikesSettings, TrafficAction, normalize_domain,
+    normalized_domain,
 };
 pub use security::{SecurityConfig, argon2_cost_is_weak};
 pub use server::{FastPath, RuntimeLayout, ServerConfig};

@@ -30,6 +30,16 @@ pub fn normalize_domain(domain: &str) -> String {
     domain.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// [`normalize_domain`] without an allocation when the name is already in normal form (the
+/// UDP relay checks a name per datagram).
+pub fn normalized_domain(domain: &str) -> std::borrow::Cow<'_, str> {
+    if domain.ends_with('.') || domain.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(normalize_domain(domain))
+    } else {
+        std::borrow::Cow::Borrowed(domain)
+    }
+}
+
 /// `[policy]` keys (see docs/configuration.md).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -521,6 +531,31 @@ mod tests {
     use std::path::Path;
 
     use crate::config::Config;
+
+    /// A name already in normal form is borrowed; any other comes out as `normalize_domain`
+    /// makes it.
+    #[test]
+    fn normalized_domain_borrows_only_names_already_normal() {
+        use std::borrow::Cow;
+        assert!(matches!(
+            super::normalized_domain("tracker.example"),
+            Cow::Borrowed("tracker.example")
+        ));
+        for name in [
+            "Tracker.Example",
+            "tracker.example.",
+            "TRACKER.EXAMPLE..",
+            "",
+        ] {
+            let normalized = super::normalized_domain(name);
+            assert_eq!(normalized, super::normalize_domain(name), "{name}");
+            assert_eq!(
+                matches!(normalized, Cow::Owned(_)),
+                !name.is_empty(),
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn full_policy_section_parses() {
