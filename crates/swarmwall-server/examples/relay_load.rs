@@ -13,7 +13,9 @@
 //! given) to a blocking echo thread in this process; `--rounds` request/response exchanges of
 //! SIZE bytes, each timed; prints `{"size": S, "rounds": N, "p50_us": A, "p99_us": B}`. Pin the
 //! process and the proxy to the same core to measure the wake-ups and thread hops of the small
-//! message path (each hop is a context switch there, as on a loaded server).
+//! message path (each hop is a context switch there, as on a loaded server). `--echo-core N`
+//! pins the echo thread to core N (direct loopback between two cores: the host's cross-core
+//! wake-up cost).
 //!
 //! With `--streams N` it measures bulk throughput instead: N sessions (through the proxy when
 //! given) to a sink in this process, each sending 256 KiB writes from its own thread for
@@ -58,6 +60,9 @@ struct Options {
     pingpong: Option<usize>,
     /// Exchanges timed in the latency mode.
     rounds: usize,
+    /// Core the latency mode's echo thread is pinned to (`--echo-core`; default: where this
+    /// process runs).
+    echo_core: Option<usize>,
     /// Sessions of the throughput mode (`--streams`).
     streams: Option<usize>,
     /// Datagram size of the UDP mode (`--udp`).
@@ -74,6 +79,7 @@ fn parse_options() -> Result<Options, String> {
         login: None,
         pingpong: None,
         rounds: 20_000,
+        echo_core: None,
         streams: None,
         udp: None,
         window: 1,
@@ -143,6 +149,13 @@ fn parse_options() -> Result<Options, String> {
                     return Err("--rounds must be in 100..=10000000".into());
                 }
             }
+            "--echo-core" => {
+                options.echo_core = Some(
+                    value
+                        .parse()
+                        .map_err(|error| format!("--echo-core {value}: {error}"))?,
+                );
+            }
             "--user" => user = Some(value.into_bytes()),
             "--password" => password = Some(value.into_bytes()),
             other => return Err(format!("unknown option {other}")),
@@ -178,6 +191,7 @@ fn main() -> ExitCode {
             options.login.as_deref(),
             size,
             options.rounds,
+            options.echo_core,
         ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -360,6 +374,35 @@ async fn one_connection(
     Ok(())
 }
 
+/// Refuses a core the host does not have (before the echo thread needs it).
+fn check_core(core: usize) -> std::io::Result<()> {
+    if core >= libc::CPU_SETSIZE as usize || core >= core_count() {
+        return Err(std::io::Error::other(format!(
+            "--echo-core {core}: no such core"
+        )));
+    }
+    Ok(())
+}
+
+/// Cores the host has online (`available_parallelism` counts only those of this process's
+/// affinity, which `taskset` narrows).
+fn core_count() -> usize {
+    // SAFETY: sysconf reads a constant of the running system.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(online).unwrap_or(1)
+}
+
+/// Pins the calling thread to `core` (best effort: a refused affinity leaves it where it is).
+fn pin_this_thread(core: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it (core was checked
+    // against CPU_SETSIZE); sched_setaffinity(0, ...) applies to the calling thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 /// The latency mode: `rounds` timed exchanges of `size` bytes on one session (blocking I/O, an
 /// echo thread in this process), after 1,000 untimed ones (the proxy's inspect phase ends
 /// within its byte budget, so the timed rounds measure the fast path).
@@ -368,11 +411,18 @@ fn pingpong(
     login: Option<&(Vec<u8>, Vec<u8>)>,
     size: usize,
     rounds: usize,
+    echo_core: Option<usize>,
 ) -> std::io::Result<()> {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let echo = listener.local_addr()?;
+    if let Some(core) = echo_core {
+        check_core(core)?;
+    }
     std::thread::spawn(move || {
+        if let Some(core) = echo_core {
+            pin_this_thread(core);
+        }
         let Ok((mut stream, _)) = listener.accept() else {
             return;
         };
