@@ -14,7 +14,8 @@
 #   2. the same with the proxy on core 0 and the client and echo on core 1 (every hop between
 #      the two cores a cross-core wake-up); direct here has its echo thread on core 0, so it
 #      pays the host's cross-core cost once each way;
-#   3. bulk throughput, 1 and 16 streams, proxy on core 0, client and sink on core 1.
+#   3. bulk throughput, 1 and 16 streams, proxy on core 0, client and sink on core 1 (and
+#      direct with the sink on core 0: direct loopback across the two cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,16 +75,21 @@ for run in $(seq "$RUNS"); do
     pin_proxies 0
     for target in "${targets[@]}"; do
         read -r name addr <<< "$target"
-        proxy=(--echo-core 0)
+        proxy=(--peer-core 0)
         [ "$addr" = - ] || proxy=(--proxy "$addr")
         echo "cross-core $name $(taskset -c 1 "$LOAD_BIN" --pingpong 64 --rounds "$ROUNDS" \
             "${proxy[@]}" | json_field p50_us p99_us)" >> "$work/samples"
         for streams in 1 16; do
-            proxy=()
-            [ "$addr" = - ] || proxy=(--proxy "$addr")
-            echo "streams-$streams $name $(taskset -c 1 "$LOAD_BIN" --streams "$streams" \
-                --seconds "$SECONDS_PER_TEST" "${proxy[@]}" | json_field bytes_per_second) 0" \
-                >> "$work/samples"
+            runs=("$name")
+            [ "$addr" != - ] || runs+=("direct-cross-core")
+            for row in "${runs[@]}"; do
+                proxy=()
+                [ "$addr" = - ] || proxy=(--proxy "$addr")
+                [ "$row" != direct-cross-core ] || proxy=(--peer-core 0)
+                echo "streams-$streams $row $(taskset -c 1 "$LOAD_BIN" --streams "$streams" \
+                    --seconds "$SECONDS_PER_TEST" "${proxy[@]}" | json_field bytes_per_second) 0" \
+                    >> "$work/samples"
+            done
         done
     done
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # UDP ASSOCIATE round trips in the relay layout: each proxy pinned to core PROXY_CORE, the load
 # generator (client and echo thread, `relay_load --udp`) pinned to core CLIENT_CORE. Targets
-# side by side: direct UDP (no proxy), swarmwall with the default configuration (inspection
+# side by side: direct UDP (no proxy), direct with the echo thread on PROXY_CORE (the host's own
+# cost of crossing cores), swarmwall with the default configuration (inspection
 # on), the same with a customer account (the association's control connection logs in),
 # swarmwall with `udp_busy_poll = BUSY_POLL` (default 50us) and danted when installed.
 # For each WINDOWS entry (datagrams in flight on one association): round trips per second,
@@ -32,7 +33,7 @@ LOAD_BIN=${LOAD_BIN:-target/release/examples/relay_load}
 . scripts/bench-common.sh
 
 # NAME ADDRESS PID [USER PASSWORD], one per entry ("-" = no proxy).
-targets=("direct - -")
+targets=("direct - -" "direct-cross-core - -")
 start_swarmwall() { # NAME [SERVER_KEY_LINE [ACCOUNTS_FILE "USER PASSWORD"]]
     printf '[server]\n%s\n' "${2:-}" > "$work/$1.toml"
     local accounts=()
@@ -66,6 +67,7 @@ for run in $(seq "$RUNS"); do
             read -r name addr _ user pass <<< "$target"
             args=(--udp "$UDP_SIZE" --window "$window" --seconds "$UDP_SECONDS")
             [ "$addr" = - ] || args+=(--proxy "$addr")
+            [ "$name" != direct-cross-core ] || args+=(--peer-core "$PROXY_CORE")
             [ -z "$user" ] || args+=(--user "$user" --password "$pass")
             result=$(taskset -c "$CLIENT_CORE" "$LOAD_BIN" "${args[@]}" \
                 | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["round_trips_per_second"], r["lost"])') \

@@ -13,14 +13,16 @@
 //! given) to a blocking echo thread in this process; `--rounds` request/response exchanges of
 //! SIZE bytes, each timed; prints `{"size": S, "rounds": N, "p50_us": A, "p99_us": B}`. Pin the
 //! process and the proxy to the same core to measure the wake-ups and thread hops of the small
-//! message path (each hop is a context switch there, as on a loaded server). `--echo-core N`
-//! pins the echo thread to core N (direct loopback between two cores: the host's cross-core
-//! wake-up cost).
+//! message path (each hop is a context switch there, as on a loaded server).
 //!
 //! With `--streams N` it measures bulk throughput instead: N sessions (through the proxy when
 //! given) to a sink in this process, each sending 256 KiB writes from its own thread for
 //! `--seconds`; prints `{"streams": N, "seconds": S, "bytes_per_second": B}` (bytes the sink
 //! received).
+//!
+//! `--peer-core N` pins the echo thread (latency and UDP modes) or the sink threads (throughput
+//! mode) to core N: without `--proxy`, direct loopback between two cores (the host's own cost of
+//! crossing cores, the baseline for a proxy on another core than its clients).
 //!
 //! With `--udp SIZE` it measures UDP round trips: one UDP ASSOCIATE (or plain UDP without
 //! `--proxy`) to an echo thread in this process, `--window` datagrams of SIZE bytes in flight
@@ -60,9 +62,9 @@ struct Options {
     pingpong: Option<usize>,
     /// Exchanges timed in the latency mode.
     rounds: usize,
-    /// Core the latency mode's echo thread is pinned to (`--echo-core`; default: where this
-    /// process runs).
-    echo_core: Option<usize>,
+    /// Core the echo thread (latency, UDP) or the sink threads (throughput) are pinned to
+    /// (`--peer-core`; default: where this process runs).
+    peer_core: Option<usize>,
     /// Sessions of the throughput mode (`--streams`).
     streams: Option<usize>,
     /// Datagram size of the UDP mode (`--udp`).
@@ -79,7 +81,7 @@ fn parse_options() -> Result<Options, String> {
         login: None,
         pingpong: None,
         rounds: 20_000,
-        echo_core: None,
+        peer_core: None,
         streams: None,
         udp: None,
         window: 1,
@@ -149,12 +151,12 @@ fn parse_options() -> Result<Options, String> {
                     return Err("--rounds must be in 100..=10000000".into());
                 }
             }
-            "--echo-core" => {
-                options.echo_core = Some(
-                    value
-                        .parse()
-                        .map_err(|error| format!("--echo-core {value}: {error}"))?,
-                );
+            "--peer-core" => {
+                let core = value
+                    .parse()
+                    .map_err(|error| format!("--peer-core {value}: {error}"))?;
+                check_core(core)?;
+                options.peer_core = Some(core);
             }
             "--user" => user = Some(value.into_bytes()),
             "--password" => password = Some(value.into_bytes()),
@@ -191,7 +193,7 @@ fn main() -> ExitCode {
             options.login.as_deref(),
             size,
             options.rounds,
-            options.echo_core,
+            options.peer_core,
         ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -207,6 +209,7 @@ fn main() -> ExitCode {
             size,
             options.window,
             options.seconds,
+            options.peer_core,
         ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -221,6 +224,7 @@ fn main() -> ExitCode {
             options.login.as_deref(),
             streams,
             options.seconds,
+            options.peer_core,
         ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -374,12 +378,10 @@ async fn one_connection(
     Ok(())
 }
 
-/// Refuses a core the host does not have (before the echo thread needs it).
-fn check_core(core: usize) -> std::io::Result<()> {
+/// Refuses a core the host does not have.
+fn check_core(core: usize) -> Result<(), String> {
     if core >= libc::CPU_SETSIZE as usize || core >= core_count() {
-        return Err(std::io::Error::other(format!(
-            "--echo-core {core}: no such core"
-        )));
+        return Err(format!("--peer-core {core}: no such core"));
     }
     Ok(())
 }
@@ -411,16 +413,13 @@ fn pingpong(
     login: Option<&(Vec<u8>, Vec<u8>)>,
     size: usize,
     rounds: usize,
-    echo_core: Option<usize>,
+    peer_core: Option<usize>,
 ) -> std::io::Result<()> {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let echo = listener.local_addr()?;
-    if let Some(core) = echo_core {
-        check_core(core)?;
-    }
     std::thread::spawn(move || {
-        if let Some(core) = echo_core {
+        if let Some(core) = peer_core {
             pin_this_thread(core);
         }
         let Ok((mut stream, _)) = listener.accept() else {
@@ -526,6 +525,7 @@ fn throughput(
     login: Option<&(Vec<u8>, Vec<u8>)>,
     streams: usize,
     seconds: f64,
+    peer_core: Option<usize>,
 ) -> std::io::Result<()> {
     use std::io::{Read, Write};
     use std::sync::Arc;
@@ -539,6 +539,9 @@ fn throughput(
             let Ok(mut stream) = stream else { continue };
             let counting = Arc::clone(&counting);
             std::thread::spawn(move || {
+                if let Some(core) = peer_core {
+                    pin_this_thread(core);
+                }
                 let mut buffer = vec![0u8; 256 * 1024];
                 while let Ok(read) = stream.read(&mut buffer) {
                     if read == 0 {
@@ -591,10 +594,14 @@ fn udp_round_trips(
     size: usize,
     window: usize,
     seconds: f64,
+    peer_core: Option<usize>,
 ) -> std::io::Result<()> {
     let echo = std::net::UdpSocket::bind("127.0.0.1:0")?;
     let echo_address = echo.local_addr()?;
     std::thread::spawn(move || {
+        if let Some(core) = peer_core {
+            pin_this_thread(core);
+        }
         let mut buffer = [0u8; 65_536];
         while let Ok((read, source)) = echo.recv_from(&mut buffer) {
             let _ = echo.send_to(buffer.get(..read).unwrap_or_default(), source);
