@@ -89,6 +89,7 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
         named: HashSet::new(),
         blocked: 0,
         relayed_since_touch: false,
+        batch_received: Instant::now(),
         outbound_v6,
         relayed: RelayedCounters::new(context),
         wrapped: Vec::with_capacity(32),
@@ -121,6 +122,9 @@ struct Association<'a> {
     blocked: u32,
     /// A datagram was relayed since the idle clock was last touched.
     relayed_since_touch: bool,
+    /// When the batch being handled was received: the time of every datagram in it (one clock
+    /// read per batch, not one per datagram).
+    batch_received: Instant,
     /// The outbound socket is IPv6 (targets are addressed as IPv4-mapped IPv6).
     outbound_v6: bool,
     /// Counters of relayed datagrams, looked up once per association.
@@ -263,6 +267,7 @@ impl Association<'_> {
         if batch.try_recv(socket).is_err() {
             return Next::Continue;
         }
+        self.batch_received = Instant::now();
         let mut next = Next::Continue;
         for index in 0..batch.received() {
             let Some((datagram, source)) = batch.datagram(index) else {
@@ -400,7 +405,7 @@ impl Association<'_> {
         payload: &[u8],
         create: bool,
     ) -> Verdict {
-        let now = Instant::now();
+        let now = self.batch_received;
         if !self.flows.contains_key(&remote) {
             if !create {
                 return Verdict::NeedMore;
