@@ -1,9 +1,56 @@
-//! Per-account session counting (`max_sessions_per_account`) and per-source handshake
-//! counting (`max_handshakes_per_source`). The global limit is a semaphore in the listener.
+//! Per-account session counting (`max_sessions_per_account`), per-source handshake counting
+//! (`max_handshakes_per_source`) and the process-wide budget of UDP datagrams held while
+//! their destination names resolve. The global session limit is a semaphore in the listener.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Bytes of UDP datagrams held, all associations together, while their destination names
+/// resolve (a lookup can take `connect_timeout`; the datagrams wait for it as exact-size
+/// copies, not in a receive batch). Past it, a datagram that would be held is dropped.
+pub(crate) const HELD_DATAGRAM_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// The process-wide count of held datagram bytes (at most [`HELD_DATAGRAM_BYTES_MAX`]).
+#[derive(Debug, Default)]
+pub(crate) struct HeldDatagramBytes {
+    held: AtomicUsize,
+}
+
+/// Bytes reserved in a [`HeldDatagramBytes`]; given back on drop.
+#[derive(Debug)]
+pub(crate) struct HeldBytes<'a> {
+    budget: &'a HeldDatagramBytes,
+    bytes: usize,
+}
+
+impl HeldDatagramBytes {
+    /// Reserve `bytes`, or `None` when the budget (`limit` bytes) cannot hold them.
+    pub(crate) fn reserve(&self, bytes: usize, limit: usize) -> Option<HeldBytes<'_>> {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|&total| total <= limit)
+            })
+            .ok()?;
+        Some(HeldBytes {
+            budget: self,
+            bytes,
+        })
+    }
+
+    /// Bytes reserved now.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for HeldBytes<'_> {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
 
 /// Connections still in the handshake per client network (IPv4 address, IPv6 /64). Entries
 /// are removed when their count drops to zero.
@@ -116,6 +163,35 @@ impl Drop for AccountSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_datagram_bytes_never_pass_the_limit_under_concurrency() {
+        let budget = HeldDatagramBytes::default();
+        let limit = 64 * 1024;
+        let most = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for round in 0..20_000usize {
+                        let size = 1 + round % 9_000;
+                        if let Some(reserved) = budget.reserve(size, limit) {
+                            most.fetch_max(budget.held(), Ordering::Relaxed);
+                            if round % 3 == 0 {
+                                std::thread::yield_now();
+                            }
+                            drop(reserved);
+                        }
+                    }
+                });
+            }
+        });
+        assert!(most.load(Ordering::Relaxed) <= limit);
+        assert_eq!(budget.held(), 0, "every reservation was given back");
+        let whole = budget.reserve(limit, limit).unwrap();
+        assert!(budget.reserve(1, limit).is_none());
+        drop(whole);
+        assert!(budget.reserve(1, limit).is_some());
+    }
 
     #[test]
     fn slots_are_limited_and_released() {

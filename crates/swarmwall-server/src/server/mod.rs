@@ -250,6 +250,8 @@ pub(crate) struct Shared {
     pub(crate) correlation: correlation::Correlation,
     pub(crate) account_sessions: limits::AccountSessions,
     pub(crate) handshakes: limits::SourceHandshakes,
+    /// UDP datagrams held while their destination names resolve, all associations together.
+    pub(crate) held_datagrams: limits::HeldDatagramBytes,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     /// The relayed byte counters (`swarmwall_bytes_total` by direction), the same for every
@@ -428,6 +430,7 @@ impl Server {
             correlation: correlation::Correlation::new(),
             account_sessions: limits::AccountSessions::default(),
             handshakes: limits::SourceHandshakes::default(),
+            held_datagrams: limits::HeldDatagramBytes::default(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             relay_bytes,

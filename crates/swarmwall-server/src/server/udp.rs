@@ -13,6 +13,15 @@
 //! Datagrams move in batches (`recvmmsg`/`sendmmsg`, [`super::udp_batch`]): each datagram of
 //! a batch is checked, classified and enforced on its own, in order, and the ones to relay go
 //! out together, without a copy or an allocation per datagram.
+//!
+//! A batch never waits for a name lookup: a client datagram addressed by a name not yet in the
+//! association's cache is held as an exact-size copy (at most 32 datagrams and 64 KiB per
+//! association, 16 MiB for the whole process; past that it is dropped and counted
+//! `dropped_resolving`), and once the batch is given back the names are looked up and the held
+//! datagrams relayed in order. A slow resolver (a lookup waits up to `connect_timeout`) thus
+//! pins no receive batch: before, each association waiting for a lookup held one, with every
+//! page its datagrams had touched (about 420 KB per association when flooded with large
+//! datagrams to names that never resolve).
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -28,6 +37,7 @@ use tokio::net::TcpStream;
 use super::context::{SessionContext, send_reply};
 use super::enforce::{self, enforce_destination_name, strike};
 use super::idle::Activity;
+use super::limits::{self, HeldBytes};
 use super::refusal::Refusal;
 use super::udp_batch::{DatagramBatch, Sent};
 use super::udp_socket::DatagramSocket;
@@ -39,6 +49,11 @@ use crate::sharded_counter::ShardedCounter;
 const MAX_NAMES: usize = 64;
 /// Most ports cached per resolved name.
 const MAX_PORTS_PER_NAME: usize = 8;
+/// Most bytes of datagrams one association holds while their destination names resolve
+/// (beside the process-wide [`limits::HELD_DATAGRAM_BYTES_MAX`]).
+const MAX_HELD_BYTES: usize = 64 * 1024;
+/// Most datagrams one association holds while their destination names resolve.
+const MAX_HELD_DATAGRAMS: usize = 32;
 
 /// Carry out a UDP ASSOCIATE request.
 pub(super) async fn run(context: &SessionContext, mut control: TcpStream, requested: &Address) {
@@ -90,11 +105,23 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
         blocked: 0,
         relayed_since_touch: false,
         batch_received: Instant::now(),
+        held: Vec::new(),
+        held_bytes: 0,
+        failed_lookups: Vec::new(),
         outbound_v6,
         relayed: RelayedCounters::new(context),
         wrapped: Vec::with_capacity(32),
     };
     association.run(&mut control).await;
+}
+
+/// A datagram from the client whose destination name was not resolved when its batch was
+/// handled: an exact-size copy, relayed once the batch is given back and the name resolved.
+struct HeldDatagram<'a> {
+    bytes: Box<[u8]>,
+    source: SocketAddr,
+    /// Its share of the process-wide budget, given back when it is relayed or dropped.
+    _reserved: HeldBytes<'a>,
 }
 
 /// Per-remote-endpoint state.
@@ -125,6 +152,14 @@ struct Association<'a> {
     /// When the batch being handled was received: the time of every datagram in it (one clock
     /// read per batch, not one per datagram).
     batch_received: Instant,
+    /// Datagrams waiting for their destination names to resolve, in arrival order: a lookup
+    /// never runs while a receive batch (32 slots of 64 KiB) is held.
+    held: Vec<HeldDatagram<'a>>,
+    /// Bytes in `held` (at most [`MAX_HELD_BYTES`]).
+    held_bytes: usize,
+    /// Names and ports whose lookup failed while relaying the held datagrams (each is looked
+    /// up once per round, not once per datagram).
+    failed_lookups: Vec<(String, u16)>,
     /// The outbound socket is IPv6 (targets are addressed as IPv4-mapped IPv6).
     outbound_v6: bool,
     /// Counters of relayed datagrams, looked up once per association.
@@ -179,6 +214,8 @@ enum Forward {
         destination: SocketAddr,
         wrapped: bool,
     },
+    /// Its destination name is not resolved yet: hold a copy and relay it after the batch.
+    Unresolved,
     /// Dropped (and counted).
     Drop,
     /// Dropped, and the association ends.
@@ -256,7 +293,10 @@ impl Association<'_> {
         let mut batch = DatagramBatch::take();
         let next = self.batch_in(side, &mut batch).await;
         batch.give_back();
-        next
+        match next {
+            Next::Continue if !self.held.is_empty() => self.relay_held().await,
+            next => next,
+        }
     }
 
     async fn batch_in(&mut self, side: Side, batch: &mut DatagramBatch) -> Next {
@@ -274,7 +314,10 @@ impl Association<'_> {
                 continue;
             };
             let forward = match side {
-                Side::Client => self.handle_client_datagram(datagram, source).await,
+                Side::Client => {
+                    self.handle_client_datagram(datagram, source, Resolution::Hold)
+                        .await
+                }
                 Side::Target => self.handle_target_datagram(datagram, source).await,
             };
             match forward {
@@ -286,6 +329,7 @@ impl Association<'_> {
                     let header: &[u8] = if wrapped { &self.wrapped } else { &[] };
                     batch.queue(index, offset, header, destination);
                 }
+                Forward::Unresolved => self.hold(datagram, source),
                 Forward::Drop => {}
                 Forward::TearDown => {
                     next = Next::TearDown;
@@ -315,7 +359,69 @@ impl Association<'_> {
             .inc();
     }
 
-    async fn handle_client_datagram(&mut self, datagram: &[u8], source: SocketAddr) -> Forward {
+    /// Keep an exact-size copy of a datagram whose destination name is being resolved, within
+    /// the association's and the process's budgets; past either it is dropped and counted.
+    fn hold(&mut self, datagram: &[u8], source: SocketAddr) {
+        let fits = self.held.len() < MAX_HELD_DATAGRAMS
+            && self.held_bytes + datagram.len() <= MAX_HELD_BYTES;
+        let reserved = fits
+            .then(|| {
+                self.context
+                    .shared
+                    .held_datagrams
+                    .reserve(datagram.len(), limits::HELD_DATAGRAM_BYTES_MAX)
+            })
+            .flatten();
+        let Some(reserved) = reserved else {
+            self.count("client_to_target", "dropped_resolving");
+            return;
+        };
+        self.held_bytes += datagram.len();
+        self.held.push(HeldDatagram {
+            bytes: datagram.into(),
+            source,
+            _reserved: reserved,
+        });
+    }
+
+    /// Relay the held datagrams, in order, now that no receive batch is held: each name is
+    /// looked up (once per name and port), then the datagram goes through the same checks as
+    /// any other and out of the outbound socket on its own.
+    async fn relay_held(&mut self) -> Next {
+        let held = std::mem::take(&mut self.held);
+        self.held_bytes = 0;
+        self.failed_lookups.clear();
+        for datagram in held {
+            let forward = self
+                .handle_client_datagram(&datagram.bytes, datagram.source, Resolution::Lookup)
+                .await;
+            match forward {
+                Forward::To {
+                    offset,
+                    destination,
+                    ..
+                } => {
+                    let payload = datagram.bytes.get(offset..).unwrap_or_default();
+                    if self.outbound.send_to(payload, destination).await.is_ok() {
+                        self.relayed.to_target.0.inc_by(1);
+                        self.relayed.to_target.1.inc_by(payload.len() as u64);
+                        self.relayed_since_touch = true;
+                    }
+                }
+                Forward::Unresolved | Forward::Drop => {}
+                Forward::TearDown => return Next::TearDown,
+            }
+        }
+        self.failed_lookups.clear();
+        Next::Continue
+    }
+
+    async fn handle_client_datagram(
+        &mut self,
+        datagram: &[u8],
+        source: SocketAddr,
+        resolution: Resolution,
+    ) -> Forward {
         const DIRECTION: &str = "client_to_target";
         if source.ip().to_canonical() != self.client_ip
             || self.client_port.is_some_and(|port| port != source.port())
@@ -351,9 +457,13 @@ impl Association<'_> {
         {
             return next.into();
         }
-        let Some(target) = self.resolve(header.address).await else {
-            self.count(DIRECTION, "dropped_policy");
-            return Forward::Drop;
+        let target = match self.resolve(header.address, resolution).await {
+            Resolved::To(target) => target,
+            Resolved::Pending => return Forward::Unresolved,
+            Resolved::Refused => {
+                self.count(DIRECTION, "dropped_policy");
+                return Forward::Drop;
+            }
         };
         let payload = datagram.get(offset..).unwrap_or_default();
         let verdict = self.classify(target, Direction::ClientToServer, payload, true);
@@ -540,7 +650,8 @@ impl Association<'_> {
     }
 
     /// The address to send to: names are checked, resolved (cached) and the address checked.
-    async fn resolve(&mut self, address: AddressRef<'_>) -> Option<SocketAddr> {
+    /// With [`Resolution::Hold`] a name not in the cache is not looked up: `Pending`.
+    async fn resolve(&mut self, address: AddressRef<'_>, resolution: Resolution) -> Resolved {
         let policy = &self.context.runtime.policy;
         let (target, domain) = match address {
             AddressRef::Ip(target) => (target, None),
@@ -554,27 +665,15 @@ impl Association<'_> {
                     Some(target) => target,
                     None => {
                         if let PolicyDecision::Deny(_) = policy.check_domain(name, port) {
-                            return None;
+                            return Resolved::Refused;
                         }
-                        let lookup = tokio::time::timeout(
-                            self.context.runtime.server.connect_timeout,
-                            tokio::net::lookup_host((name, port)),
-                        )
-                        .await
-                        .ok()?
-                        .ok()?;
-                        let mut candidates: Vec<SocketAddr> = lookup.take(4).collect();
-                        candidates.sort_by_key(SocketAddr::is_ipv6);
-                        let target = *candidates.first()?;
-                        if self.names.len() >= MAX_NAMES && !self.names.contains_key(name) {
-                            self.names.clear();
+                        if let Resolution::Hold = resolution {
+                            return Resolved::Pending;
                         }
-                        let ports = self.names.entry(name.to_owned()).or_default();
-                        if ports.len() >= MAX_PORTS_PER_NAME {
-                            ports.clear();
+                        match self.look_up(name, port).await {
+                            Some(target) => target,
+                            None => return Resolved::Refused,
                         }
-                        ports.push((port, target));
-                        target
                     }
                 };
                 (target, Some(name))
@@ -582,10 +681,64 @@ impl Association<'_> {
         };
         let target = SocketAddr::new(target.ip().to_canonical(), target.port());
         match policy.check_address(target, domain) {
-            PolicyDecision::Allow => Some(target),
-            PolicyDecision::Deny(_) => None,
+            PolicyDecision::Allow => Resolved::To(target),
+            PolicyDecision::Deny(_) => Resolved::Refused,
         }
     }
+
+    /// Look `name` up (bounded by `connect_timeout`) and cache its first address, IPv4 first;
+    /// `None` when it has none or the lookup failed (remembered until the held datagrams are
+    /// relayed, so a name is not looked up once per datagram).
+    async fn look_up(&mut self, name: &str, port: u16) -> Option<SocketAddr> {
+        let failed = |(failed, failed_port): &(String, u16)| failed == name && *failed_port == port;
+        if self.failed_lookups.iter().any(failed) {
+            return None;
+        }
+        let lookup = tokio::time::timeout(
+            self.context.runtime.server.connect_timeout,
+            tokio::net::lookup_host((name, port)),
+        )
+        .await;
+        let mut candidates: Vec<SocketAddr> = match lookup {
+            Ok(Ok(addresses)) => addresses.take(4).collect(),
+            Ok(Err(_)) | Err(_) => Vec::new(),
+        };
+        candidates.sort_by_key(SocketAddr::is_ipv6);
+        let Some(&target) = candidates.first() else {
+            if self.failed_lookups.len() < MAX_HELD_DATAGRAMS {
+                self.failed_lookups.push((name.to_owned(), port));
+            }
+            return None;
+        };
+        if self.names.len() >= MAX_NAMES && !self.names.contains_key(name) {
+            self.names.clear();
+        }
+        let ports = self.names.entry(name.to_owned()).or_default();
+        if ports.len() >= MAX_PORTS_PER_NAME {
+            ports.clear();
+        }
+        ports.push((port, target));
+        Some(target)
+    }
+}
+
+/// Whether a name missing from the cache is looked up now or left for later.
+#[derive(Clone, Copy)]
+enum Resolution {
+    /// Inside a receive batch: never wait for a lookup (the datagram is held instead).
+    Hold,
+    /// Outside any batch: look the name up.
+    Lookup,
+}
+
+/// The destination of a client datagram.
+enum Resolved {
+    /// Relay to this address.
+    To(SocketAddr),
+    /// The name is not resolved yet (only with [`Resolution::Hold`]).
+    Pending,
+    /// Refused by policy, or the name has no address.
+    Refused,
 }
 
 /// The outbound socket: dual-stack `[::]:0` when possible, else `0.0.0.0:0`.

@@ -52,6 +52,17 @@ impl DatagramSocket {
         self.socket.try_io(Interest::READABLE, |_| read())
     }
 
+    /// Send one datagram to `destination`, waiting while the socket's buffer is full.
+    pub(super) async fn send_to(&self, bytes: &[u8], destination: SocketAddr) -> io::Result<usize> {
+        loop {
+            match self.socket.get_ref().send_to(bytes, destination) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                result => return result,
+            }
+        }
+    }
+
     /// Wait until the socket's send buffer has room (after a send returned `EAGAIN`), through
     /// a duplicate of the descriptor registered for writing for as long as the wait lasts.
     pub(super) async fn writable(&self) -> io::Result<()> {

@@ -3,15 +3,13 @@
 //! BitTorrent datagram in the middle of a batch must still be dropped while its neighbours pass.
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use crate::harness::socks5::*;
-use crate::harness::wait_until;
 
 /// Client sockets, each with its own association (an association serves one client port).
 const CLIENTS: usize = 4;
@@ -178,7 +176,7 @@ fn a_bittorrent_datagram_inside_a_batch_is_dropped_and_its_neighbours_pass() {
         "a DHT query reached its target"
     );
     // The drops were counted.
-    let metrics = metrics_text(&proxy);
+    let metrics = proxy.metrics();
     let dropped: f64 = metrics
         .lines()
         .filter(|line| {
@@ -187,33 +185,4 @@ fn a_bittorrent_datagram_inside_a_batch_is_dropped_and_its_neighbours_pass() {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(dropped, f64::from(rounds), "{metrics}");
-}
-
-/// The proxy's `/metrics` text (from the admin interface it announced on stderr).
-fn metrics_text(proxy: &Proxy) -> String {
-    let mut admin = None;
-    assert!(
-        wait_until(DEADLINE, || {
-            admin = proxy.stderr.lock().unwrap().iter().find_map(|line| {
-                let rest = line.split("admin interface on ").nth(1)?;
-                rest.split_whitespace().next().map(str::to_owned)
-            });
-            admin.is_some()
-        }),
-        "no admin interface line: {}",
-        proxy.output()
-    );
-    let admin = admin.unwrap_or_default();
-    let address = admin.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = TcpStream::connect(address).expect("connect to the admin interface");
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
 }

@@ -164,6 +164,48 @@ fn bind_refuses_a_connection_from_another_host() {
     assert_eq!(code, 0x02);
 }
 
+/// A burst of datagrams to a name the association has not resolved yet: the first batch holds
+/// them (no receive batch waits for a lookup), then every one is relayed, in order, once the
+/// name is resolved; a datagram by address sent in the same burst is not held back by them.
+#[test]
+fn a_burst_to_an_unresolved_name_is_relayed_whole_and_in_order() {
+    let echo = udp_echo_server("127.0.0.1:0");
+    let proxy = Proxy::start(&[
+        ALLOW_LOOPBACK[0],
+        ALLOW_LOOPBACK[1],
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    let client = udp_client(Duration::from_secs(5));
+    let (_control, relay) = udp_associate(proxy.address, &client);
+    let name = b"localhost";
+    let burst = 24;
+    for index in 0..burst {
+        let mut datagram = vec![0x00, 0x00, 0x00, 0x03, name.len() as u8];
+        datagram.extend_from_slice(name);
+        datagram.extend_from_slice(&echo.port().to_be_bytes());
+        datagram.extend_from_slice(format!("held {index:02}").as_bytes());
+        client.send_to(&datagram, relay).unwrap();
+    }
+    let mut buffer = [0u8; 2048];
+    for index in 0..burst {
+        let (n, _) = client
+            .recv_from(&mut buffer)
+            .unwrap_or_else(|error| panic!("reply {index} of {burst} missing: {error}"));
+        let expected = udp_datagram(0, echo, format!("held {index:02}").as_bytes());
+        assert_eq!(
+            &buffer[..n],
+            expected.as_slice(),
+            "reply {index} out of order"
+        );
+    }
+    let metrics = proxy.metrics();
+    assert!(
+        !metrics.contains("dropped_resolving"),
+        "a burst within the budget is not dropped:\n{metrics}"
+    );
+}
+
 /// Datagrams addressed by name (ATYP 3), in either letter case, to two ports of one name:
 /// each resolved and relayed (the association caches names per port), each reply naming the
 /// address it came from.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{scratch_dir, swarmwall};
+use super::{scratch_dir, swarmwall, wait_until};
 
 /// Argon2id hash of the password "correct horse".
 pub(crate) const HASH_CORRECT_HORSE: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3dhcm13YWxsdGVzdHNhbHQ$tNfK3mWI8lZqu5rLk0J+sqkVGd7RDwYzvJRn+/Lc85g";
@@ -119,6 +119,36 @@ impl Proxy {
     /// Everything written to stderr so far.
     pub(crate) fn output(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// The proxy's `/metrics` text (from the admin interface it announced on stderr; start it
+    /// with `--admin-listen 127.0.0.1:0`).
+    pub(crate) fn metrics(&self) -> String {
+        let mut admin = None;
+        assert!(
+            wait_until(DEADLINE, || {
+                admin = self.stderr.lock().unwrap().iter().find_map(|line| {
+                    let rest = line.split("admin interface on ").nth(1)?;
+                    rest.split_whitespace().next().map(str::to_owned)
+                });
+                admin.is_some()
+            }),
+            "no admin interface line: {}",
+            self.output()
+        );
+        let admin = admin.unwrap_or_default();
+        let address = admin.trim_start_matches("http://").trim_end_matches('/');
+        let mut stream = TcpStream::connect(address).expect("connect to the admin interface");
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response
     }
 }
 

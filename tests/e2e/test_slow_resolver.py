@@ -1,0 +1,141 @@
+"""A resolver that never answers, under a flood of UDP datagrams addressed by name.
+
+Each UDP ASSOCIATE client may address datagrams by name (ATYP 3); a name not yet cached is
+looked up, which a silent resolver stretches to its timeout. Before, each association waiting
+for such a lookup kept its receive batch (32 slots of 64 KiB) with every page its datagrams
+had touched: 1,000 flooding associations grew the proxy by about 490 MiB. Now a waiting
+datagram is held as an exact-size copy within a budget (64 KiB per association, 16 MiB for
+the process) and the rest are dropped and counted (`dropped_resolving`).
+
+The proxy runs in a mount namespace of its own (`unshare -m`) whose /etc/resolv.conf names a
+black-hole resolver on 127.77.0.53 (a socket that reads queries and never answers). Needs root
+(CI and scripts/test.sh run as root).
+"""
+import os
+import shutil
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from _metrics import scrape, value
+from _socks5 import UdpAssociation
+
+BLACK_HOLE = "127.77.0.53"
+FLOODERS = 500
+BURST = 32
+SIZE = 60_000
+# Growth allowed: the 16 MiB budget, the threads of the pending lookups, two receive batches
+# per thread's pool. Before the budget the same flood grew the proxy by about 130 MiB.
+MAX_GROWTH_MIB = 64
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="needs root and unshare(1) for a mount namespace with its own resolv.conf",
+)
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture
+def silent_resolver(tmp_path):
+    """A resolv.conf naming a resolver that reads every query and never answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((BLACK_HOLE, 53))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+    queries = []
+
+    def swallow():
+        while not stop.is_set():
+            try:
+                queries.append(sock.recv(4096))
+            except socket.timeout:
+                continue
+
+    thread = threading.Thread(target=swallow, daemon=True)
+    thread.start()
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(f"nameserver {BLACK_HOLE}\noptions timeout:3 attempts:1\n")
+    yield resolv, queries
+    stop.set()
+    thread.join()
+    sock.close()
+
+
+def test_a_flood_of_datagrams_to_names_that_never_resolve_holds_bounded_memory(
+        start_swarmwall, silent_resolver):
+    resolv, queries = silent_resolver
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo.bind(("127.0.0.1", 0))
+    echo.settimeout(0.2)
+    echo_port = echo.getsockname()[1]
+    stop = threading.Event()
+
+    def echo_back():
+        while not stop.is_set():
+            try:
+                data, source = echo.recvfrom(65535)
+            except socket.timeout:
+                continue
+            echo.sendto(data, source)
+
+    echo_thread = threading.Thread(target=echo_back, daemon=True)
+    echo_thread.start()
+    # The shell execs swarmwall, so the process is the proxy itself; the bind mount lives only
+    # in its namespace.
+    prefix = ["unshare", "-m", "sh", "-c",
+              f'mount --bind {resolv} /etc/resolv.conf && exec "$0" "$@"']
+    node = start_swarmwall("--allow-destination", "127.0.0.0/8", prefix=prefix)
+    proxy = (node.host, node.port)
+    pid = node.proc.pid
+
+    customer = UdpAssociation(proxy, timeout=2)
+    customer.send("127.0.0.1", echo_port, b"before")
+    assert customer.recv() == b"before"
+    flooders = [UdpAssociation(proxy, timeout=2) for _ in range(FLOODERS)]
+    time.sleep(0.5)  # a measurement window: let the proxy settle before the baseline
+    before = rss_mib(pid)
+    filler = bytes(SIZE)
+    for index, flooder in enumerate(flooders):
+        flooder.udp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        for burst in range(BURST):
+            name = f"n{index}-{burst}.flood.test".encode()
+            header = b"\x00\x00\x00\x03" + bytes([len(name)]) + name + struct.pack("!H", 9)
+            try:
+                flooder.udp.sendto(header + filler, flooder.relay)
+            except BlockingIOError:
+                pass
+    peak = before
+    deadline = time.monotonic() + 4
+    customer_rounds = 0
+    while time.monotonic() < deadline:
+        peak = max(peak, rss_mib(pid))
+        # A customer addressing by IP is not held behind the flood.
+        customer.send("127.0.0.1", echo_port, b"during %d" % customer_rounds)
+        assert customer.recv() == b"during %d" % customer_rounds
+        customer_rounds += 1
+        time.sleep(0.05)
+    assert node.proc.poll() is None, node.output()[-2000:]
+    assert queries, "the proxy's lookups reached the silent resolver"
+    growth = peak - before
+    assert growth < MAX_GROWTH_MIB, (
+        f"RSS grew {growth:.0f} MiB ({before:.0f} -> {peak:.0f}) under {FLOODERS} associations "
+        f"flooding names that never resolve")
+    metrics = scrape(node.admin_address)
+    dropped = value(metrics, "swarmwall_udp_datagrams_total", outcome="dropped_resolving")
+    assert dropped > 0, "past the budget, datagrams waiting for a name are dropped and counted"
+    stop.set()
+    echo_thread.join()
+    for flooder in flooders:
+        flooder.close()
+    customer.close()
+    echo.close()
