@@ -9,11 +9,9 @@ use tokio::net::TcpStream;
 
 use super::context::{SessionContext, send_reply};
 use super::enforce;
+use super::lookup::LookupError;
 use super::refusal::Refusal;
-use crate::policy::{DestinationPolicy, PolicyDecision};
-
-/// Most resolved addresses tried for one name.
-const MAX_ADDRESSES: usize = 4;
+use crate::policy::PolicyDecision;
 
 /// Carry out a CONNECT request up to the relay: the target's stream and address once the
 /// client was told `succeeded`, `None` when the request was refused (the client was told why).
@@ -35,7 +33,7 @@ pub(super) async fn establish(
     let started = Instant::now();
     let connected = tokio::time::timeout(
         context.runtime.server.connect_timeout,
-        connect(&context.runtime.policy, destination),
+        connect(context, destination),
     )
     .await
     .unwrap_or_else(|_elapsed| Err(ConnectRefusal::from_reply(Reply::TtlExpired)));
@@ -86,12 +84,11 @@ impl ConnectRefusal {
 /// still sees the real reason (`sessions_refused{reason="policy"}`). A literal address the
 /// policy refuses keeps 0x02 (the client already knows the address; nothing is revealed).
 pub(super) async fn connect(
-    policy: &DestinationPolicy,
+    context: &SessionContext,
     destination: &Address,
 ) -> Result<(TcpStream, SocketAddr), ConnectRefusal> {
-    let (candidates, domain) = resolve(policy, destination)
-        .await
-        .map_err(ConnectRefusal::from_reply)?;
+    let policy = &context.runtime.policy;
+    let (candidates, domain) = resolve(context, destination).await?;
     let policy_refusal = if domain.is_some() {
         ConnectRefusal {
             reply: Reply::HostUnreachable,
@@ -114,27 +111,33 @@ pub(super) async fn connect(
     Err(last)
 }
 
-/// The addresses to try for `destination` (at most [`MAX_ADDRESSES`]) and the name asked
-/// for, if any. Names are checked against the policy before they are resolved.
-pub(super) async fn resolve<'a>(
-    policy: &DestinationPolicy,
+/// The addresses to try for `destination` (at most four) and the name asked for, if any.
+/// Names are checked against the policy before they are resolved; the lookup takes one of the
+/// client's lookup slots (`server/lookup.rs`): without a free one the answer is 0x04 at once.
+async fn resolve<'a>(
+    context: &SessionContext,
     destination: &'a Address,
-) -> Result<(Vec<SocketAddr>, Option<&'a str>), Reply> {
+) -> Result<(Vec<SocketAddr>, Option<&'a str>), ConnectRefusal> {
     match destination {
         Address::Ip(address) => Ok((vec![*address], None)),
         Address::Domain(name, port) => {
-            if let PolicyDecision::Deny(_) = policy.check_domain(name, *port) {
-                return Err(Reply::NotAllowed);
+            if let PolicyDecision::Deny(_) = context.runtime.policy.check_domain(name, *port) {
+                return Err(ConnectRefusal::from_reply(Reply::NotAllowed));
             }
-            let resolved = tokio::net::lookup_host((name.as_str(), *port))
+            let mut candidates = context
+                .shared
+                .lookups
+                .addresses(context.client_key, name, *port)
                 .await
-                .map_err(|_| Reply::HostUnreachable)?;
-            let mut candidates: Vec<SocketAddr> = resolved.take(MAX_ADDRESSES).collect();
+                .map_err(|error| match error {
+                    LookupError::ClientBusy => ConnectRefusal {
+                        reply: Reply::HostUnreachable,
+                        reason: Refusal::LookupLimit,
+                    },
+                    LookupError::NotFound => ConnectRefusal::from_reply(Reply::HostUnreachable),
+                })?;
             // Prefer IPv4 first: hosts often lack a working IPv6 route.
             candidates.sort_by_key(SocketAddr::is_ipv6);
-            if candidates.is_empty() {
-                return Err(Reply::HostUnreachable);
-            }
             Ok((candidates, Some(name.as_str())))
         }
     }

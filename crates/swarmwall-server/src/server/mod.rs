@@ -38,6 +38,7 @@ pub mod fd_reserve;
 mod idle;
 mod limits;
 mod listener;
+mod lookup;
 mod refusal;
 mod relay;
 mod reload;
@@ -252,6 +253,8 @@ pub(crate) struct Shared {
     pub(crate) handshakes: limits::SourceHandshakes,
     /// UDP datagrams held while their destination names resolve, all associations together.
     pub(crate) held_datagrams: limits::HeldDatagramBytes,
+    /// Name lookups running, per client and in total.
+    pub(crate) lookups: lookup::Lookups,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     /// The relayed byte counters (`swarmwall_bytes_total` by direction), the same for every
@@ -431,6 +434,7 @@ impl Server {
             account_sessions: limits::AccountSessions::default(),
             handshakes: limits::SourceHandshakes::default(),
             held_datagrams: limits::HeldDatagramBytes::default(),
+            lookups: lookup::Lookups::default(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             relay_bytes,

@@ -694,13 +694,17 @@ impl Association<'_> {
         if self.failed_lookups.iter().any(failed) {
             return None;
         }
+        let context = self.context;
         let lookup = tokio::time::timeout(
-            self.context.runtime.server.connect_timeout,
-            tokio::net::lookup_host((name, port)),
+            context.runtime.server.connect_timeout,
+            context
+                .shared
+                .lookups
+                .addresses(context.client_key, name, port),
         )
         .await;
-        let mut candidates: Vec<SocketAddr> = match lookup {
-            Ok(Ok(addresses)) => addresses.take(4).collect(),
+        let mut candidates = match lookup {
+            Ok(Ok(addresses)) => addresses,
             Ok(Err(_)) | Err(_) => Vec::new(),
         };
         candidates.sort_by_key(SocketAddr::is_ipv6);
