@@ -3,6 +3,7 @@
 //! their destination names resolve. The global session limit is a semaphore in the listener.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,52 +53,87 @@ impl Drop for HeldBytes<'_> {
     }
 }
 
-/// Connections still in the handshake per client network (IPv4 address, IPv6 /64). Entries
-/// are removed when their count drops to zero.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct SourceHandshakes {
-    counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
+/// Slots counted per key, at most a limit per key at once. A key's entry is removed when its
+/// count drops to zero, so the map holds only keys with a slot taken.
+#[derive(Debug)]
+pub(crate) struct CountedSlots<K: Eq + Hash> {
+    counts: Arc<Mutex<HashMap<K, u32>>>,
 }
 
-/// Held while a connection is in its handshake; releases its slot on drop.
+/// A slot of a [`CountedSlots`]; released on drop.
 #[derive(Debug)]
-pub(crate) struct HandshakeSlot {
-    counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
-    network: IpAddr,
+pub(crate) struct CountedSlot<K: Eq + Hash> {
+    counts: Arc<Mutex<HashMap<K, u32>>>,
+    key: K,
 }
+
+impl<K: Eq + Hash> Default for CountedSlots<K> {
+    fn default() -> Self {
+        Self {
+            counts: Arc::default(),
+        }
+    }
+}
+
+impl<K: Eq + Hash> Clone for CountedSlots<K> {
+    fn clone(&self) -> Self {
+        Self {
+            counts: Arc::clone(&self.counts),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> CountedSlots<K> {
+    /// Take a slot for `key`, or `None` when it already holds `limit` (0 = no limit).
+    pub(crate) fn acquire(&self, key: K, limit: u32) -> Option<CountedSlot<K>> {
+        let mut counts = lock(&self.counts);
+        let count = counts.entry(key.clone()).or_insert(0);
+        if limit != 0 && *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(CountedSlot {
+            counts: Arc::clone(&self.counts),
+            key,
+        })
+    }
+
+    /// Keys with a slot taken.
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> usize {
+        lock(&self.counts).len()
+    }
+}
+
+impl<K: Eq + Hash> Drop for CountedSlot<K> {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.counts);
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+fn lock<K>(counts: &Mutex<HashMap<K, u32>>) -> std::sync::MutexGuard<'_, HashMap<K, u32>> {
+    counts.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// Connections still in the handshake per client network (IPv4 address, IPv6 /64).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SourceHandshakes {
+    slots: CountedSlots<IpAddr>,
+}
+
+/// Held while a connection is in its handshake.
+pub(crate) type HandshakeSlot = CountedSlot<IpAddr>;
 
 impl SourceHandshakes {
     /// Take a handshake slot for `client`'s network, or `None` when it already holds `limit`.
     pub(crate) fn acquire(&self, client: IpAddr, limit: u32) -> Option<HandshakeSlot> {
-        let network = source_network(client);
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let count = counts.entry(network).or_insert(0);
-        if *count >= limit {
-            return None;
-        }
-        *count += 1;
-        Some(HandshakeSlot {
-            counts: Arc::clone(&self.counts),
-            network,
-        })
-    }
-}
-
-impl Drop for HandshakeSlot {
-    fn drop(&mut self) {
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if let Some(count) = counts.get_mut(&self.network) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&self.network);
-            }
-        }
+        self.slots.acquire(source_network(client), limit.max(1))
     }
 }
 
@@ -112,51 +148,19 @@ fn source_network(client: IpAddr) -> IpAddr {
     }
 }
 
-/// Open sessions per account. Entries are removed when their count drops to zero, so the
-/// map holds at most one entry per account with an open session.
+/// Open sessions per account: at most one map entry per account with an open session.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct AccountSessions {
-    counts: Arc<Mutex<HashMap<String, u32>>>,
+    slots: CountedSlots<String>,
 }
 
-/// Held for the life of a session; releases its slot on drop.
-#[derive(Debug)]
-pub(crate) struct AccountSlot {
-    counts: Arc<Mutex<HashMap<String, u32>>>,
-    account: String,
-}
+/// Held for the life of a session.
+pub(crate) type AccountSlot = CountedSlot<String>;
 
 impl AccountSessions {
     /// Take a slot for `account`, or `None` when it already has `limit` sessions (0 = none).
     pub(crate) fn acquire(&self, account: &str, limit: u32) -> Option<AccountSlot> {
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let count = counts.entry(account.to_owned()).or_insert(0);
-        if limit != 0 && *count >= limit {
-            return None;
-        }
-        *count += 1;
-        Some(AccountSlot {
-            counts: Arc::clone(&self.counts),
-            account: account.to_owned(),
-        })
-    }
-}
-
-impl Drop for AccountSlot {
-    fn drop(&mut self) {
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if let Some(count) = counts.get_mut(&self.account) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&self.account);
-            }
-        }
+        self.slots.acquire(account.to_owned(), limit)
     }
 }
 
@@ -226,10 +230,6 @@ mod tests {
         );
         drop(first);
         assert!(handshakes.acquire(a, 2).is_some());
-        assert_eq!(
-            handshakes.counts.lock().unwrap().len(),
-            2,
-            "empty entries are removed"
-        );
+        assert_eq!(handshakes.slots.keys(), 2, "empty entries are removed");
     }
 }

@@ -10,12 +10,13 @@
 //! accounts; past it the lookup fails at once) and one of [`LOOKUPS_IN_FLIGHT_MAX`] for the
 //! process (past it the lookup waits, within the caller's timeout).
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use swarmwall_core::classify::ClientKey;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::limits::CountedSlots;
 
 /// Lookups running at once in the whole process (well below a runtime's 512 blocking
 /// threads, which logins need too).
@@ -38,35 +39,14 @@ pub(crate) enum LookupError {
 #[derive(Debug)]
 pub(crate) struct Lookups {
     in_flight: Arc<Semaphore>,
-    per_client: Arc<Mutex<HashMap<ClientKey, u32>>>,
+    per_client: CountedSlots<ClientKey>,
 }
 
 impl Default for Lookups {
     fn default() -> Self {
         Self {
             in_flight: Arc::new(Semaphore::new(LOOKUPS_IN_FLIGHT_MAX)),
-            per_client: Arc::default(),
-        }
-    }
-}
-
-/// A client's lookup slot; released on drop.
-struct ClientSlot {
-    per_client: Arc<Mutex<HashMap<ClientKey, u32>>>,
-    client: ClientKey,
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut counts = self
-            .per_client
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if let Some(count) = counts.get_mut(&self.client) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&self.client);
-            }
+            per_client: CountedSlots::default(),
         }
     }
 }
@@ -80,7 +60,10 @@ impl Lookups {
         name: &str,
         port: u16,
     ) -> Result<Vec<SocketAddr>, LookupError> {
-        let client_slot = self.client_slot(client)?;
+        let client_slot = self
+            .per_client
+            .acquire(client, LOOKUPS_PER_CLIENT_MAX)
+            .ok_or(LookupError::ClientBusy)?;
         let permit: OwnedSemaphorePermit = Arc::clone(&self.in_flight)
             .acquire_owned()
             .await
@@ -96,22 +79,6 @@ impl Lookups {
             Ok(Ok(addresses)) if !addresses.is_empty() => Ok(addresses),
             _ => Err(LookupError::NotFound),
         }
-    }
-
-    fn client_slot(&self, client: ClientKey) -> Result<ClientSlot, LookupError> {
-        let mut counts = self
-            .per_client
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let count = counts.entry(client).or_insert(0);
-        if *count >= LOOKUPS_PER_CLIENT_MAX {
-            return Err(LookupError::ClientBusy);
-        }
-        *count += 1;
-        Ok(ClientSlot {
-            per_client: Arc::clone(&self.per_client),
-            client,
-        })
     }
 
     /// Lookups running now (all clients).
@@ -130,7 +97,12 @@ mod tests {
         let lookups = Lookups::default();
         let busy = ClientKey(1);
         let slots: Vec<_> = (0..LOOKUPS_PER_CLIENT_MAX)
-            .map(|_| lookups.client_slot(busy).expect("within the share"))
+            .map(|_| {
+                lookups
+                    .per_client
+                    .acquire(busy, LOOKUPS_PER_CLIENT_MAX)
+                    .expect("within the share")
+            })
             .collect();
         assert_eq!(
             lookups.addresses(busy, "localhost", 80).await,
@@ -142,7 +114,7 @@ mod tests {
         drop(slots);
         assert!(lookups.addresses(busy, "localhost", 80).await.is_ok());
         assert_eq!(lookups.running(), 0);
-        assert!(lookups.per_client.lock().unwrap().is_empty());
+        assert_eq!(lookups.per_client.keys(), 0);
     }
 
     #[tokio::test]
