@@ -9,7 +9,6 @@ use tokio::net::TcpStream;
 
 use super::context::{SessionContext, send_reply};
 use super::enforce;
-use super::lookup::LookupError;
 use super::refusal::Refusal;
 use crate::policy::PolicyDecision;
 
@@ -112,8 +111,8 @@ pub(super) async fn connect(
 }
 
 /// The addresses to try for `destination` (at most four) and the name asked for, if any.
-/// Names are checked against the policy before they are resolved; the lookup takes one of the
-/// client's lookup slots (`server/lookup.rs`): without a free one the answer is 0x04 at once.
+/// Names are checked against the policy before they are resolved; the lookup waits for one of
+/// the client's lookup permits (`server/lookup.rs`) within `connect_timeout`.
 async fn resolve<'a>(
     context: &SessionContext,
     destination: &'a Address,
@@ -129,13 +128,7 @@ async fn resolve<'a>(
                 .lookups
                 .addresses(context.client_key, name, *port)
                 .await
-                .map_err(|error| match error {
-                    LookupError::ClientBusy => ConnectRefusal {
-                        reply: Reply::HostUnreachable,
-                        reason: Refusal::LookupLimit,
-                    },
-                    LookupError::NotFound => ConnectRefusal::from_reply(Reply::HostUnreachable),
-                })?;
+                .map_err(|_not_found| ConnectRefusal::from_reply(Reply::HostUnreachable))?;
             // Prefer IPv4 first: hosts often lack a working IPv6 route.
             candidates.sort_by_key(SocketAddr::is_ipv6);
             Ok((candidates, Some(name.as_str())))

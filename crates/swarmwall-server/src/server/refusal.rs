@@ -32,8 +32,6 @@ pub(crate) enum Refusal {
     BittorrentDestination,
     /// The destination policy refused the request.
     Policy,
-    /// The client already had its share of name lookups running (answered 0x04).
-    LookupLimit,
     /// The outbound connection failed with this SOCKS5 reply.
     Connect(Reply),
     /// BIND or UDP ASSOCIATE could not bind its socket.
@@ -74,7 +72,6 @@ impl Refusal {
             Self::Suspended => "suspended",
             Self::BittorrentDestination => "bittorrent_destination",
             Self::Policy => "policy",
-            Self::LookupLimit => "lookup_limit",
             Self::Connect(
                 reply @ (Reply::HostUnreachable
                 | Reply::NetworkUnreachable
@@ -125,7 +122,6 @@ mod tests {
             (Refusal::AccountLimit, "account_limit"),
             (Refusal::Suspended, "suspended"),
             (Refusal::BittorrentDestination, "bittorrent_destination"),
-            (Refusal::LookupLimit, "lookup_limit"),
             (Refusal::from_reply(Reply::NotAllowed), "policy"),
             (
                 Refusal::from_reply(Reply::HostUnreachable),
