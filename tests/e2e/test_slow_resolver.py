@@ -19,6 +19,7 @@ black-hole resolver on 127.77.0.53 (a socket that reads queries and never answer
 (CI and scripts/test.sh run as root).
 """
 import os
+import resource
 import shutil
 import socket
 import struct
@@ -44,6 +45,17 @@ pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None,
     reason="needs root and unshare(1) for a mount namespace with its own resolv.conf",
 )
+
+
+@pytest.fixture(autouse=True)
+def enough_descriptors():
+    """The floods open over a thousand sockets in this process: raise the soft limit (up to the
+    hard one) for the test, and put it back after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def rss_mib(pid):
