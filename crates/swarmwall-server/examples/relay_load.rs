@@ -179,6 +179,17 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
+/// The exit status of a measurement mode (its error on stderr).
+fn finish(result: std::io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("relay_load: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let options = match parse_options() {
         Ok(options) => options,
@@ -188,50 +199,32 @@ fn main() -> ExitCode {
         }
     };
     if let Some(size) = options.pingpong {
-        return match pingpong(
+        return finish(pingpong(
             options.proxy,
             options.login.as_deref(),
             size,
             options.rounds,
             options.peer_core,
-        ) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("relay_load: {error}");
-                ExitCode::FAILURE
-            }
-        };
+        ));
     }
     if let Some(size) = options.udp {
-        return match udp_round_trips(
+        return finish(udp_round_trips(
             options.proxy,
             options.login.as_deref(),
             size,
             options.window,
             options.seconds,
             options.peer_core,
-        ) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("relay_load: {error}");
-                ExitCode::FAILURE
-            }
-        };
+        ));
     }
     if let Some(streams) = options.streams {
-        return match throughput(
+        return finish(throughput(
             options.proxy,
             options.login.as_deref(),
             streams,
             options.seconds,
             options.peer_core,
-        ) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("relay_load: {error}");
-                ExitCode::FAILURE
-            }
-        };
+        ));
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -106,7 +106,6 @@ pub(super) async fn run(context: &SessionContext, mut control: TcpStream, reques
         relayed_since_touch: false,
         batch_received: Instant::now(),
         held: Vec::new(),
-        held_bytes: 0,
         failed_lookups: Vec::new(),
         outbound_v6,
         relayed: RelayedCounters::new(context),
@@ -155,8 +154,6 @@ struct Association<'a> {
     /// Datagrams waiting for their destination names to resolve, in arrival order: a lookup
     /// never runs while a receive batch (32 slots of 64 KiB) is held.
     held: Vec<HeldDatagram<'a>>,
-    /// Bytes in `held` (at most [`MAX_HELD_BYTES`]).
-    held_bytes: usize,
     /// Names and ports whose lookup failed while relaying the held datagrams (each is looked
     /// up once per round, not once per datagram).
     failed_lookups: Vec<(String, u16)>,
@@ -362,8 +359,9 @@ impl Association<'_> {
     /// Keep an exact-size copy of a datagram whose destination name is being resolved, within
     /// the association's and the process's budgets; past either it is dropped and counted.
     fn hold(&mut self, datagram: &[u8], source: SocketAddr) {
-        let fits = self.held.len() < MAX_HELD_DATAGRAMS
-            && self.held_bytes + datagram.len() <= MAX_HELD_BYTES;
+        let held_bytes: usize = self.held.iter().map(|held| held.bytes.len()).sum();
+        let fits =
+            self.held.len() < MAX_HELD_DATAGRAMS && held_bytes + datagram.len() <= MAX_HELD_BYTES;
         let reserved = fits
             .then(|| {
                 self.context
@@ -376,7 +374,6 @@ impl Association<'_> {
             self.count("client_to_target", "dropped_resolving");
             return;
         };
-        self.held_bytes += datagram.len();
         self.held.push(HeldDatagram {
             bytes: datagram.into(),
             source,
@@ -389,8 +386,6 @@ impl Association<'_> {
     /// any other and out of the outbound socket on its own.
     async fn relay_held(&mut self) -> Next {
         let held = std::mem::take(&mut self.held);
-        self.held_bytes = 0;
-        self.failed_lookups.clear();
         for datagram in held {
             let forward = self
                 .handle_client_datagram(&datagram.bytes, datagram.source, Resolution::Lookup)
